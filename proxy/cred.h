@@ -1,0 +1,36 @@
+/*
+ * cred: the secrets that get injected. Renders each credential's
+ * Authorization header once, at load time, so the hot path only copies a
+ * pointer; wipes every rendered byte on free.
+ *
+ * Layer 2, pure. Never logs, never returns a secret except through
+ * cred_header(), whose result goes only into the upstream request toward
+ * the credential's own mapped site.
+ */
+#ifndef CREDPROXY_CRED_H
+#define CREDPROXY_CRED_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct cred;
+
+/* Render from c (borrowed). Basic: base64(email ":" secret); bearer: the secret. */
+struct cred *cred_new(const struct config_credential *c);
+/* Zeroes the rendered header, then frees. NULL is a no-op. */
+void cred_free(struct cred *cr);
+
+/* "Authorization: Basic dXNlcjp0b2tlbg==" — a complete header line for curl_slist. */
+const char *cred_header(const struct cred *cr);
+/* Just the value: "Basic dXNlcjp0b2tlbg==". */
+const char *cred_header_value(const struct cred *cr);
+const char *cred_name(const struct cred *cr);
+
+/*
+ * Scrub: returns true when buf[0..len) contains the rendered header value
+ * or the raw secret of c. Used by tests and by the log self-check.
+ */
+int cred_appears_in(const struct cred *cr, const char *buf, size_t len);
+
+#endif
