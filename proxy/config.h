@@ -32,6 +32,7 @@
 #define CONFIG_MAX_CLIENTS 256
 #define CONFIG_MAX_SECRET_LEN 8192
 #define CONFIG_MAX_WORKERS 64
+#define CONFIG_MAX_CONNECT_TO 64       /* upstream.connect_to entries */
 
 /* Where a value came from, for messages ("conf.yaml:12:5"). line/col are 1-based. */
 struct config_pos {

@@ -16,10 +16,24 @@
 
 struct cred;
 
-/* Render from c (borrowed). Basic: base64(email ":" secret); bearer: the secret. */
+/*
+ * Render from c (borrowed; the cred keeps its own copies). Basic:
+ * base64(email ":" secret); bearer: the secret. Returns NULL when c cannot
+ * be rendered safely: no secret, an empty secret, a basic credential
+ * without an email, or a bearer secret holding control bytes (CR/LF would
+ * split the header).
+ */
 struct cred *cred_new(const struct config_credential *c);
 /* Zeroes the rendered header, then frees. NULL is a no-op. */
 void cred_free(struct cred *cr);
+/*
+ * Zero every secret byte the cred holds (rendered header, raw secret, base64
+ * form) now, keeping the object valid: afterwards cred_header() and
+ * cred_header_value() return "" and cred_appears_in() finds nothing.
+ * cred_free() calls it; tests call it to observe the wipe without reading
+ * freed memory. NULL is a no-op.
+ */
+void cred_wipe(struct cred *cr);
 
 /* "Authorization: Basic dXNlcjp0b2tlbg==" — a complete header line for curl_slist. */
 const char *cred_header(const struct cred *cr);
