@@ -1,35 +1,355 @@
-/* admin: placeholder; replaced by the real implementation. */
+/*
+ * admin: /healthz, /readyz and /metrics over evhttp on the control loop,
+ * and `credproxy healthcheck`, which asks /readyz with a blocking libcurl
+ * GET.
+ *
+ * Every handler runs on the control loop, the same thread that swaps the
+ * config on reload, so the config borrowed from src->current_config() stays
+ * valid for the whole handler. Never serves a secret: readiness reasons name
+ * credentials, never their tokens.
+ */
 #include "admin.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
 #include "util.h"
+
+/* Limits of the admin listener: requests are tiny GETs. */
+#define ADMIN_MAX_HEADERS_SIZE 8192
+#define ADMIN_MAX_BODY_SIZE 0
+#define ADMIN_TIMEOUT_SECS 10
+#define ADMIN_UNIX_BACKLOG 64
+#define ADMIN_MAX_REASON 512
+/* healthcheck: the whole exchange is bounded, and so is the body we keep. */
+#define ADMIN_HEALTHCHECK_TIMEOUT_MS 2000
+#define ADMIN_HEALTHCHECK_MAX_BODY 4096
+
+struct admin {
+    struct evhttp *http;
+    struct admin_source src;
+    char *unix_path; /* unlinked on free; NULL for TCP */
+};
+
+static void admin_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                        struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+static void admin_reply_text(struct evhttp_request *req, int code, const char *reason,
+                             const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    evbuffer_add_printf(b, "%s\n", text);
+    admin_reply(req, code, reason, "text/plain; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
+static void admin_handle_readyz(struct admin *a, struct evhttp_request *req)
+{
+    char reason[ADMIN_MAX_REASON];
+    const struct config *cfg = a->src.current_config ? a->src.current_config(a->src.arg) : NULL;
+
+    if (!cfg) {
+        admin_reply_text(req, 503, "Service Unavailable", "no configuration loaded");
+        return;
+    }
+    if (a->src.listening && !a->src.listening(a->src.arg)) {
+        admin_reply_text(req, 503, "Service Unavailable", "not listening");
+        return;
+    }
+    if (admin_ready_reason(cfg, util_wall_time(), reason, sizeof(reason)) != 0) {
+        admin_reply_text(req, 503, "Service Unavailable", reason);
+        return;
+    }
+    admin_reply_text(req, HTTP_OK, "OK", "ready");
+}
+
+static void admin_handle_metrics(struct admin *a, struct evhttp_request *req)
+{
+    struct ratelimit_stats st;
+    struct evbuffer *b = evbuffer_new();
+    const struct config *cfg = a->src.current_config ? a->src.current_config(a->src.arg) : NULL;
+
+    if (!b) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    if (a->src.ratelimit)
+        ratelimit_get_stats(a->src.ratelimit, &st);
+    metrics_render(a->src.metrics, cfg, a->src.ratelimit ? &st : NULL, b);
+    admin_reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
+static void admin_handle(struct evhttp_request *req, void *arg)
+{
+    struct admin *a = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+    if (!path || !*path)
+        path = "/";
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        admin_reply_text(req, 405, "Method Not Allowed", "method not allowed: use GET");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0)
+        admin_reply_text(req, HTTP_OK, "OK", "ok");
+    else if (strcmp(path, "/readyz") == 0)
+        admin_handle_readyz(a, req);
+    else if (strcmp(path, "/metrics") == 0)
+        admin_handle_metrics(a, req);
+    else
+        admin_reply_text(req, HTTP_NOTFOUND, "Not Found",
+                         "not found: the admin listener serves /healthz, /readyz and /metrics");
+}
+
+/* A listening unix socket at path (a stale socket file is replaced). -1 with *err. */
+static evutil_socket_t admin_bind_unix(const char *path, char **err)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    evutil_socket_t fd;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        *err = xasprintf("admin: unix socket path too long (at most %zu bytes): %s",
+                         sizeof(sun.sun_path) - 1, path);
+        return -1;
+    }
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            *err = xasprintf("admin: %s exists and is not a socket; refusing to replace it", path);
+            return -1;
+        }
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = xasprintf("admin: socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+        listen(fd, ADMIN_UNIX_BACKLOG) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+        *err = xasprintf("admin: cannot listen on unix:%s: %s", path, strerror(errno));
+        evutil_closesocket(fd);
+        return -1;
+    }
+    return fd;
+}
 
 struct admin *admin_start(struct event_base *base, const struct config_listen *addr,
                           const struct admin_source *src, char **err)
 {
-    (void)base;
-    (void)addr;
-    (void)src;
-    *err = xstrdup("admin: not built yet");
+    struct admin *a = xcalloc(1, sizeof(*a));
+
+    *err = NULL;
+    a->src = *src;
+    a->http = evhttp_new(base);
+    if (!a->http) {
+        *err = xstrdup("admin: evhttp_new failed");
+        goto fail;
+    }
+    evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS_SIZE);
+    evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY_SIZE);
+    evhttp_set_timeout(a->http, ADMIN_TIMEOUT_SECS);
+    /* Accept every method so that the handler, not evhttp, answers 405 with Allow. */
+    evhttp_set_allowed_methods(
+        a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(a->http, admin_handle, a);
+
+    if (addr->kind == CONFIG_LISTEN_UNIX) {
+        evutil_socket_t fd = admin_bind_unix(addr->path, err);
+        if (fd < 0)
+            goto fail;
+        if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+            evutil_closesocket(fd);
+            *err = xasprintf("admin: cannot serve unix:%s", addr->path);
+            goto fail;
+        }
+        a->unix_path = xstrdup(addr->path);
+        log_info("admin listening on unix:%s", addr->path);
+    } else {
+        struct evhttp_bound_socket *bs =
+            evhttp_bind_socket_with_handle(a->http, addr->host, (ev_uint16_t)addr->port);
+        if (!bs) {
+            *err = xasprintf("admin: cannot listen on %s: %s", addr->text ? addr->text : addr->host,
+                             strerror(errno));
+            goto fail;
+        }
+        log_info("admin listening on %s", addr->text ? addr->text : addr->host);
+    }
+    return a;
+fail:
+    admin_free(a);
     return NULL;
 }
 
 void admin_free(struct admin *a)
 {
-    (void)a;
+    if (!a)
+        return;
+    if (a->http)
+        evhttp_free(a->http);
+    if (a->unix_path) {
+        unlink(a->unix_path);
+        free(a->unix_path);
+    }
+    free(a);
+}
+
+static void admin_format_date(int64_t t, char *buf, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || strftime(buf, cap, "%Y-%m-%d", &tm) == 0)
+        snprintf(buf, cap, "@%lld", (long long)t);
 }
 
 int admin_ready_reason(const struct config *cfg, int64_t now, char *buf, size_t cap)
 {
-    (void)cfg;
-    (void)now;
-    snprintf(buf, cap, "ok");
+    char date[32];
+    if (!cfg) {
+        snprintf(buf, cap, "no configuration loaded");
+        return -1;
+    }
+    if (cfg->ncredentials == 0) {
+        snprintf(buf, cap, "no credentials configured");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        const struct config_credential *c = &cfg->credentials[i];
+        const char *name = c->name ? c->name : "?";
+        if (!c->secret || !*c->secret) {
+            snprintf(buf, cap, "credential '%s' has no secret loaded", name);
+            return -1;
+        }
+        if (c->expires && now >= c->expires) {
+            admin_format_date(c->expires, date, sizeof(date));
+            snprintf(buf, cap, "credential '%s' expired on %s", name, date);
+            return -1;
+        }
+    }
+    snprintf(buf, cap, "ready");
     return 0;
+}
+
+struct admin_body {
+    char buf[ADMIN_HEALTHCHECK_MAX_BODY + 1];
+    size_t len;
+};
+
+static size_t admin_body_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    struct admin_body *b = arg;
+    size_t n = size * nmemb, take = n;
+    if (take > ADMIN_HEALTHCHECK_MAX_BODY - b->len)
+        take = ADMIN_HEALTHCHECK_MAX_BODY - b->len;
+    memcpy(b->buf + b->len, ptr, take);
+    b->len += take;
+    b->buf[b->len] = '\0';
+    return n; /* the rest is dropped, not an error */
+}
+
+/* The URL that reaches the admin listener from this host (wildcards become loopback). */
+static char *admin_url(const struct config_listen *l)
+{
+    const char *host = l->host ? l->host : "127.0.0.1";
+    if (l->kind == CONFIG_LISTEN_UNIX)
+        return xstrdup("http://localhost/readyz");
+    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0)
+        host = "127.0.0.1";
+    else if (strcmp(host, "::") == 0)
+        host = "::1";
+    if (strchr(host, ':'))
+        return xasprintf("http://[%s]:%d/readyz", host, l->port);
+    return xasprintf("http://%s:%d/readyz", host, l->port);
 }
 
 int admin_healthcheck(const struct config *cfg)
 {
-    (void)cfg;
-    return 1;
+    struct admin_body body;
+    char errbuf[CURL_ERROR_SIZE];
+    long status = 0;
+    CURLcode rc;
+    CURL *h;
+    char *url;
+    int ret = 1;
+
+    if (!cfg || !cfg->admin) {
+        fprintf(stderr, "credproxy: healthcheck needs `admin:` in the configuration\n");
+        return 1;
+    }
+    h = curl_easy_init();
+    if (!h) {
+        fprintf(stderr, "credproxy: healthcheck: libcurl failed to initialise\n");
+        return 1;
+    }
+    url = admin_url(cfg->admin);
+    memset(&body, 0, sizeof(body));
+    errbuf[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    if (cfg->admin->kind == CONFIG_LISTEN_UNIX)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, cfg->admin->path);
+    /* Never through a proxy from the environment: the admin listener is local. */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, admin_body_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "credproxy-healthcheck/" CREDPROXY_VERSION);
+
+    rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "credproxy: healthcheck: cannot reach %s: %s\n", url,
+                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        goto out;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    /* One line of the body is enough: it is the reason; strip the newline. */
+    body.buf[strcspn(body.buf, "\r\n")] = '\0';
+    if (status == 200) {
+        printf("%s\n", body.buf[0] ? body.buf : "ready");
+        ret = 0;
+    } else {
+        fprintf(stderr, "credproxy: healthcheck: not ready: %s answered %ld: %s\n", url, status,
+                body.buf[0] ? body.buf : "(no reason given)");
+    }
+out:
+    curl_easy_cleanup(h);
+    free(url);
+    return ret;
 }

@@ -11,11 +11,19 @@
 #define CREDPROXY_METRICS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 
 #define METRICS_MAX_SERIES 4096
+/* Past METRICS_MAX_SERIES, folded client="other" series may add at most this many more;
+ * past that every request lands in one catch-all series (all labels "other"). */
+#define METRICS_MAX_OTHER_SERIES 512
+/* Histogram series (one per site label); past this, site="other". */
+#define METRICS_MAX_HIST_SITES 512
+/* Longest label value kept (longer ones are cut); names are short, this bounds memory. */
+#define METRICS_MAX_LABEL_LEN 256
 
 struct metrics;
 struct evbuffer;
@@ -33,11 +41,14 @@ void metrics_config_reload(struct metrics *m, bool ok);
 /* Gauges filled at render time: active client connections. */
 void metrics_client_connections(struct metrics *m, int delta);
 
+/* Number of credproxy_requests_total label sets held now (for tests and self-checks). */
+size_t metrics_series_count(struct metrics *m);
+
 /*
  * Render everything in Prometheus text format into out. cfg (borrowed) gives
  * credential expiry; rl (may be NULL) gives the rate-limit counters.
  */
-void metrics_render(struct metrics *m, const struct config *cfg,
-                    const struct ratelimit_stats *rl, struct evbuffer *out);
+void metrics_render(struct metrics *m, const struct config *cfg, const struct ratelimit_stats *rl,
+                    struct evbuffer *out);
 
 #endif

@@ -50,31 +50,58 @@ struct ratelimit *ratelimit_new(const struct config *cfg, struct event_base *con
                                 char **err);
 /* Apply a new config's credentials, clients and policy (reload). Keeps bucket levels by name. */
 void ratelimit_configure(struct ratelimit *rl, const struct config *cfg);
-/* Cancels every wait (their callbacks fire with admitted = false), frees. NULL is a no-op. */
+/*
+ * Cancels every wait (their callbacks fire with admitted = false on their own
+ * loops, which must still run or be drained later; the limiter's memory
+ * lives until the last of them has run), frees. Call on the control loop's
+ * thread. NULL is a no-op.
+ */
 void ratelimit_free(struct ratelimit *rl);
 
 /*
  * Ask for one request's token for credential `cred` and client `client`
- * (NULL = anonymous). `now_ms` is util_now_ms() (injected for tests).
- * RATELIMIT_QUEUED sets *wait (cancel with ratelimit_cancel if the client goes away).
+ * (NULL = anonymous; any other string is a fairness lane, and a configured
+ * client id with a rate_limit also gets its own bucket). `now_ms` is
+ * util_now_ms() (injected for tests). Must be called on `base`'s loop.
+ * RATELIMIT_QUEUED sets *wait (cancel with ratelimit_cancel if the client
+ * goes away). With a Redis store every decision is QUEUED (the answer comes
+ * from Redis on the callback), in reject mode too: then the callback says
+ * admitted = false at once when the shared budget is empty. Without a
+ * control loop (control_base NULL) or without cb/wait, a request that would
+ * wait is REJECTed instead. *retry_after_ms is >= 1 on REJECT; see
+ * ratelimit_retry_after_seconds for the header value.
  */
 enum ratelimit_result ratelimit_acquire(struct ratelimit *rl, struct event_base *base,
                                         const char *cred, const char *client, int64_t now_ms,
                                         int64_t *retry_after_ms, ratelimit_cb cb, void *arg,
                                         struct ratelimit_wait **wait);
-/* Leave the queue without a callback. Must be called on the loop that queued. */
+/*
+ * Leave the queue without a callback and free w. Must be called on the loop
+ * that queued, before the callback has run. A wait already granted from the
+ * local buckets (its callback pending) gives its tokens back.
+ */
 void ratelimit_cancel(struct ratelimit_wait *w);
 
 /*
  * An upstream response for credential `cred`: status plus the raw values of
  * Retry-After, X-RateLimit-Reset, X-RateLimit-Remaining and
  * X-RateLimit-NearLimit (each NULL when absent). A 429/503 with a wait
- * pauses the credential's bucket until then.
+ * pauses the credential's bucket until then (Retry-After: seconds or an
+ * HTTP-date; else X-RateLimit-Reset: ISO 8601 with or without seconds; a
+ * 429 with neither pauses RL_DEFAULT_UPSTREAM_PAUSE_MS; garbage values are
+ * ignored; at most RL_MAX_PAUSE_MS). On other responses,
+ * X-RateLimit-Remaining: 0 drops the saved burst to nothing and
+ * X-RateLimit-NearLimit: true to at most one token: traffic continues at
+ * the steady rate, never paused by these two alone. With a Redis store the
+ * pause and the cap are shared with every replica. Any thread.
  */
 void ratelimit_upstream_response(struct ratelimit *rl, const char *cred, int status,
                                  const char *retry_after, const char *reset,
                                  const char *remaining, const char *near_limit, int64_t now_ms);
 
 void ratelimit_get_stats(struct ratelimit *rl, struct ratelimit_stats *out);
+
+/* Retry-After header value for a retry_after_ms: whole seconds, rounded up, at least 1. */
+int64_t ratelimit_retry_after_seconds(int64_t retry_after_ms);
 
 #endif

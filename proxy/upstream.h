@@ -44,6 +44,12 @@ enum upstream_result {
 #define UPSTREAM_PAUSE (-2)                 /* on_body: stop pushing until resumed */
 #define UPSTREAM_ABORT (-1)                 /* on_head/on_body: abort the exchange */
 #define UPSTREAM_MAX_RESPONSE_HEADERS 200
+/* Bytes of response head lines (1xx interim heads included) before the exchange fails PROTOCOL. */
+#define UPSTREAM_MAX_RESPONSE_HEAD_BYTES (64 * 1024)
+/* Connections per upstream host (h2 multiplexes on one; h1 queues past this). */
+#define UPSTREAM_MAX_HOST_CONNECTIONS 8
+/* Idle connections kept in one worker's pool. */
+#define UPSTREAM_MAX_CACHED_CONNECTIONS 64
 
 struct upstream_header {
     const char *name;   /* as received (HTTP/2 gives lowercase) */
@@ -74,8 +80,21 @@ struct upstream_request {
     const struct config *cfg;       /* upstream settings; borrowed for the exchange's life */
     const char *method;             /* copied */
     const char *url;                /* "https://acme.atlassian.net:443/rest/api/3/myself?x=1" (copied) */
-    struct curl_slist *headers;     /* complete "Name: value" lines to send; consumed */
-    int64_t body_len;               /* -1 chunked / unknown length, 0 none, >0 exact */
+    /*
+     * Complete "Name: value" lines to send; consumed (values zeroed before
+     * free, even when upstream_start fails). Framing and hop-by-hop headers
+     * in it are dropped because upstream owns them: Host (from url),
+     * Content-Length and Transfer-Encoding (from body_len), Expect,
+     * Connection, Keep-Alive, Proxy-Connection, TE, Upgrade. Lines with CR/LF
+     * are dropped. libcurl adds no Accept or User-Agent of its own.
+     */
+    struct curl_slist *headers;
+    /*
+     * -1 unknown length (chunked on HTTP/1.1), 0 none, >0 exact
+     * (Content-Length). With 0, POST/PUT/PATCH send "Content-Length: 0";
+     * other methods send no body framing at all. HEAD never has a body.
+     */
+    int64_t body_len;
     bool allow_plain_http;          /* only for unmapped hosts in tunnel mode */
 };
 
@@ -86,9 +105,12 @@ void upstream_free(struct upstream *up);
 
 /*
  * Start an exchange. Returns NULL (and calls nothing) only on resource
- * failure; otherwise exactly one on_done will follow unless cancelled.
+ * failure or an unusable request (method not an HTTP token, URL libcurl
+ * cannot parse); otherwise exactly one on_done will follow unless cancelled.
  * Callbacks may be invoked from inside upstream_resume_* but never from
- * inside upstream_start itself.
+ * inside upstream_start itself. (In this implementation resume, cancel and
+ * unpause are always deferred to the next loop turn, so no callback runs
+ * from inside any upstream_* call.) Never call upstream_free from a callback.
  */
 struct upstream_exchange *upstream_start(struct upstream *up, const struct upstream_request *req,
                                          const struct upstream_callbacks *cb, void *arg);
@@ -99,7 +121,12 @@ void upstream_cancel(struct upstream_exchange *ex);
 
 /* Milliseconds spent on the upstream side so far (for the audit line). */
 int64_t upstream_elapsed_ms(const struct upstream_exchange *ex);
-/* New connections opened since the last call (for credproxy_upstream_connections_total). */
+/*
+ * New connections opened since the last call (for
+ * credproxy_upstream_connections_total): libcurl's CURLINFO_NUM_CONNECTS
+ * summed over every finished or cancelled exchange, so a happy-eyeballs race
+ * counts once and a reused or multiplexed connection counts zero.
+ */
 unsigned upstream_take_new_connections(struct upstream *up);
 
 #endif

@@ -1,0 +1,482 @@
+/* conn: the client connection state machine. See conn.h. */
+#define _GNU_SOURCE /* struct ucred */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "upstream.h"
+#include "util.h"
+#include "worker.h"
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void timer_arm(struct conn *c, int64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_setup_bev(struct conn *c)
+{
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    /* Backpressure: libevent stops reading the socket while the input holds CONN_INPUT_MAX. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_MAX);
+    bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUTPUT_LOW, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void format_peer(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(buf, cap, "unix");
+    }
+}
+
+static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_free_now(arg);
+}
+
+static void conn_process_input(struct conn *c);
+
+static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->state == CONN_HEAD)
+        conn_process_input(c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state == CONN_HEAD)
+        conn_close(c, c->head_started ? "request head timeout" : "idle timeout");
+    else if (c->state == CONN_TLS_HANDSHAKE)
+        conn_close(c, "TLS handshake timeout");
+}
+
+void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket_t fd,
+                 const struct sockaddr *sa, int socklen)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->w = w;
+    c->ls = ls;
+    format_peer(sa, c->peer, sizeof(c->peer));
+    if (sa->sa_family == AF_UNIX || ls->is_unix) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        c->is_unix = true;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            c->have_uid = true;
+            c->peer_uid = (unsigned)cred.uid;
+        }
+    }
+    http1_parser_init(&c->parser);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    c->kick = event_new(w->base, -1, 0, conn_kick_cb, c);
+    c->free_ev = event_new(w->base, -1, 0, conn_free_cb, c);
+    if (!c->bev || !c->timer || !c->kick || !c->free_ev) {
+        log_error("out of event resources for a connection from %s", c->peer);
+        if (!c->bev)
+            evutil_closesocket(fd);
+        worker_conn_added(w, c);
+        metrics_client_connections(w->sh->metrics, 1);
+        conn_free_now(c);
+        return;
+    }
+    worker_conn_added(w, c);
+    metrics_client_connections(w->sh->metrics, 1);
+    conn_setup_bev(c);
+    timer_arm(c, CONN_HEAD_TIMEOUT_MS);
+    (void)socklen;
+}
+
+struct evbuffer *conn_output(struct conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+struct evbuffer *conn_input(struct conn *c)
+{
+    return bufferevent_get_input(c->bev);
+}
+
+/* Parse as much of the next request head as the input holds. */
+static void conn_process_input(struct conn *c)
+{
+    while (c->state == CONN_HEAD && !c->closing) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        if (!c->head_started) {
+            c->head_started = true;
+            timer_arm(c, CONN_HEAD_TIMEOUT_MS);
+        }
+        size_t seg = evbuffer_get_contiguous_space(in);
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)seg);
+        size_t consumed = 0;
+        enum http1_status st = http1_parse_head(&c->parser, data, seg, &consumed);
+        evbuffer_drain(in, consumed);
+        if (st == HTTP1_ERROR) {
+            evtimer_del(c->timer);
+            c->state = CONN_REQUEST;
+            proxy_parse_error(c, c->parser.err_status, c->parser.err_code, c->parser.err_msg);
+            return;
+        }
+        if (st == HTTP1_HEAD_DONE) {
+            evtimer_del(c->timer);
+            c->state = CONN_REQUEST;
+            c->head_started = false;
+            c->sent_continue = false;
+            proxy_request_begin(c);
+            return;
+        }
+        if (consumed == 0)
+            return;
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->state == CONN_HEAD)
+        conn_process_input(c);
+    else if (c->state == CONN_REQUEST && c->req && c->req->body_blocked)
+        proxy_body_available(c->req);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->close_after && !c->req && out == 0) {
+        c->graceful = true;
+        conn_close(c, NULL);
+        return;
+    }
+    if (c->req && c->req->resp_paused && out <= CONN_OUTPUT_LOW)
+        proxy_output_drained(c->req);
+}
+
+static void conn_intercept_ready(struct conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    const char *sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    if (!sni || !util_strcaseeq(sni, c->connect_auth.host)) {
+        log_warn("intercepted connection from %s: TLS server name %s does not match the CONNECT "
+                 "host %s; closed",
+                 c->peer, sni ? "differs" : "is missing", c->connect_auth.host);
+        conn_close(c, NULL);
+        return;
+    }
+    c->state = CONN_HEAD;
+    c->head_started = false;
+    http1_parser_reset(&c->parser);
+    timer_arm(c, CONN_IDLE_TIMEOUT_MS);
+    event_active(c->kick, 0, 0);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->state == CONN_TLS_HANDSHAKE)
+            conn_intercept_ready(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        if (c->state == CONN_TLS_HANDSHAKE)
+            log_info("TLS handshake with %s for %s failed (does the agent trust the credproxy CA?)",
+                     c->peer, c->connect_auth.host);
+        conn_close(c, "connection error");
+        return;
+    }
+    if (what & BEV_EVENT_EOF) {
+        if (c->state == CONN_REQUEST && c->req &&
+            evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            /* The rest of the body may still be buffered: let the exchange read it. */
+            c->peer_eof = true;
+            if (c->req->body_blocked)
+                proxy_body_available(c->req);
+            return;
+        }
+        conn_close(c, c->state == CONN_REQUEST ? "client closed mid-request" : NULL);
+    }
+}
+
+void conn_request_done(struct conn *c)
+{
+    struct request *r = c->req;
+    bool body_complete = c->parser.phase == HTTP1_PHASE_DONE ||
+                         (c->parser.phase == HTTP1_PHASE_BODY && !c->parser.has_body);
+    c->req = NULL;
+    proxy_request_free(r);
+    if (c->closing)
+        return;
+    if (!c->parser.keep_alive || !body_complete || c->peer_eof || c->w->draining)
+        c->close_after = true;
+    if (c->close_after) {
+        bufferevent_disable(c->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+            c->graceful = true;
+            conn_close(c, NULL);
+        }
+        return;
+    }
+    http1_parser_reset(&c->parser);
+    c->state = CONN_HEAD;
+    c->head_started = false;
+    timer_arm(c, CONN_IDLE_TIMEOUT_MS);
+    event_active(c->kick, 0, 0);
+}
+
+void conn_send_continue(struct conn *c)
+{
+    if (c->sent_continue || !c->parser.expect_continue || !c->parser.has_body)
+        return;
+    c->sent_continue = true;
+    evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t total = 0, consumed, produced;
+    enum http1_status st;
+
+    *done = false;
+    st = http1_parse_body(&c->parser, NULL, 0, &consumed, buf, cap, &produced);
+    if (st == HTTP1_BODY_DONE) {
+        *done = true;
+        return 0;
+    }
+    if (st == HTTP1_ERROR)
+        return -1;
+    while (total < cap) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            break;
+        size_t seg = evbuffer_get_contiguous_space(in);
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)seg);
+        st = http1_parse_body(&c->parser, data, seg, &consumed, buf + total, cap - total,
+                              &produced);
+        evbuffer_drain(in, consumed);
+        total += produced;
+        if (st == HTTP1_BODY_DONE) {
+            *done = true;
+            return (ssize_t)total;
+        }
+        if (st == HTTP1_ERROR)
+            return -1;
+        if (consumed == 0)
+            break;
+    }
+    if (total > 0)
+        return (ssize_t)total;
+    if (c->peer_eof)
+        return -1; /* the client closed before its body ended */
+    return UPSTREAM_WOULD_BLOCK;
+}
+
+int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authority *auth,
+                         const char *client_id, bool authed)
+{
+    /*
+     * No BEV_OPT_CLOSE_ON_FREE: on close the filter is freed first and the raw
+     * socket lingers until the last encrypted bytes are written (conn_free_now).
+     */
+    struct bufferevent *tls = bufferevent_openssl_filter_new(
+        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
+    if (!tls) {
+        SSL_free(ssl);
+        return -1;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    c->raw_bev = c->bev;
+    c->ssl = ssl;
+    c->bev = tls;
+    conn_setup_bev(c);
+    c->intercept = true;
+    c->connect_auth = *auth;
+    free(c->tunnel_client);
+    c->tunnel_client = client_id ? xstrdup(client_id) : NULL;
+    c->tunnel_authed = authed;
+    c->state = CONN_TLS_HANDSHAKE;
+    http1_parser_reset(&c->parser);
+    timer_arm(c, CONN_TLS_HANDSHAKE_TIMEOUT_MS);
+    return 0;
+}
+
+struct bufferevent *conn_detach_for_tunnel(struct conn *c)
+{
+    struct bufferevent *bev = c->bev;
+    evtimer_del(c->timer);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    c->bev = NULL;
+    c->state = CONN_TUNNEL;
+    return bev;
+}
+
+void conn_reattach(struct conn *c, struct bufferevent *bev)
+{
+    c->bev = bev;
+    c->state = CONN_REQUEST;
+    conn_setup_bev(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    if (c->closing)
+        return;
+    if ((c->state == CONN_HEAD && !c->head_started) || c->state == CONN_TLS_HANDSHAKE)
+        conn_close(c, NULL);
+    /* Otherwise conn_request_done sees worker->draining and closes after the response. */
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (why)
+        log_debug("connection from %s closed: %s", c->peer, why);
+    if (c->timer)
+        evtimer_del(c->timer);
+    if (c->req) {
+        struct request *r = c->req;
+        c->req = NULL;
+        proxy_request_abort(r);
+    }
+    if (c->bev) {
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    }
+    if (c->free_ev)
+        event_active(c->free_ev, 0, 0);
+}
+
+static void conn_linger_done(struct conn *c)
+{
+    c->graceful = false;
+    conn_free_now(c);
+}
+
+static void conn_linger_write_cb(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_linger_done(arg);
+}
+
+static void conn_linger_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    conn_linger_done(arg);
+}
+
+static void conn_linger_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_linger_done(arg);
+}
+
+/*
+ * Graceful close: the TLS filter (if any) is gone; write what the raw socket
+ * still holds, then shut down our side so the client sees a clean end of
+ * stream rather than a reset. Returns true when the free must wait.
+ */
+static bool conn_linger(struct conn *c)
+{
+    if (c->raw_bev) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        c->bev = c->raw_bev;
+        c->raw_bev = NULL;
+    }
+    if (!c->bev)
+        return false;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (!c->lingering && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+        c->lingering = true;
+        bufferevent_setcb(c->bev, NULL, conn_linger_write_cb, conn_linger_event_cb, c);
+        bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(c->bev, EV_WRITE);
+        event_free(c->timer);
+        c->timer = evtimer_new(c->w->base, conn_linger_timeout_cb, c);
+        if (c->timer) {
+            timer_arm(c, CONN_LINGER_MS);
+            return true;
+        }
+    }
+    if (fd >= 0)
+        shutdown(fd, SHUT_WR);
+    return false;
+}
+
+void conn_free_now(struct conn *c)
+{
+    if (c->graceful && !c->w->destroying && conn_linger(c))
+        return;
+    if (c->raw_bev) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        c->bev = c->raw_bev;
+        c->raw_bev = NULL;
+    }
+    if (c->req) {
+        struct request *r = c->req;
+        c->req = NULL;
+        proxy_request_abort(r);
+    }
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (c->timer)
+        event_free(c->timer);
+    if (c->kick)
+        event_free(c->kick);
+    if (c->free_ev)
+        event_free(c->free_ev);
+    http1_parser_clear(&c->parser);
+    free(c->tunnel_client);
+    metrics_client_connections(c->w->sh->metrics, -1);
+    worker_conn_removed(c->w, c);
+    free(c);
+}

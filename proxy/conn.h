@@ -1,0 +1,123 @@
+/*
+ * conn: one client connection. Persistent HTTP/1.1 on a bufferevent:
+ * reads a request head (bounded time and size), hands it to the proxy
+ * pipeline, streams the request body to the upstream on demand and the
+ * response back with watermarks, answers pipelined requests strictly in
+ * order (the next head is parsed only after the current response is done),
+ * and tears down exactly once. After an intercepted CONNECT the same
+ * machine runs over a TLS filter.
+ *
+ * Layer 3. A connection is only touched by its worker's thread and is
+ * never freed while one of its own callbacks is on the stack (the free is
+ * deferred to its own event). Never logs header values or bodies.
+ */
+#ifndef CREDPROXY_CONN_H
+#define CREDPROXY_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+#include "hostmap.h"
+#include "http1.h"
+
+#define CONN_HEAD_TIMEOUT_MS 10000   /* whole request head, from its first byte */
+#define CONN_IDLE_TIMEOUT_MS 60000   /* keep-alive wait for the next request */
+#define CONN_TLS_HANDSHAKE_TIMEOUT_MS 10000
+#define CONN_INPUT_MAX (64 * 1024)   /* read high watermark: libevent stops reading above */
+#define CONN_OUTPUT_HIGH (256 * 1024) /* above this, pause the upstream response */
+#define CONN_OUTPUT_LOW (64 * 1024)   /* resume once drained below this */
+#define CONN_PEER_MAX 80
+#define CONN_LINGER_MS 5000         /* at most this long to flush the last bytes on close */
+
+struct worker;
+struct listener_spec;
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct request;
+
+enum conn_state {
+    CONN_HEAD = 0,      /* waiting for / reading a request head */
+    CONN_REQUEST,       /* a request is being served (conn->req) */
+    CONN_TLS_HANDSHAKE, /* after CONNECT: waiting for the client's TLS handshake */
+    CONN_TUNNEL,        /* handed over to a blind tunnel: the conn only waits to be freed */
+};
+
+struct conn {
+    struct worker *w;
+    const struct listener_spec *ls;
+    struct bufferevent *bev;
+    struct http1_parser parser;
+    enum conn_state state;
+    struct request *req;       /* the request being served, or NULL */
+    struct event *timer;       /* head / idle / handshake timeout */
+    struct event *kick;        /* deferred "look at the input again" */
+    struct event *free_ev;     /* deferred free after teardown */
+    char peer[CONN_PEER_MAX];  /* "127.0.0.1:5555", "[::1]:5555", "unix" */
+    bool is_unix;
+    bool have_uid;
+    unsigned peer_uid;
+    bool head_started;         /* bytes of the current head have arrived */
+    bool closing;              /* teardown started */
+    bool graceful;             /* teardown after a complete response: flush before closing */
+    bool lingering;            /* flushing the raw socket's last bytes before the free */
+    struct bufferevent *raw_bev; /* under the TLS filter when intercepting (owned), else NULL */
+    SSL *ssl;                  /* the filter's SSL (owned: the filter does not free it) */
+    bool close_after;          /* close once the output is flushed */
+    bool peer_eof;             /* the client half-closed after its request */
+    bool sent_continue;
+    /* Interception: set after CONNECT to a mapped host. */
+    bool intercept;
+    struct hostmap_authority connect_auth;
+    char *tunnel_client;       /* authenticated client id from the CONNECT, or NULL */
+    bool tunnel_authed;        /* the CONNECT passed client auth */
+    struct conn *next, *prev;  /* the worker's list */
+};
+
+/* A new connection on fd (consumed) accepted from ls. Never fails the process. */
+void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket_t fd,
+                 const struct sockaddr *sa, int socklen);
+
+/* Start teardown: cancel the request, close the socket, free later. Idempotent. */
+void conn_close(struct conn *c, const char *why);
+
+struct evbuffer *conn_output(struct conn *c);
+struct evbuffer *conn_input(struct conn *c);
+
+/* Pipeline -> conn: the current request is finished (its response fully queued). */
+void conn_request_done(struct conn *c);
+
+/* Pipeline -> conn: send "100 Continue" if the client asked and it was not sent yet. */
+void conn_send_continue(struct conn *c);
+
+/*
+ * Pipeline -> conn: decode up to cap request-body bytes into buf from the
+ * input. Returns the count, 0 at the end of the body, UPSTREAM_WOULD_BLOCK
+ * when no bytes are buffered yet, or -1 on a framing error (the caller
+ * aborts the request and the connection).
+ */
+ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done);
+
+/* Pipeline -> conn: after "200 Connection Established": wrap in TLS as a server (ssl consumed). */
+int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authority *auth,
+                         const char *client_id, bool authed);
+
+/*
+ * Pipeline -> conn: the client bufferevent now belongs to a blind tunnel
+ * (callbacks cleared); the conn waits in CONN_TUNNEL with its request until
+ * the tunnel ends. conn_reattach takes it back (tunnel setup failed).
+ */
+struct bufferevent *conn_detach_for_tunnel(struct conn *c);
+void conn_reattach(struct conn *c, struct bufferevent *bev);
+
+/* Worker drain: close when idle, otherwise after the current response. */
+void conn_drain(struct conn *c);
+
+/* Teardown without deferral (worker destroy after its loop ended). */
+void conn_free_now(struct conn *c);
+
+#endif

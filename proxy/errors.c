@@ -1,0 +1,53 @@
+/* errors: see errors.h. */
+#include "errors.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "http1.h"
+#include "log.h"
+
+const char *errors_code_for(int status)
+{
+    switch (status) {
+    case 400: return "bad_request";
+    case 403: return "host_not_allowed";
+    case 405: return "method_not_allowed";
+    case 407: return "client_auth_required";
+    case 421: return "site_unknown";
+    case 429: return "rate_limited";
+    case 431: return "headers_too_large";
+    case 502: return "upstream_unreachable";
+    case 504: return "upstream_timeout";
+    default: return "bad_request";
+    }
+}
+
+size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
+                    const char *extra_headers, bool close)
+{
+    char msg[ERRORS_MAX_MESSAGE * 6 + 3];
+    char body[sizeof(msg) + 128];
+    char cut[ERRORS_MAX_MESSAGE + 1];
+
+    snprintf(cut, sizeof(cut), "%s", message ? message : "");
+    size_t need = log_json_escape(msg, sizeof(msg), cut);
+    if (need >= sizeof(msg))
+        snprintf(msg, sizeof(msg), "\"\"");
+    int n = snprintf(body, sizeof(body), "{\"error\": \"%s\", \"message\": %s}\n", code, msg);
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = 0;
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Content-Length: %d\r\n"
+                        "X-Credproxy-Error: %s\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "%s%s\r\n",
+                        status, http1_reason(status), n, code, extra_headers ? extra_headers : "",
+                        close ? "Connection: close\r\n" : "");
+    evbuffer_add(out, body, (size_t)n);
+    return (size_t)n;
+}

@@ -1,0 +1,30 @@
+/*
+ * errors: the proxy's own error responses. JSON body
+ * {"error": CODE, "message": "..."} plus X-Credproxy-Error: CODE, so an
+ * agent can tell them from Atlassian's.
+ *
+ * Layer 3 (writes into an evbuffer). Messages are fixed sentences or name
+ * hosts and addresses; never a header value, token or key.
+ */
+#ifndef CREDPROXY_ERRORS_H
+#define CREDPROXY_ERRORS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evbuffer;
+
+#define ERRORS_MAX_MESSAGE 1024 /* longer messages are cut */
+
+/*
+ * Append a complete HTTP/1.1 response to out. extra_headers is NULL or
+ * complete "Name: value\r\n" lines (Retry-After, Proxy-Authenticate).
+ * close adds "Connection: close". Returns the body length written.
+ */
+size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
+                    const char *extra_headers, bool close);
+
+/* The code for a status the proxy answers itself (400 -> "bad_request", ...). */
+const char *errors_code_for(int status);
+
+#endif

@@ -1,0 +1,584 @@
+/*
+ * http1: strict request framing on llhttp plus the header policy table.
+ * See http1.h for the contract.
+ */
+#include "http1.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* NUL terminators and slack on top of the raw head bytes. */
+#define HTTP1_ARENA_MAX (HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64)
+#define HTTP1_ARENA_INITIAL 1024
+
+enum { SPAN_NONE = 0, SPAN_URL = 2, SPAN_FIELD = 3, SPAN_VALUE = 4 };
+
+static struct http1_parser *parser_of(llhttp_t *ll)
+{
+    return ll->data;
+}
+
+static int fail(struct http1_parser *p, int status, const char *code, const char *msg)
+{
+    if (!p->err_status) {
+        p->err_status = status;
+        p->err_code = code;
+        p->err_msg = msg;
+    }
+    return -1;
+}
+
+static int arena_append(struct http1_parser *p, const char *at, size_t len)
+{
+    if (p->arena_len + len + 1 > HTTP1_ARENA_MAX)
+        return fail(p, 431, "headers_too_large", "the request head is too large");
+    if (p->arena_len + len + 1 > p->arena_cap) {
+        size_t cap = p->arena_cap ? p->arena_cap : HTTP1_ARENA_INITIAL;
+        while (cap < p->arena_len + len + 1)
+            cap *= 2;
+        if (cap > HTTP1_ARENA_MAX)
+            cap = HTTP1_ARENA_MAX;
+        p->arena = xrealloc(p->arena, cap);
+        p->arena_cap = cap;
+    }
+    memcpy(p->arena + p->arena_len, at, len);
+    p->arena_len += len;
+    return 0;
+}
+
+static int arena_terminate(struct http1_parser *p)
+{
+    if (arena_append(p, "", 0) < 0)
+        return -1;
+    p->arena[p->arena_len++] = '\0';
+    return 0;
+}
+
+static int on_url(llhttp_t *ll, const char *at, size_t len)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->span != SPAN_URL) {
+        p->span = SPAN_URL;
+        p->target_off = (uint32_t)p->arena_len;
+        p->target_len = 0;
+    }
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    p->target_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_url_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->span != SPAN_URL)
+        return fail(p, 400, "bad_request", "empty request target");
+    p->span = SPAN_NONE;
+    for (uint32_t i = 0; i < p->target_len; i++) {
+        unsigned char c = (unsigned char)p->arena[p->target_off + i];
+        if (c <= 0x20 || c == 0x7f)
+            return fail(p, 400, "bad_request", "control byte in the request target");
+    }
+    return arena_terminate(p);
+}
+
+static int on_header_field(llhttp_t *ll, const char *at, size_t len)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->phase != HTTP1_PHASE_HEAD) {
+        p->trailer_bytes += len;
+        if (p->trailer_bytes > HTTP1_MAX_TRAILER_BYTES)
+            return fail(p, 400, "bad_request", "chunked trailers are too large");
+        return 0;
+    }
+    if (p->span != SPAN_FIELD) {
+        if (p->nheaders >= HTTP1_MAX_HEADERS)
+            return fail(p, 431, "headers_too_large", "the request has too many header lines");
+        p->span = SPAN_FIELD;
+        struct http1_header *h = &p->headers[p->nheaders++];
+        h->name_off = (uint32_t)p->arena_len;
+        h->name_len = 0;
+        h->value_off = 0;
+        h->value_len = 0;
+    }
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    p->headers[p->nheaders - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+/* RFC 9110 token characters: a header name is nothing else (no spaces, no separators). */
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int on_header_field_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->phase != HTTP1_PHASE_HEAD)
+        return 0;
+    if (p->span != SPAN_FIELD || p->headers[p->nheaders - 1].name_len == 0)
+        return fail(p, 400, "bad_request", "empty header name");
+    const struct http1_header *h = &p->headers[p->nheaders - 1];
+    for (uint32_t i = 0; i < h->name_len; i++) {
+        if (!is_tchar((unsigned char)p->arena[h->name_off + i]))
+            return fail(p, 400, "bad_request", "invalid header name");
+    }
+    p->span = SPAN_NONE;
+    p->last_done = SPAN_FIELD;
+    return arena_terminate(p);
+}
+
+static int on_header_value(llhttp_t *ll, const char *at, size_t len)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->phase != HTTP1_PHASE_HEAD) {
+        p->trailer_bytes += len;
+        if (p->trailer_bytes > HTTP1_MAX_TRAILER_BYTES)
+            return fail(p, 400, "bad_request", "chunked trailers are too large");
+        return 0;
+    }
+    if (p->span != SPAN_VALUE) {
+        /* llhttp folds "\r\n value" continuations into a second value span: refuse obs-fold. */
+        if (p->last_done != SPAN_FIELD)
+            return fail(p, 400, "bad_request", "obsolete line folding in a header");
+        p->span = SPAN_VALUE;
+        p->headers[p->nheaders - 1].value_off = (uint32_t)p->arena_len;
+    } else if (!p->value_at_end || at != p->exec_start) {
+        /* A value continued other than across two execute calls: "\r\n SP" obs-fold. */
+        return fail(p, 400, "bad_request", "obsolete line folding in a header");
+    }
+    p->value_at_end = at + len == p->exec_end;
+    if (arena_append(p, at, len) < 0)
+        return -1;
+    p->headers[p->nheaders - 1].value_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (p->phase != HTTP1_PHASE_HEAD)
+        return 0;
+    struct http1_header *h = &p->headers[p->nheaders - 1];
+    if (p->last_done != SPAN_FIELD && p->span != SPAN_VALUE)
+        return fail(p, 400, "bad_request", "obsolete line folding in a header");
+    p->last_done = SPAN_VALUE;
+    if (p->span != SPAN_VALUE) {
+        h->value_off = (uint32_t)p->arena_len;
+        h->value_len = 0;
+    }
+    p->span = SPAN_NONE;
+    /* Trailing optional white space is not part of the value (RFC 9110 §5.5). */
+    while (h->value_len > 0 && (p->arena[h->value_off + h->value_len - 1] == ' ' ||
+                                p->arena[h->value_off + h->value_len - 1] == '\t'))
+        h->value_len--;
+    p->arena_len = h->value_off + h->value_len;
+    for (uint32_t i = 0; i < h->value_len; i++) {
+        unsigned char c = (unsigned char)p->arena[h->value_off + i];
+        if (c == '\r' || c == '\n')
+            return fail(p, 400, "bad_request", "obsolete line folding in a header");
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return fail(p, 400, "bad_request", "control byte in a header value");
+    }
+    return arena_terminate(p);
+}
+
+static bool name_is(const struct http1_parser *p, const struct http1_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && util_memcaseeq(p->arena + h->name_off, name, n);
+}
+
+static int on_headers_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    int hosts = 0;
+
+    p->http_major = llhttp_get_http_major(ll);
+    p->http_minor = llhttp_get_http_minor(ll);
+    if (p->http_major != 1 || p->http_minor > 1)
+        return fail(p, 400, "bad_request", "only HTTP/1.0 and HTTP/1.1 are served");
+    p->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(ll));
+    p->is_connect = llhttp_get_method(ll) == HTTP_CONNECT;
+    p->is_head = llhttp_get_method(ll) == HTTP_HEAD;
+    if (llhttp_get_method(ll) == HTTP_TRACE)
+        return fail(p, 405, "method_not_allowed", "TRACE is not allowed through this proxy");
+
+    p->host_index = -1;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        const struct http1_header *h = &p->headers[i];
+        if (name_is(p, h, "host")) {
+            hosts++;
+            p->host_index = (int)i;
+        } else if (name_is(p, h, "expect")) {
+            if (h->value_len == 12 && util_memcaseeq(p->arena + h->value_off, "100-continue", 12))
+                p->expect_continue = true;
+        } else if (name_is(p, h, "upgrade")) {
+            p->upgrade = true;
+        }
+    }
+    if (hosts > 1)
+        return fail(p, 400, "bad_request", "duplicate Host header");
+    /* CONNECT from some clients carries no Host; every other request must name one. */
+    if (hosts == 0 && !p->is_connect)
+        return fail(p, 400, "bad_request", "missing Host header");
+    if (hosts == 1 && p->headers[p->host_index].value_len == 0 && !p->is_connect)
+        return fail(p, 400, "bad_request", "empty Host header");
+
+    p->chunked = (ll->flags & F_CHUNKED) != 0;
+    if ((ll->flags & F_CONTENT_LENGTH) && (ll->flags & F_TRANSFER_ENCODING))
+        return fail(p, 400, "bad_request", "both Content-Length and Transfer-Encoding");
+    if ((ll->flags & F_TRANSFER_ENCODING) && !p->chunked)
+        return fail(p, 400, "bad_request", "unsupported Transfer-Encoding");
+    p->content_length = (ll->flags & F_CONTENT_LENGTH) ? (int64_t)ll->content_length : -1;
+    if (p->content_length < -1)
+        return fail(p, 400, "bad_request", "Content-Length is too large");
+    p->has_body = p->chunked || p->content_length > 0;
+    if (p->is_connect && p->has_body)
+        return fail(p, 400, "bad_request", "CONNECT with a body");
+    p->keep_alive = llhttp_should_keep_alive(ll) != 0;
+    p->phase = HTTP1_PHASE_BODY;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *ll, const char *at, size_t len)
+{
+    struct http1_parser *p = parser_of(ll);
+    if (!p->body_out || p->body_len + len > p->body_cap)
+        return fail(p, 400, "bad_request", "internal body framing error");
+    memcpy(p->body_out + p->body_len, at, len);
+    p->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    p->phase = HTTP1_PHASE_DONE;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t *settings(void)
+{
+    static llhttp_settings_t s = {
+        .on_url = on_url,
+        .on_url_complete = on_url_complete,
+        .on_header_field = on_header_field,
+        .on_header_field_complete = on_header_field_complete,
+        .on_header_value = on_header_value,
+        .on_header_value_complete = on_header_value_complete,
+        .on_headers_complete = on_headers_complete,
+        .on_body = on_body,
+        .on_message_complete = on_message_complete,
+    };
+    return &s;
+}
+
+void http1_parser_init(struct http1_parser *p)
+{
+    memset(p, 0, sizeof(*p));
+    http1_parser_reset(p);
+}
+
+void http1_parser_reset(struct http1_parser *p)
+{
+    char *arena = p->arena;
+    size_t cap = p->arena_cap;
+    memset(p, 0, sizeof(*p));
+    p->arena = arena;
+    p->arena_cap = cap;
+    p->content_length = -1;
+    p->host_index = -1;
+    llhttp_init(&p->ll, HTTP_REQUEST, settings());
+    p->ll.data = p;
+}
+
+void http1_parser_clear(struct http1_parser *p)
+{
+    free(p->arena);
+    p->arena = NULL;
+    p->arena_cap = 0;
+    p->arena_len = 0;
+}
+
+static enum http1_status parse_error(struct http1_parser *p, llhttp_errno_t e)
+{
+    p->phase = HTTP1_PHASE_ERROR;
+    if (!p->err_status) {
+        p->err_status = 400;
+        p->err_code = "bad_request";
+        switch (e) {
+        case HPE_UNEXPECTED_CONTENT_LENGTH:
+            p->err_msg = "Content-Length is ambiguous";
+            break;
+        case HPE_INVALID_CONTENT_LENGTH:
+            p->err_msg = "invalid Content-Length";
+            break;
+        case HPE_INVALID_CHUNK_SIZE:
+            p->err_msg = "invalid chunk size";
+            break;
+        case HPE_INVALID_TRANSFER_ENCODING:
+            p->err_msg = "invalid Transfer-Encoding";
+            break;
+        case HPE_INVALID_HEADER_TOKEN:
+            p->err_msg = "invalid header";
+            break;
+        case HPE_INVALID_METHOD:
+            p->err_msg = "unknown method";
+            break;
+        case HPE_INVALID_VERSION:
+            p->err_msg = "invalid HTTP version";
+            break;
+        case HPE_INVALID_URL:
+            p->err_msg = "invalid request target";
+            break;
+        default:
+            p->err_msg = "malformed request";
+            break;
+        }
+    }
+    return HTTP1_ERROR;
+}
+
+enum http1_status http1_parse_head(struct http1_parser *p, const char *data, size_t len,
+                                   size_t *consumed)
+{
+    *consumed = 0;
+    if (p->phase == HTTP1_PHASE_ERROR)
+        return HTTP1_ERROR;
+    if (p->phase != HTTP1_PHASE_HEAD)
+        return HTTP1_HEAD_DONE;
+    /* Feed no more than one byte past the limit: that is enough to know. */
+    size_t room = HTTP1_MAX_HEAD_BYTES + 1 - p->head_bytes;
+    size_t n = len < room ? len : room;
+    p->exec_start = data;
+    p->exec_end = data + n;
+    llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
+    if (e == HPE_PAUSED) {
+        size_t used = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+        llhttp_resume(&p->ll);
+        p->head_bytes += used;
+        *consumed = used;
+        if (p->head_bytes > HTTP1_MAX_HEAD_BYTES) {
+            fail(p, 431, "headers_too_large", "the request head is too large");
+            p->phase = HTTP1_PHASE_ERROR;
+            return HTTP1_ERROR;
+        }
+        return HTTP1_HEAD_DONE;
+    }
+    if (e != HPE_OK)
+        return parse_error(p, e);
+    p->head_bytes += n;
+    *consumed = n;
+    if (p->head_bytes > HTTP1_MAX_HEAD_BYTES) {
+        fail(p, 431, "headers_too_large", "the request head is too large");
+        p->phase = HTTP1_PHASE_ERROR;
+        return HTTP1_ERROR;
+    }
+    return HTTP1_NEED_MORE;
+}
+
+enum http1_status http1_parse_body(struct http1_parser *p, const char *data, size_t len,
+                                   size_t *consumed, char *out, size_t cap, size_t *produced)
+{
+    *consumed = 0;
+    *produced = 0;
+    if (p->phase == HTTP1_PHASE_ERROR)
+        return HTTP1_ERROR;
+    if (p->phase == HTTP1_PHASE_DONE || (p->phase == HTTP1_PHASE_BODY && !p->has_body)) {
+        p->phase = HTTP1_PHASE_DONE;
+        return HTTP1_BODY_DONE;
+    }
+    if (p->phase != HTTP1_PHASE_BODY)
+        return HTTP1_ERROR;
+    /* Decoded bytes never outnumber raw bytes, so feeding at most cap keeps out from overflowing. */
+    size_t n = len < cap ? len : cap;
+    if (n == 0)
+        return HTTP1_NEED_MORE;
+    p->body_out = out;
+    p->body_cap = cap;
+    p->body_len = 0;
+    llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
+    *produced = p->body_len;
+    p->body_out = NULL;
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        *consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
+        p->phase = HTTP1_PHASE_DONE;
+        return HTTP1_BODY_DONE;
+    }
+    if (e != HPE_OK)
+        return parse_error(p, e);
+    *consumed = n;
+    return HTTP1_NEED_MORE;
+}
+
+const char *http1_method(const struct http1_parser *p)
+{
+    return p->method ? p->method : "";
+}
+
+const char *http1_target(const struct http1_parser *p, size_t *len)
+{
+    *len = p->target_len;
+    return p->arena ? p->arena + p->target_off : "";
+}
+
+const char *http1_header_name(const struct http1_parser *p, size_t i, size_t *len)
+{
+    *len = p->headers[i].name_len;
+    return p->arena + p->headers[i].name_off;
+}
+
+const char *http1_header_value(const struct http1_parser *p, size_t i, size_t *len)
+{
+    *len = p->headers[i].value_len;
+    return p->arena + p->headers[i].value_off;
+}
+
+int http1_find_header(const struct http1_parser *p, const char *name)
+{
+    for (size_t i = 0; i < p->nheaders; i++) {
+        if (name_is(p, &p->headers[i], name))
+            return (int)i;
+    }
+    return -1;
+}
+
+struct policy_entry {
+    const char *name;
+    enum http1_req_policy req;
+    bool resp_pass;
+};
+
+/*
+ * The header policy table. Request: client credentials and cookies never
+ * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
+ * Expect are the proxy's to set. Response: cookies never reach the agent
+ * (no reusable session), framing is re-done by the proxy.
+ */
+static const struct policy_entry policy_table[] = {
+    {"authorization", HTTP1_REQ_DROP, true},
+    {"proxy-authorization", HTTP1_REQ_DROP, false},
+    {"proxy-authenticate", HTTP1_REQ_DROP, false},
+    {"proxy-authentication-info", HTTP1_REQ_DROP, false},
+    {"cookie", HTTP1_REQ_DROP, true},
+    {"cookie2", HTTP1_REQ_DROP, true},
+    {"set-cookie", HTTP1_REQ_DROP, false},
+    {"set-cookie2", HTTP1_REQ_DROP, false},
+    {"connection", HTTP1_REQ_DROP, false},
+    {"keep-alive", HTTP1_REQ_DROP, false},
+    {"proxy-connection", HTTP1_REQ_DROP, false},
+    {"te", HTTP1_REQ_DROP, false},
+    {"trailer", HTTP1_REQ_DROP, false},
+    {"transfer-encoding", HTTP1_REQ_DROP, false},
+    {"upgrade", HTTP1_REQ_DROP, false},
+    {"host", HTTP1_REQ_DROP, true},
+    {"expect", HTTP1_REQ_DROP, true},
+    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false},
+};
+
+static const struct policy_entry *policy_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
+        if (strlen(policy_table[i].name) == len && util_memcaseeq(policy_table[i].name, name, len))
+            return &policy_table[i];
+    }
+    return NULL;
+}
+
+enum http1_req_policy http1_request_header_policy(const char *name, size_t len)
+{
+    const struct policy_entry *e = policy_find(name, len);
+    return e ? e->req : HTTP1_REQ_PASS;
+}
+
+bool http1_response_header_pass(const char *name, size_t len)
+{
+    const struct policy_entry *e = policy_find(name, len);
+    return e ? e->resp_pass : true;
+}
+
+bool http1_token_listed(const char *list, size_t list_len, const char *name, size_t name_len)
+{
+    size_t i = 0;
+    while (i < list_len) {
+        while (i < list_len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < list_len && list[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
+            end--;
+        if (end - start == name_len && name_len > 0 && util_memcaseeq(list + start, name, name_len))
+            return true;
+    }
+    return false;
+}
+
+bool http1_request_connection_lists(const struct http1_parser *p, const char *name, size_t len)
+{
+    for (size_t i = 0; i < p->nheaders; i++) {
+        if (!name_is(p, &p->headers[i], "connection"))
+            continue;
+        if (http1_token_listed(p->arena + p->headers[i].value_off, p->headers[i].value_len, name,
+                               len))
+            return true;
+    }
+    return false;
+}
+
+const char *http1_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}

@@ -1,0 +1,134 @@
+/*
+ * http1: strict HTTP/1.x request framing on top of llhttp, and the header
+ * policy table (which request headers reach the upstream, which response
+ * headers reach the client).
+ *
+ * Layer 2, pure: no I/O, no event loop, no logging. Never enables llhttp's
+ * lenient flags; anything ambiguous (Content-Length with Transfer-Encoding,
+ * duplicate Content-Length, obs-fold, control bytes, duplicate or missing
+ * Host, bad chunk sizes) is an error, never a guess. Memory per parser is
+ * bounded by HTTP1_MAX_HEAD_BYTES and HTTP1_MAX_HEADERS.
+ */
+#ifndef CREDPROXY_HTTP1_H
+#define CREDPROXY_HTTP1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#define HTTP1_MAX_HEAD_BYTES (64 * 1024) /* request line + headers, CRLFs included */
+#define HTTP1_MAX_HEADERS 100            /* header lines per request */
+#define HTTP1_MAX_TRAILER_BYTES (16 * 1024) /* chunked trailers: parsed, bounded, dropped */
+
+enum http1_status {
+    HTTP1_NEED_MORE = 0, /* every byte consumed; feed more */
+    HTTP1_HEAD_DONE,     /* the request head is complete; *consumed stops right after it */
+    HTTP1_BODY_DONE,     /* the body (and trailers) ended; *consumed stops right after it */
+    HTTP1_ERROR,         /* see http1_parser.err_status / err_code / err_msg */
+};
+
+/* Offsets into the parser's arena, so the arena can grow without dangling pointers. */
+struct http1_header {
+    uint32_t name_off, name_len;
+    uint32_t value_off, value_len;
+};
+
+struct http1_parser {
+    llhttp_t ll;
+    enum { HTTP1_PHASE_HEAD = 0, HTTP1_PHASE_BODY, HTTP1_PHASE_DONE, HTTP1_PHASE_ERROR } phase;
+
+    /* Head storage: method, target and header names/values, each NUL-terminated. */
+    char *arena;
+    size_t arena_len, arena_cap;
+    const char *method; /* static name from llhttp */
+    uint32_t target_off, target_len;
+    struct http1_header headers[HTTP1_MAX_HEADERS];
+    size_t nheaders;
+    int span;         /* which span is open: 0 none, 2 url, 3 field, 4 value */
+    const char *exec_start, *exec_end; /* the bytes of the current llhttp_execute */
+    bool value_at_end;                 /* the open value span reached exec_end */
+    int last_done;    /* the last span completed (obs-fold shows as value after value) */
+    size_t head_bytes;
+    size_t trailer_bytes;
+
+    /* Facts of the parsed head (valid after HTTP1_HEAD_DONE). */
+    unsigned http_major, http_minor;
+    bool is_connect;
+    bool is_head;           /* HEAD: the response has no body */
+    bool chunked;
+    int64_t content_length; /* -1 when absent */
+    bool has_body;          /* chunked or Content-Length > 0 */
+    bool keep_alive;        /* llhttp_should_keep_alive at the end of the head */
+    bool expect_continue;
+    bool upgrade;           /* an Upgrade header was present */
+    int host_index;         /* index of the Host header, -1 when absent */
+
+    /* Body decoding (between http1_parse_body calls only). */
+    char *body_out;
+    size_t body_cap, body_len;
+
+    /* Set with HTTP1_ERROR: the proxy's answer (400/405/431) and a short reason. */
+    int err_status;
+    const char *err_code;
+    const char *err_msg;
+};
+
+/* Zero-initialise; no allocation until bytes arrive. */
+void http1_parser_init(struct http1_parser *p);
+/* Forget the previous message (keeps the arena allocation) and expect a new request. */
+void http1_parser_reset(struct http1_parser *p);
+/* Free the arena. The struct itself belongs to the caller. */
+void http1_parser_clear(struct http1_parser *p);
+
+/*
+ * Feed request-head bytes. Sets *consumed to the bytes used (the rest
+ * belongs to the body or to the next request). Returns HTTP1_NEED_MORE,
+ * HTTP1_HEAD_DONE or HTTP1_ERROR (400 bad_request, 405 method_not_allowed,
+ * 431 headers_too_large).
+ */
+enum http1_status http1_parse_head(struct http1_parser *p, const char *data, size_t len,
+                                   size_t *consumed);
+
+/*
+ * After HTTP1_HEAD_DONE: decode body bytes from data into out (at most cap
+ * decoded bytes; *produced says how many). Never consumes more raw bytes
+ * than cap, so decoded output always fits. Returns HTTP1_NEED_MORE,
+ * HTTP1_BODY_DONE (bodiless requests answer it at once) or HTTP1_ERROR.
+ */
+enum http1_status http1_parse_body(struct http1_parser *p, const char *data, size_t len,
+                                   size_t *consumed, char *out, size_t cap, size_t *produced);
+
+/* Accessors (valid after HTTP1_HEAD_DONE until the next reset). */
+const char *http1_method(const struct http1_parser *p);
+const char *http1_target(const struct http1_parser *p, size_t *len);
+const char *http1_header_name(const struct http1_parser *p, size_t i, size_t *len);
+const char *http1_header_value(const struct http1_parser *p, size_t i, size_t *len);
+/* First header named name (case-insensitive); its index, or -1. */
+int http1_find_header(const struct http1_parser *p, const char *name);
+
+/* What happens to a request header on its way upstream. */
+enum http1_req_policy {
+    HTTP1_REQ_PASS = 0,    /* forward as received */
+    HTTP1_REQ_DROP,        /* never forwarded (secrets, hop-by-hop, Host/Expect: the proxy sets those) */
+    HTTP1_REQ_CONTENT_LENGTH, /* framing: the proxy re-derives it from the parsed length */
+};
+enum http1_req_policy http1_request_header_policy(const char *name, size_t len);
+
+/* Response headers: false for Set-Cookie and hop-by-hop (framing is the proxy's). */
+bool http1_response_header_pass(const char *name, size_t len);
+
+/*
+ * True when name appears as a token in the comma-separated value (a
+ * Connection header's list of further hop-by-hop headers).
+ */
+bool http1_token_listed(const char *list, size_t list_len, const char *name, size_t name_len);
+
+/* True when a Connection header of the request lists name. */
+bool http1_request_connection_lists(const struct http1_parser *p, const char *name, size_t len);
+
+/* Standard reason phrase for a status ("OK", "Not Found"); "Unknown" when none. */
+const char *http1_reason(int status);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * worker: one event-loop thread. Owns its event_base, its libcurl multi
+ * (struct upstream), its listeners (evconnlistener on dups of the sockets
+ * the server bound) and its client connections. Also the state every
+ * worker shares with the control loop (struct server_shared).
+ *
+ * Layer 4. A worker's connections are touched only by its own thread; the
+ * control thread talks to it only through worker_drain/worker_stop
+ * (event_active / loopbreak, thread-safe under evthread_use_pthreads).
+ */
+#ifndef CREDPROXY_WORKER_H
+#define CREDPROXY_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct upstream;
+struct evdns_base;
+struct ratelimit;
+struct metrics;
+struct world;
+struct conn;
+
+#define WORKER_MAX_LISTENERS (CONFIG_MAX_LISTEN + CONFIG_MAX_SITES)
+
+enum listener_kind { LISTENER_PROXY = 0, LISTENER_SITE };
+
+/* One bound listening socket (bound once by the server; every worker accepts on it). */
+struct listener_spec {
+    char *text;            /* "127.0.0.1:8080", "unix:/run/x.sock" (the actual port when 0 was asked) */
+    enum listener_kind kind;
+    bool is_unix;
+    char *unix_path;       /* unlinked at exit */
+    char *site_host;       /* LISTENER_SITE: the site this listener serves (looked up per request) */
+    int site_port;
+    int fd;                /* owned by the server */
+};
+
+/* What the workers share with the control loop. */
+struct server_shared {
+    pthread_mutex_t lock;  /* guards world (the pointer only; worlds are refcounted) */
+    struct world *world;
+    struct ratelimit *rl;  /* thread-safe, survives reloads */
+    struct metrics *metrics; /* thread-safe atomics */
+    struct listener_spec *listeners;
+    size_t nlisteners;
+    atomic_bool draining;
+};
+
+/* A reference to the world now in force (drop with world_unref). */
+struct world *shared_world_acquire(struct server_shared *sh);
+/* Install w (its reference moves to sh); the old world's reference is dropped. */
+void shared_world_swap(struct server_shared *sh, struct world *w);
+
+struct worker {
+    struct server_shared *sh;
+    unsigned index;
+    struct event_base *base;
+    struct upstream *up;
+    struct evdns_base *dns;  /* for blind tunnels; NULL when no resolver could be set up */
+    pthread_t thread;
+    bool started;
+    struct evconnlistener *evl[WORKER_MAX_LISTENERS];
+    struct worker_listener {
+        struct worker *w;
+        const struct listener_spec *ls;
+    } wl[WORKER_MAX_LISTENERS];
+    size_t nevl;
+    struct conn *conns;      /* doubly linked through conn->next/prev */
+    size_t nconns;
+    bool draining;
+    bool destroying;         /* the loop has ended: connections are freed without lingering */
+    struct event *ev_drain;  /* activated by the control thread */
+    struct event *done_ev;   /* control-loop event activated when this loop ends (borrowed) */
+    atomic_bool finished;
+};
+
+/* Create the loop, the upstream and the listeners. 0, or -1 with *err. */
+int worker_init(struct worker *w, struct server_shared *sh, unsigned index,
+                struct event *done_ev, char **err);
+/* Start the thread. 0 or -1. */
+int worker_start(struct worker *w);
+/* Thread-safe: stop accepting, close idle connections, end the loop when none remain. */
+void worker_drain(struct worker *w);
+/* Thread-safe: end the loop now (after shutdown_timeout). */
+void worker_stop(struct worker *w);
+/* Join the thread (if started), free every connection and the loop. */
+void worker_destroy(struct worker *w);
+
+/* For conn.c: book-keeping of live connections. */
+void worker_conn_added(struct worker *w, struct conn *c);
+void worker_conn_removed(struct worker *w, struct conn *c);
+
+#endif

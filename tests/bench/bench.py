@@ -1,0 +1,1106 @@
+#!/usr/bin/python3
+"""credproxy benchmark: credproxy side by side with nginx, HAProxy, Squid and mitmproxy.
+
+Run through tests/bench/run.sh (it builds the release binary and the CONNECT
+load client first). Everything runs on loopback high ports, from a temp dir,
+and every process this script starts is stopped when it ends (also on ^C).
+
+Sections (--sections, comma separated; default all):
+  startup    time from exec to the listener accepting, credproxy
+  memory     RSS idle and with 1,000 idle keep-alive clients (credproxy, nginx, HAProxy)
+  http       gateway and forward (absolute-form) credproxy vs nginx, HAProxy, direct (wrk)
+  intercept  CONNECT interception: credproxy vs Squid ssl-bump vs mitmproxy (cload),
+             a new tunnel per request and keep-alive inside one tunnel
+  stream     1 GiB download and upload through credproxy vs direct
+  profile    perf record -g of credproxy's gateway path under wrk (top functions)
+
+Rounds alternate the variants (A/B/C, A/B/C, ...) and the table reports medians.
+This is a benchmark, not a test: it exits 0 when it could measure, whatever the
+numbers; targets are reported as met/missed. --quick: one short round, 64 MiB
+streams, no profile (CI uses it to prove the harness still works).
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EMAIL = "svc-bot@example.com"
+SITE = "acme.atlassian.net"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+
+# ---------------------------------------------------------------------------
+# small helpers
+
+
+def log(*a):
+    sys.stderr.write(" ".join(str(x) for x in a) + "\n")
+    sys.stderr.flush()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.001)
+    return False
+
+
+def children_map():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree(pid):
+    kids = children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime (all threads)
+    return total / CLK_TCK
+
+
+def status_kib(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib(pids):
+    return sum(status_kib(p, "VmRSS") for p in pids) / 1024.0
+
+
+class RssSampler:
+    """Samples the summed VmRSS of a process tree every 20 ms; .peak in MiB."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.peak = rss_mib(pids) if pids else 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mib(self.pids))
+
+    def __enter__(self):
+        if self.pids:
+            self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.pids:
+            self._t.join()
+            self.peak = max(self.peak, rss_mib(self.pids))
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return ("%%.%df" % digits) % x
+
+
+# ---------------------------------------------------------------------------
+# the bench environment
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin = args.bin
+        self.cload = args.cload
+        self.dir = tempfile.mkdtemp(prefix="credproxy-bench-")
+        os.chmod(self.dir, 0o755)  # squid drops to the 'proxy' user and must read its files
+        self.procs = {}
+        self.token = "bench-" + secrets.token_hex(16)
+        self.auth = "Basic " + base64.b64encode(("%s:%s" % (EMAIL, self.token)).encode()).decode()
+        ncpu = os.cpu_count() or 1
+        if args.no_pin or ncpu < 2:
+            self.proxy_cpus, self.load_cpus = None, None
+        else:
+            self.proxy_cpus = args.proxy_cpus or "0"
+            self.load_cpus = args.load_cpus or ",".join(str(i) for i in range(1, ncpu))
+        self.port = {k: free_port() for k in (
+            "up", "cp", "cp_gw", "cpa", "cpa_gw", "cp1", "cp1_gw", "ngx", "hap", "squid", "mitm")}
+        self.notes = []
+        self.results = {}
+
+    # -- processes ----------------------------------------------------------
+    def pin(self, cmd, which):
+        cpus = self.proxy_cpus if which == "proxy" else self.load_cpus
+        if cpus is None or shutil.which("taskset") is None:
+            return cmd
+        return ["taskset", "-c", cpus] + cmd
+
+    def start(self, name, cmd, which="proxy", env=None, port=None, timeout=15):
+        logf = open(os.path.join(self.dir, name + ".log"), "wb")
+        e = dict(os.environ)
+        e.update(env or {})
+        t0 = time.monotonic()
+        p = subprocess.Popen(self.pin(cmd, which), stdout=logf, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=e, start_new_session=True,
+                             cwd=self.dir)
+        self.procs[name] = p
+        if port is not None and not wait_port(port, timeout, p):
+            self.stop(name)
+            with open(os.path.join(self.dir, name + ".log"), "rb") as f:
+                tail = f.read()[-1500:].decode("utf-8", "replace").replace(self.token, "<TOKEN>")
+            tail = tail.replace(self.auth, "<AUTH>")
+            raise RuntimeError("%s did not start listening on %d:\n%s" % (name, port, tail))
+        return p, time.monotonic() - t0
+
+    def stop(self, name):
+        p = self.procs.pop(name, None)
+        if p is None:
+            return
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+    def pids(self, name):
+        p = self.procs.get(name)
+        if p is None or p.poll() is not None:
+            return []
+        # taskset execs the program, so p.pid is the server itself (or its master)
+        return tree(p.pid)
+
+    def run(self, cmd, which="load", timeout=600):
+        return subprocess.run(self.pin(cmd, which), capture_output=True, text=True,
+                              timeout=timeout, cwd=self.dir)
+
+    # -- files --------------------------------------------------------------
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def write(self, name, text, mode=0o600):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        os.chmod(self.path(name), mode)
+        return self.path(name)
+
+    def openssl(self, *a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True, cwd=self.dir)
+
+    def make_ca(self, prefix, cn):
+        self.openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", prefix + ".key")
+        self.openssl("req", "-x509", "-new", "-key", prefix + ".key", "-out", prefix + ".pem",
+                     "-days", "2", "-subj", "/CN=" + cn,
+                     "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def make_files(self):
+        log("bench: work dir", self.dir)
+        self.make_ca("upca", "credproxy bench upstream CA")
+        self.openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "up.key")
+        self.openssl("req", "-new", "-key", "up.key", "-out", "up.csr", "-subj", "/CN=" + SITE)
+        self.write("up.ext", "subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n" % SITE)
+        self.openssl("x509", "-req", "-in", "up.csr", "-CA", "upca.pem", "-CAkey", "upca.key",
+                     "-CAcreateserial", "-days", "2", "-out", "up.pem", "-extfile", "up.ext")
+        self.make_ca("squidca", "credproxy bench squid CA")
+        os.makedirs(self.path("www", "upload"))
+        body = {"accountId": "5b10a2844c20165700ede21g", "emailAddress": EMAIL,
+                "displayName": "Service Bot", "active": True, "timeZone": "Europe/Berlin",
+                "locale": "en_US", "self": "https://%s/rest/api/3/user?accountId=x" % SITE}
+        s = json.dumps(body)
+        s = s[:-1] + ', "pad": "' + "x" * (1024 - len(s) - 11) + '"}'
+        assert len(s) == 1024, len(s)
+        for n in ("auth.json", "x.json"):
+            with open(self.path("www", n), "w") as f:
+                f.write(s)
+        with open(self.path("www", "big"), "wb") as f:
+            f.truncate(self.args.stream_bytes)  # sparse: reading it costs nothing
+        os.chmod(self.path("www"), 0o755)
+
+    # -- servers ------------------------------------------------------------
+    def start_upstream(self):
+        d = self.dir
+        conf = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/up.pid;
+error_log {d}/up-error.log warn;
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/up-body;
+    proxy_temp_path {d}/up-proxy;
+    fastcgi_temp_path {d}/up-fcgi; uwsgi_temp_path {d}/up-uwsgi; scgi_temp_path {d}/up-scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    default_type application/json;
+    server {{
+        listen 127.0.0.1:{port} ssl http2 reuseport;
+        server_name {site};
+        ssl_certificate {d}/up.pem;
+        ssl_certificate_key {d}/up.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root {d}/www;
+        location = /auth.json {{
+            if ($http_authorization != "{auth}") {{ return 401; }}
+        }}
+        location /upload/ {{
+            dav_methods PUT;
+            client_max_body_size 0;
+            client_body_buffer_size 1m;
+        }}
+        location = /big {{ default_type application/octet-stream; }}
+    }}
+}}
+""".format(d=d, port=self.port["up"], site=SITE, auth=self.auth)
+        self.write("up.conf", conf)
+        self.start("upstream", ["nginx", "-c", self.path("up.conf"), "-p", d], which="load",
+                   port=self.port["up"])
+
+    def cp_config(self, name, listen, gw, audit=False, http2=True, intercept=True):
+        extra = ""
+        if intercept:
+            extra = "interception:\n  ca_cert: %s\n  ca_key: %s\n" % (
+                self.path("cpca", "ca.pem"), self.path("cpca", "ca.key"))
+        return self.write(name + ".yaml", """listen: 127.0.0.1:{listen}
+workers: {workers}
+credentials:
+  svc:
+    email: {email}
+    token_env: BENCH_ATLASSIAN_TOKEN
+    rate_limit: off
+sites:
+  - domain: acme
+    credential: svc
+    listen: 127.0.0.1:{gw}
+upstream:
+  ca_file: {d}/upca.pem
+  connect_to:
+    - {site}:443:127.0.0.1:{up}
+  http2: {h2}
+{extra}log:
+  level: warn
+  audit: {audit}
+""".format(listen=listen, gw=gw, email=EMAIL, d=self.dir, site=SITE, up=self.port["up"],
+           workers=self.args.workers, extra=extra, audit="true" if audit else "false",
+           h2="true" if http2 else "false"))
+
+    def cp_env(self):
+        return {"BENCH_ATLASSIAN_TOKEN": self.token}
+
+    def start_credproxy(self):
+        os.makedirs(self.path("cpca"))
+        base = self.cp_config("cp-init", self.port["cp"], self.port["cp_gw"], intercept=False)
+        r = subprocess.run([self.bin, "ca", "init", "--dir", self.path("cpca"), "-c", base],
+                           capture_output=True, text=True, env=dict(os.environ, **self.cp_env()))
+        if r.returncode != 0:
+            raise RuntimeError("credproxy ca init failed: " + r.stderr[-500:])
+        cfg = self.cp_config("cp", self.port["cp"], self.port["cp_gw"])
+        # start to listening: the time until the main listener accepts a connection
+        startups = []
+        n = 1 if self.args.quick else 5
+        for i in range(n):
+            _, dt = self.start("credproxy", [self.bin, "run", "-c", cfg], env=self.cp_env(),
+                               port=self.port["cp"])
+            startups.append(dt * 1000)
+            if i < n - 1:
+                self.stop("credproxy")
+        self.results["startup_ms"] = med(startups)
+        if not wait_port(self.port["cp_gw"], 5):
+            raise RuntimeError("credproxy site listener %d not up" % self.port["cp_gw"])
+
+    def start_credproxy_variants(self):
+        if self.args.quick:
+            return
+        cfg = self.cp_config("cpa", self.port["cpa"], self.port["cpa_gw"], audit=True,
+                             intercept=False)
+        self.start("credproxy-audit", [self.bin, "run", "-c", cfg], env=self.cp_env(),
+                   port=self.port["cpa_gw"])
+        cfg = self.cp_config("cp1", self.port["cp1"], self.port["cp1_gw"], http2=False,
+                             intercept=False)
+        self.start("credproxy-h1up", [self.bin, "run", "-c", cfg], env=self.cp_env(),
+                   port=self.port["cp1_gw"])
+
+    def start_nginx_proxy(self):
+        d = self.dir
+        conf = """
+daemon off;
+master_process on;
+worker_processes {w};
+pid {d}/ngx.pid;
+error_log {d}/ngx-error.log warn;
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/ngx-body;
+    proxy_temp_path {d}/ngx-proxy;
+    fastcgi_temp_path {d}/ngx-fcgi; uwsgi_temp_path {d}/ngx-uwsgi; scgi_temp_path {d}/ngx-scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    upstream acme {{
+        server 127.0.0.1:{up};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass https://acme;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {site};
+            proxy_set_header Authorization "{auth}";
+            proxy_set_header Cookie "";
+            proxy_hide_header Set-Cookie;
+            proxy_ssl_server_name on;
+            proxy_ssl_name {site};
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {d}/upca.pem;
+            proxy_ssl_session_reuse on;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            client_max_body_size 0;
+        }}
+    }}
+}}
+""".format(d=d, w=self.args.workers, up=self.port["up"], port=self.port["ngx"], site=SITE,
+           auth=self.auth)
+        self.write("ngx.conf", conf)
+        self.start("nginx", ["nginx", "-c", self.path("ngx.conf"), "-p", d], port=self.port["ngx"])
+
+    def start_haproxy(self):
+        conf = """
+global
+    nbthread {w}
+    maxconn 16384
+    ssl-server-verify required
+defaults
+    mode http
+    timeout connect 10s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+    option http-keep-alive
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend acme
+backend acme
+    http-reuse always
+    http-request set-header Host {site}
+    http-request set-header Authorization "{auth}"
+    http-request del-header Cookie
+    http-response del-header Set-Cookie
+    server up 127.0.0.1:{up} ssl verify required ca-file {d}/upca.pem sni str({site}) verifyhost {site} alpn http/1.1
+""".format(w=self.args.workers, port=self.port["hap"], site=SITE, auth=self.auth,
+           up=self.port["up"], d=self.dir)
+        self.write("hap.cfg", conf)
+        self.start("haproxy", ["haproxy", "-db", "-f", self.path("hap.cfg")], port=self.port["hap"])
+
+    def start_squid(self):
+        sq = self.path("squid")
+        os.makedirs(sq)
+        for n in ("squidca.pem", "squidca.key", "upca.pem"):
+            shutil.copy(self.path(n), os.path.join(sq, n))
+        self.write("squid/hosts", "127.0.0.1 %s\n" % SITE, 0o644)
+        certgen = "/usr/lib/squid/security_file_certgen"
+        subprocess.run([certgen, "-c", "-s", os.path.join(sq, "ssl_db"), "-M", "16MB"],
+                       check=True, capture_output=True)
+        conf = """
+http_port 127.0.0.1:{port} ssl-bump tls-cert={sq}/squidca.pem tls-key={sq}/squidca.key generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program {certgen} -s {sq}/ssl_db -M 16MB
+sslcrtd_children 4 startup=1 idle=1
+ssl_bump bump all
+tls_outgoing_options cafile={sq}/upca.pem
+request_header_access Authorization deny all
+request_header_add Authorization "{auth}" all
+hosts_file {sq}/hosts
+acl localhost src 127.0.0.1/32
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_store_log none
+cache_log {sq}/cache.log
+pid_filename {sq}/squid.pid
+coredump_dir {sq}
+shutdown_lifetime 1 seconds
+max_filedescriptors 16384
+pinger_enable off
+client_persistent_connections on
+server_persistent_connections on
+""".format(port=self.port["squid"], sq=sq, certgen=certgen, auth=self.auth)
+        self.write("squid/squid.conf", conf, 0o644)
+        subprocess.run(["chown", "-R", "proxy:proxy", sq], check=True)
+        self.start("squid", ["squid", "-N", "-f", os.path.join(sq, "squid.conf")],
+                   port=self.port["squid"], timeout=20)
+
+    def start_mitmproxy(self):
+        md = self.path("mitm")
+        os.makedirs(md)
+        addon = self.write("mitm/route.py", """
+# Dials the bench upstream for {site} (no DNS here); the header is set by --modify-headers.
+class Route:
+    def server_connect(self, data):
+        if data.server.address and data.server.address[0] == "{site}":
+            data.server.address = ("127.0.0.1", {up})
+            data.server.sni = "{site}"
+
+addons = [Route()]
+""".format(site=SITE, up=self.port["up"]))
+        cmd = ["mitmdump", "-q", "--listen-host", "127.0.0.1", "-p", str(self.port["mitm"]),
+               "--set", "confdir=" + md, "--set", "ssl_verify_upstream_trusted_ca=" +
+               self.path("upca.pem"), "--set", "flow_detail=0",
+               "--modify-headers", "/~q/Authorization/" + self.auth, "-s", addon]
+        self.start("mitmproxy", cmd, port=self.port["mitm"], timeout=30)
+
+    # -- load generators ----------------------------------------------------
+    def wrk(self, url, duration, headers=(), script=None, conns=None):
+        cmd = ["wrk", "-t1", "-c%d" % (conns or self.args.connections), "-d%ds" % duration,
+               "--latency", "--timeout", "10s"]
+        for h in headers:
+            cmd += ["-H", h]
+        if script:
+            cmd += ["-s", script]
+        cmd.append(url)
+        r = self.run(cmd, timeout=duration + 60)
+        out = r.stdout
+        m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+        res = {"requests": int(m.group(1)) if m else 0, "errors": 0}
+        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        res["rps"] = float(m.group(1)) if m else None
+        for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+            m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, out, re.M)
+            if m:
+                v = float(m.group(1))
+                res[key] = v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if m:
+            res["errors"] += int(m.group(1))
+        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        if m:
+            res["errors"] += sum(int(x) for x in m.groups())
+        if res["rps"] is None:
+            res["error_text"] = (out + r.stderr)[-300:]
+        return res
+
+    def cload_run(self, duration, target, proxy=None, addr=None, cafile=None, keep=False,
+                  host=None, auth=None, conns=None):
+        cmd = [self.cload, "-t", target, "-d", str(duration), "-u", "/auth.json",
+               "-c", str(conns or self.args.tunnel_connections)]
+        if proxy:
+            cmd += ["-x", proxy]
+        if addr:
+            cmd += ["-a", addr]
+        if cafile:
+            cmd += ["-C", cafile]
+        if host:
+            cmd += ["-H", host]
+        if auth:
+            cmd += ["-A", auth]
+        if keep:
+            cmd.append("-k")
+        r = self.run(cmd, timeout=duration + 60)
+        try:
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"rps": None, "requests": 0, "errors": 1, "error_text": r.stderr[-300:]}
+        if res["requests"] == 0:
+            res["rps"] = None
+            res["error_text"] = res.get("last_error", "")
+        return res
+
+    def measure(self, proc_name, fn):
+        pids = self.pids(proc_name) if proc_name else []
+        c0 = cpu_seconds(pids)
+        with RssSampler(pids) as s:
+            res = fn()
+        c1 = cpu_seconds(pids)
+        if pids and res.get("requests"):
+            res["cpu_10k"] = (c1 - c0) / res["requests"] * 10000
+        res["peak_rss"] = s.peak if pids else None
+        return res
+
+    # -- sanity: every variant answers 200 with the credential before it is timed
+    def curl_ok(self, args):
+        r = self.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+                     + args)
+        return r.stdout.strip() == "200", (r.stdout + r.stderr).strip()[-200:]
+
+
+# ---------------------------------------------------------------------------
+# sections
+
+
+def rounds_of(b, variants, duration):
+    """variants: list of (key, proc_name, fn(duration)) run alternately; returns key -> medians."""
+    runs = {k: [] for k, _, _ in variants}
+    for r in range(b.args.rounds):
+        for key, proc, fn in variants:
+            res = b.measure(proc, lambda: fn(duration))
+            runs[key].append(res)
+            log("  round %d %-28s %8s req/s  p99 %s ms  errors %s%s" % (
+                r + 1, key, fmt(res.get("rps")), fmt(res.get("p99_ms"), 2), res.get("errors"),
+                ("  (" + res["error_text"].strip().replace("\n", " ")[:200] + ")")
+                if res.get("error_text") else ""))
+    out = {}
+    for key, rs in runs.items():
+        out[key] = {k: med([x.get(k) for x in rs]) for k in
+                    ("rps", "p50_ms", "p99_ms", "cpu_10k")}
+        out[key]["peak_rss"] = max([x.get("peak_rss") or 0 for x in rs]) or None
+        out[key]["errors"] = sum(x.get("errors", 0) for x in rs)
+        out[key]["requests"] = sum(x.get("requests", 0) for x in rs)
+    return out
+
+
+def section_http(b):
+    log("bench: http (wrk, %d connections, %d s x %d rounds)" % (
+        b.args.connections, b.args.duration, b.args.rounds))
+    fwd = b.write("absolute.lua", 'wrk.path = "http://%s/auth.json"\n'
+                  'wrk.headers["Host"] = "%s"\n' % (SITE, SITE), 0o644)
+    up = b.port["up"]
+    candidates = [
+        ("direct (ceiling)", None, lambda d: b.wrk("https://127.0.0.1:%d/auth.json" % up, d,
+                                                   headers=["Host: " + SITE,
+                                                            "Authorization: " + b.auth])),
+        ("nginx reverse proxy", "nginx",
+         lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["ngx"], d)),
+        ("HAProxy", "haproxy", lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["hap"], d)),
+        ("credproxy gateway", "credproxy",
+         lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp_gw"], d)),
+        ("credproxy forward", "credproxy",
+         lambda d: b.wrk("http://127.0.0.1:%d/" % b.port["cp"], d, script=fwd)),
+        ("credproxy gateway, audit on", "credproxy-audit",
+         lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cpa_gw"], d)),
+        ("credproxy gateway, h1 upstream", "credproxy-h1up",
+         lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"], d)),
+    ]
+    checks = {
+        "direct (ceiling)": ["--cacert", b.path("upca.pem"), "--connect-to",
+                             "%s:443:127.0.0.1:%d" % (SITE, up), "-H", "Authorization: " + b.auth,
+                             "https://%s/auth.json" % SITE],
+        "nginx reverse proxy": ["http://127.0.0.1:%d/auth.json" % b.port["ngx"]],
+        "HAProxy": ["http://127.0.0.1:%d/auth.json" % b.port["hap"]],
+        "credproxy gateway": ["http://127.0.0.1:%d/auth.json" % b.port["cp_gw"]],
+        "credproxy forward": ["-x", "http://127.0.0.1:%d" % b.port["cp"],
+                              "http://%s/auth.json" % SITE],
+        "credproxy gateway, audit on": ["http://127.0.0.1:%d/auth.json" % b.port["cpa_gw"]],
+        "credproxy gateway, h1 upstream": ["http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"]],
+    }
+    variants = []
+    for key, proc, fn in candidates:
+        if proc is not None and proc not in b.procs:
+            continue
+        ok, why = b.curl_ok(checks[key])
+        if not ok:
+            b.notes.append("http: %s skipped: the sanity request did not get 200 (%s)" % (key, why))
+            log("  skip", key, why)
+            continue
+        variants.append((key, proc, fn))
+    res = rounds_of(b, variants, b.args.duration)
+    b.results["http"] = res
+    return res
+
+
+def section_intercept(b):
+    log("bench: intercept (cload, %d connections, %d s x %d rounds)" % (
+        b.args.tunnel_connections, b.args.duration, b.args.rounds))
+    up = b.port["up"]
+    upaddr = "127.0.0.1:%d" % up
+    cp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["cp"],
+              cafile=b.path("cpca", "ca.pem"))
+    sq = dict(target="%s:%d" % (SITE, up), proxy="127.0.0.1:%d" % b.port["squid"],
+              cafile=b.path("squidca.pem"))
+    mp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["mitm"],
+              cafile=b.path("mitm", "mitmproxy-ca-cert.pem"))
+    direct = dict(target="%s:%d" % (SITE, up), addr=upaddr, cafile=b.path("upca.pem"),
+                  auth=b.auth)
+    variants = []
+    for keep in (False, True):
+        tag = "keep-alive in tunnel" if keep else "new tunnel per request"
+        for name, proc, kw in (("direct TLS (ceiling)", None, direct), ("Squid ssl-bump", "squid", sq),
+                               ("mitmproxy", "mitmproxy", mp), ("credproxy", "credproxy", cp)):
+            if proc is not None and proc not in b.procs:
+                continue
+            key = "%s | %s" % (tag, name)
+            conns = b.args.tunnel_connections
+            probe = b.cload_run(1, keep=keep, conns=2, **kw)
+            if not probe.get("rps"):
+                b.notes.append("intercept: %s skipped: %s" % (key, probe.get("error_text", "")))
+                log("  skip", key, probe.get("error_text"))
+                continue
+            variants.append((key, proc,
+                             lambda d, kw=kw, keep=keep, conns=conns:
+                             b.cload_run(d, keep=keep, conns=conns, **kw)))
+    res = rounds_of(b, variants, b.args.duration)
+    b.results["intercept"] = res
+    return res
+
+
+def idle_clients(port, count, host="127.0.0.1"):
+    """Opens count keep-alive connections, one request each, and leaves them open."""
+    socks = []
+    req = ("GET /auth.json HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode()
+    bad = 0
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"content-length:\s*(\d+)", head, re.I)
+        want = int(m.group(1)) if m else 0
+        while len(body) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        if not head.startswith(b"HTTP/1.1 200"):
+            bad += 1
+        socks.append(s)
+    return socks, bad
+
+
+def section_memory(b):
+    log("bench: memory (idle, and %d idle keep-alive clients)" % b.args.idle_clients)
+    out = {}
+    for name, proc, port in (("credproxy", "credproxy", b.port["cp_gw"]),
+                             ("nginx reverse proxy", "nginx", b.port["ngx"]),
+                             ("HAProxy", "haproxy", b.port["hap"])):
+        if proc not in b.procs:
+            continue
+        pids = b.pids(proc)
+        idle = rss_mib(pids)
+        socks, bad = [], 0
+        try:
+            socks, bad = idle_clients(port, b.args.idle_clients)
+            time.sleep(0.5)
+            loaded = rss_mib(b.pids(proc))
+        except OSError as e:
+            loaded = None
+            b.notes.append("memory: %s: idle clients failed: %s" % (name, e))
+        finally:
+            for s in socks:
+                s.close()
+        if bad:
+            b.notes.append("memory: %s: %d of the idle clients' requests were not 200" % (name, bad))
+        out[name] = {"idle": idle, "loaded": loaded, "processes": len(pids)}
+        log("  %-22s idle %s MiB, with %d idle clients %s MiB" % (
+            name, fmt(idle), b.args.idle_clients, fmt(loaded)))
+        time.sleep(0.3)
+    b.results["memory"] = out
+    return out
+
+
+def section_stream(b):
+    size = b.args.stream_bytes
+    log("bench: stream (%d MiB download and upload, %d rounds)" % (size // MIB, b.args.stream_rounds))
+    up = b.port["up"]
+    big = b.path("www", "big")
+    direct = ["--cacert", b.path("upca.pem"), "--connect-to", "%s:443:127.0.0.1:%d" % (SITE, up),
+              "-H", "Authorization: " + b.auth]
+    ways = [("direct", None, direct, "https://%s" % SITE),
+            ("credproxy gateway", "credproxy", [], "http://127.0.0.1:%d" % b.port["cp_gw"]),
+            ("credproxy forward", "credproxy", ["-x", "http://127.0.0.1:%d" % b.port["cp"]],
+             "http://%s" % SITE),
+            ("nginx reverse proxy", "nginx", [], "http://127.0.0.1:%d" % b.port["ngx"])]
+    out = {}
+    for r in range(b.args.stream_rounds):
+        for name, proc, extra, base in ways:
+            if proc is not None and proc not in b.procs:
+                continue
+            for op in ("download", "upload"):
+                key = (name, op)
+                if op == "download":
+                    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                           "--max-time", "300"] + extra + [base + "/big"]
+                else:
+                    dest = "/upload/u-%s" % secrets.token_hex(4)
+                    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                           "--max-time", "300", "-H", "Expect:", "-T", big] + extra + [base + dest]
+                pids = b.pids(proc) if proc else []
+                before = rss_mib(pids) if pids else None
+                c0 = cpu_seconds(pids)
+                with RssSampler(pids) as s:
+                    res = b.run(cmd, timeout=400)
+                c1 = cpu_seconds(pids)
+                parts = res.stdout.split()
+                okc = parts and parts[0] in ("200", "201", "204")
+                secs = float(parts[1]) if len(parts) > 1 else None
+                mbps = size / MIB / secs if okc and secs else None
+                ent = out.setdefault(key, {"mibps": [], "growth": [], "cpu": []})
+                ent["mibps"].append(mbps)
+                if pids:
+                    ent["growth"].append(s.peak - before)
+                    ent["cpu"].append(c1 - c0)
+                if not okc:
+                    b.notes.append("stream: %s %s failed: %s %s" % (name, op, res.stdout.strip(),
+                                                                    res.stderr.strip()[-200:]))
+                log("  round %d %-22s %-8s %s MiB/s%s" % (
+                    r + 1, name, op, fmt(mbps), "" if not pids else
+                    "  RSS growth %.1f MiB" % (s.peak - before)))
+                if op == "upload":
+                    for f in os.listdir(b.path("www", "upload")):
+                        os.unlink(b.path("www", "upload", f))
+    res = {k: {"mibps": med(v["mibps"]), "growth": max(v["growth"]) if v["growth"] else None,
+               "cpu": med(v["cpu"])} for k, v in out.items()}
+    b.results["stream"] = res
+    return res
+
+
+def section_profile(b):
+    if shutil.which("perf") is None:
+        b.notes.append("profile: perf not installed")
+        return None
+    pid = b.procs["credproxy"].pid
+    data = b.path("perf.data")
+    log("bench: profile (perf record -g on credproxy gateway, %d s)" % b.args.duration)
+    perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-o", data, "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=b.dir)
+    time.sleep(0.5)
+    b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp_gw"], b.args.duration)
+    perf.send_signal(signal.SIGINT)
+    try:
+        _, err = perf.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        perf.kill()
+        err = b""
+    if not os.path.exists(data):
+        b.notes.append("profile: perf record failed: %s" % err.decode(errors="replace")[-300:])
+        return None
+    r = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
+                        "--percent-limit", "0.7", "--sort", "dso,symbol"],
+                       capture_output=True, text=True, cwd=b.dir)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    top = lines[:25]
+    r2 = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
+                         "--sort", "dso"], capture_output=True, text=True, cwd=b.dir)
+    dsos = [ln for ln in r2.stdout.splitlines() if ln.strip() and not ln.startswith("#")][:10]
+    b.results["profile"] = {"top": top, "dso": dsos}
+    shutil.copy(data, b.args.out + ".perf.data") if b.args.keep_perf else None
+    return top
+
+
+# ---------------------------------------------------------------------------
+# the report
+
+
+def table_rows(group, ref_key, res):
+    ref = (res.get(ref_key) or {}).get("rps")
+    rows = []
+    for key, v in res.items():
+        ratio = (v["rps"] / ref) if (ref and v.get("rps")) else None
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            key, fmt(v.get("rps"), 0), fmt(v.get("p50_ms"), 2), fmt(v.get("p99_ms"), 2),
+            fmt(v.get("cpu_10k"), 2), fmt(v.get("peak_rss")),
+            (fmt(ratio, 2) + "x") if ratio else "-", v.get("errors", 0)))
+    return rows
+
+
+def target(ok, what, detail):
+    return "| %s | %s | %s |" % (what, "met" if ok else ("MISSED" if ok is False else "n/a"),
+                                 detail)
+
+
+def report(b):
+    a = b.args
+    L = []
+    L.append("# credproxy benchmark")
+    L.append("")
+    uname = os.uname()
+    L.append("%s, %s %s, %d CPUs; credproxy workers: %d; proxy CPUs: %s, load+upstream CPUs: %s; "
+             "%d round(s) of %d s alternating; wrk -t1 -c%d; cload -c%d%s." % (
+                 time.strftime("%Y-%m-%d %H:%M"), uname.sysname, uname.release, os.cpu_count(),
+                 a.workers, b.proxy_cpus or "any", b.load_cpus or "any", a.rounds, a.duration,
+                 a.connections, a.tunnel_connections, " (--quick)" if a.quick else ""))
+    L.append("Upstream: nginx, TLS (ECDSA P-256), serving a 1 KiB JSON; every proxy sets "
+             "`Authorization` and the upstream refuses requests without it. "
+             "CPU = user+system seconds of the proxy's whole process tree per 10,000 requests; "
+             "peak RSS = summed over that tree. Values are medians over the rounds.")
+    L.append("")
+    hdr = ["| mode | req/s | p50 ms | p99 ms | CPU s/10k req | peak RSS MiB | vs %s | errors |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    if "http" in b.results:
+        L.append("## Gateway and forward mode (plain HTTP in, TLS upstream)")
+        L.append("")
+        L += [hdr[0] % "nginx", hdr[1]]
+        L += table_rows("http", "nginx reverse proxy", b.results["http"])
+        L.append("")
+    if "intercept" in b.results:
+        L.append("## Interception (CONNECT, TLS terminated by the proxy)")
+        L.append("")
+        L += [hdr[0] % "Squid", hdr[1]]
+        res = b.results["intercept"]
+        for tag in ("new tunnel per request", "keep-alive in tunnel"):
+            sub = {k: v for k, v in res.items() if k.startswith(tag)}
+            L += table_rows("intercept", tag + " | Squid ssl-bump", sub)
+        L.append("")
+    if "stream" in b.results:
+        L.append("## Streaming (%d MiB)" % (a.stream_bytes // MIB))
+        L.append("")
+        L.append("| path | direction | MiB/s | vs direct | proxy peak RSS growth MiB | proxy CPU s |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        res = b.results["stream"]
+        for (name, op), v in res.items():
+            d = res.get(("direct", op), {}).get("mibps")
+            ratio = v["mibps"] / d if (d and v["mibps"]) else None
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                name, op, fmt(v["mibps"], 0), ("%.0f%%" % (ratio * 100)) if ratio else "-",
+                fmt(v["growth"]), fmt(v["cpu"], 2)))
+        L.append("")
+    if "memory" in b.results:
+        L.append("## Memory (RSS, whole process tree)")
+        L.append("")
+        L.append("| server | processes | idle MiB | with %d idle keep-alive clients MiB |" %
+                 a.idle_clients)
+        L.append("|---|---:|---:|---:|")
+        for name, v in b.results["memory"].items():
+            L.append("| %s | %d | %s | %s |" % (name, v["processes"], fmt(v["idle"]),
+                                                 fmt(v["loaded"])))
+        L.append("")
+    if b.results.get("startup_ms") is not None:
+        L.append("Start to listening (credproxy, exec until the listener accepts): **%.1f ms**." %
+                 b.results["startup_ms"])
+        L.append("")
+
+    # targets
+    T = []
+    http = b.results.get("http", {})
+    ng = http.get("nginx reverse proxy", {})
+    gw = http.get("credproxy gateway", {})
+
+    def ratio(x, y):
+        return (x / y) if (x is not None and y) else None
+    if ng and gw:
+        r = ratio(gw.get("rps"), ng.get("rps"))
+        T.append(target(r is not None and r >= 1.0 if r is not None else None,
+                        "gateway req/s >= 1.0x nginx", "%sx" % fmt(r, 2)))
+        c = ratio(gw.get("cpu_10k"), ng.get("cpu_10k"))
+        T.append(target(c is not None and c <= 1.0 if c is not None else None,
+                        "gateway CPU/request <= nginx", "%sx nginx's" % fmt(c, 2)))
+        p = ratio(gw.get("p99_ms"), ng.get("p99_ms"))
+        T.append(target(p is not None and p <= 1.0 if p is not None else None,
+                        "gateway p99 <= nginx", "%s ms vs %s ms" % (
+                            fmt(gw.get("p99_ms"), 2), fmt(ng.get("p99_ms"), 2))))
+    ic = b.results.get("intercept", {})
+    for tag in ("new tunnel per request", "keep-alive in tunnel"):
+        c = ic.get(tag + " | credproxy", {}).get("rps")
+        s = ic.get(tag + " | Squid ssl-bump", {}).get("rps")
+        m = ic.get(tag + " | mitmproxy", {}).get("rps")
+        if c is not None and s:
+            T.append(target(c >= s, "interception (%s) >= Squid" % tag, "%sx" % fmt(c / s, 2)))
+        if c is not None and m:
+            T.append(target(c >= 10 * m, "interception (%s) >= 10x mitmproxy" % tag,
+                            "%sx" % fmt(c / m, 1)))
+    st = b.results.get("stream", {})
+    for op in ("download", "upload"):
+        d = st.get(("direct", op), {}).get("mibps")
+        g = st.get(("credproxy gateway", op), {})
+        if d and g.get("mibps"):
+            T.append(target(g["mibps"] >= 0.7 * d, "stream %s >= 70%% of direct" % op,
+                            "%.0f%%" % (100 * g["mibps"] / d)))
+        if g.get("growth") is not None:
+            T.append(target(g["growth"] < 16, "stream %s RSS growth < 16 MiB" % op,
+                            "%s MiB" % fmt(g["growth"])))
+    mem = b.results.get("memory", {}).get("credproxy")
+    if mem:
+        T.append(target(mem["idle"] < 8, "RSS idle < 8 MiB", "%s MiB" % fmt(mem["idle"])))
+        if mem["loaded"] is not None:
+            T.append(target(mem["loaded"] < 32, "RSS with %d idle clients < 32 MiB" %
+                            a.idle_clients, "%s MiB" % fmt(mem["loaded"])))
+    if b.results.get("startup_ms") is not None:
+        T.append(target(b.results["startup_ms"] < 50, "start to listening < 50 ms",
+                        "%.1f ms" % b.results["startup_ms"]))
+    if T:
+        L.append("## Targets")
+        L.append("")
+        L.append("| target | result | measured |")
+        L.append("|---|---|---|")
+        L += T
+        L.append("")
+    prof = b.results.get("profile")
+    if prof:
+        L.append("## Profile: credproxy gateway under wrk (perf, self time)")
+        L.append("")
+        L.append("```")
+        L += prof["dso"]
+        L.append("")
+        L += prof["top"]
+        L.append("```")
+        L.append("")
+    if b.notes:
+        L.append("## Notes")
+        L.append("")
+        L += ["- " + n.replace(b.auth, "<AUTH>").replace(b.token, "<TOKEN>") for n in b.notes]
+        L.append("")
+    text = "\n".join(L)
+    return text.replace(b.auth, "<AUTH>").replace(b.token, "<TOKEN>")
+
+
+# ---------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--bin", required=True, help="credproxy binary")
+    ap.add_argument("--cload", required=True, help="the cload CONNECT load client")
+    ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--quick", action="store_true", help="one short round (CI smoke run)")
+    ap.add_argument("--sections", default="startup,memory,http,intercept,stream,profile")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--duration", type=int, help="seconds per timed run")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections")
+    ap.add_argument("--tunnel-connections", type=int, default=16, help="cload connections")
+    ap.add_argument("--idle-clients", type=int, default=1000)
+    ap.add_argument("--stream-mib", type=int)
+    ap.add_argument("--stream-rounds", type=int)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--proxy-cpus", help="taskset list for the proxies (default 0)")
+    ap.add_argument("--load-cpus", help="taskset list for load generators and upstream")
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--keep-perf", action="store_true")
+    a = ap.parse_args()
+    a.rounds = a.rounds or (1 if a.quick else 3)
+    a.duration = a.duration or (1 if a.quick else 5)
+    a.stream_bytes = (a.stream_mib or (64 if a.quick else 1024)) * MIB
+    a.stream_rounds = a.stream_rounds or (1 if a.quick else 3)
+    sections = set(a.sections.split(","))
+    if a.quick:
+        sections.discard("profile")
+        a.idle_clients = min(a.idle_clients, 200)
+
+    b = Bench(a)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_signal)
+    t0 = time.monotonic()
+    failed = None
+    try:
+        b.make_files()
+        b.start_upstream()
+        for starter, label in ((b.start_credproxy, "credproxy"),
+                               (b.start_credproxy_variants, "credproxy variants"),
+                               (b.start_nginx_proxy, "nginx"), (b.start_haproxy, "HAProxy"),
+                               (b.start_squid, "Squid"), (b.start_mitmproxy, "mitmproxy")):
+            if label in ("Squid", "mitmproxy") and "intercept" not in sections:
+                continue
+            try:
+                starter()
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                msg = str(e).replace(b.auth, "<AUTH>").replace(b.token, "<TOKEN>")
+                b.notes.append("%s could not start: %s" % (label, msg.strip().splitlines()[0]
+                                                           if msg.strip() else "?"))
+                log("bench: %s could not start:\n%s" % (label, msg))
+        for name, fn in (("memory", section_memory), ("http", section_http),
+                         ("intercept", section_intercept), ("stream", section_stream),
+                         ("profile", section_profile)):
+            if name in sections:
+                try:
+                    fn(b)
+                except (RuntimeError, OSError, subprocess.SubprocessError, KeyError) as e:
+                    b.notes.append("section %s failed: %s" % (name, e))
+                    log("bench: section %s failed: %s" % (name, e))
+    except KeyboardInterrupt:
+        failed = "interrupted"
+    finally:
+        b.stop_all()
+    b.notes.append("total time %.0f s" % (time.monotonic() - t0))
+    if "startup" not in sections:
+        b.results.pop("startup_ms", None)
+    text = report(b)
+    with open(a.out, "w") as f:
+        f.write(text + "\n")
+    print(text)
+    log("bench: wrote %s (work dir %s)" % (a.out, b.dir))
+    if not a.keep_perf:
+        pass
+    if os.environ.get("BENCH_KEEP_DIR") is None:
+        shutil.rmtree(b.dir, ignore_errors=True)
+    if failed:
+        return 130
+    measured = any(b.results.get(k) for k in ("http", "intercept", "stream", "memory"))
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Streaming and connection handling: big bodies both ways with flat memory
+(VmHWM), a slow reader, pipelining, Expect: 100-continue, keep-alive, and
+upstream connection reuse across client connections.
+
+Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_core_streaming.py [TEST...]
+"""
+import os
+import socket
+import subprocess
+import time
+
+import harness as h
+from harness import check
+from fake_atlassian import download_sha256
+
+MiB = 1024 * 1024
+RSS_LIMIT_KIB = 48 * 1024
+
+
+def _curl_sha(env, args, timeout=120):
+    """curl ... | sha256sum, both outside this process (no GIL contention with the fake)."""
+    cmd = ["curl", "-sS", "--max-time", str(timeout), "-x", "http://127.0.0.1:%d" % env.port,
+           "-w", "%{stderr}%{http_code}"] + args
+    c = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=h.clean_env())
+    s = subprocess.Popen(["sha256sum"], stdin=c.stdout, stdout=subprocess.PIPE)
+    c.stdout.close()
+    out, _ = s.communicate(timeout=timeout + 10)
+    err = c.stderr.read().decode("utf-8", "replace")
+    c.wait(10)
+    env.extra_texts.append(err)
+    return c.returncode, err.strip()[-3:], out.split()[0].decode() if out else ""
+
+
+@h.test(timeout=120)
+def stream_big_download(env):
+    env.start_fake()
+    env.start_proxy()
+    size = 256 * MiB
+    want = download_sha256(size)
+    for chunked in (0, 1):
+        rc, code, got = _curl_sha(env, ["http://acme.atlassian.net/__download?size=%d&chunked=%d"
+                                        % (size, chunked)])
+        check(rc == 0 and code == "200", "256 MiB download (chunked=%d) completes" % chunked,
+              (rc, code))
+        check(got == want, "256 MiB download (chunked=%d) intact (sha256)" % chunked, got)
+    hwm = h.vmhwm_kib(env.proxy.pid)
+    h.log("    proxy VmHWM after 2x256 MiB down: %d KiB" % hwm)
+    check(hwm < RSS_LIMIT_KIB, "proxy peak RSS under 48 MiB", "%d KiB" % hwm)
+    env.stop_proxy()
+
+
+@h.test(timeout=120)
+def stream_big_upload(env):
+    env.start_fake()
+    env.start_proxy()
+    size = 64 * MiB
+    path = os.path.join(env.dir, "upload.bin")
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(64):
+            f.write(block[i:] + block[:i])
+    want = h.sha256(open(path, "rb").read())
+    for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
+        r = env.curl_proxy("http://acme.atlassian.net/__upload", "--data-binary", "@" + path,
+                           "-H", "Content-Type: application/octet-stream", "-H", "Expect:", *extra,
+                           timeout=90)
+        what = "chunked" if extra else "sized"
+        check(r.status == 200, "64 MiB upload (%s) answered 200" % what, r)
+        check(r.json() == {"sha256": want, "length": size}, "64 MiB upload (%s) intact" % what, r)
+        rec = env.fake.records(path="/__upload")
+        if rec:
+            framing = "te" if h.header_of(rec[-1]["headers"], "transfer-encoding") else "cl"
+            h.log("    upload %s reached the fake with %s framing" % (what, framing))
+    hwm = h.vmhwm_kib(env.proxy.pid)
+    h.log("    proxy VmHWM after 2x64 MiB up: %d KiB" % hwm)
+    check(hwm < RSS_LIMIT_KIB, "proxy peak RSS under 48 MiB", "%d KiB" % hwm)
+    env.stop_proxy()
+
+
+@h.test(timeout=90)
+def stream_slow_reader(env):
+    env.start_fake()
+    env.start_proxy()
+    size = 96 * MiB
+    base = h.vmrss_kib(env.proxy.pid)
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(b"GET http://acme.atlassian.net/__download?size=%d HTTP/1.1\r\n"
+              b"Host: acme.atlassian.net\r\nConnection: close\r\n\r\n" % size)
+    got = s.recv(256 * 1024)
+    time.sleep(3)  # the client stalls; the proxy must stop reading upstream
+    stalled = h.vmrss_kib(env.proxy.pid)
+    h.log("    proxy VmRSS at start %d KiB, with a stalled 96 MiB reader %d KiB" % (base, stalled))
+    check(stalled - base < 24 * 1024, "a stalled reader does not grow proxy memory",
+          "%d -> %d KiB" % (base, stalled))
+    # Now drain it all and verify.
+    buf = bytearray(got)
+    while True:
+        d = s.recv(1024 * 1024)
+        if not d:
+            break
+        buf += d
+    s.close()
+    head, _, body = bytes(buf).partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "slow reader got 200", head[:200])
+    check(len(body) == size and h.sha256(body) == download_sha256(size), "slow reader body intact",
+          len(body))
+    env.stop_proxy()
+
+
+@h.test
+def stream_pipelined_in_order(env):
+    env.start_fake()
+    env.start_proxy()
+    reqs = b""
+    for i, path in enumerate([b"/__slow?delay=0.3&chunks=2&n=0", b"/__echo?n=1", b"/__echo?n=2",
+                              b"/__download?size=100000&n=3", b"/__echo?n=4"]):
+        reqs += b"GET http://acme.atlassian.net" + path + b" HTTP/1.1\r\nHost: acme.atlassian.net\r\n\r\n"
+    rs = h.raw_request(env.port, reqs, timeout=15, nresponses=5)
+    check(len(rs) == 5 and all(r.status == 200 for r in rs), "5 pipelined requests answered 200",
+          [r.status for r in rs])
+    if len(rs) == 5:
+        check(rs[0].body == b"chunk 0\nchunk 1\n", "1st answer is the slow one", rs[0])
+        check((rs[1].json() or {}).get("query") == "n=1", "2nd answer is n=1", rs[1])
+        check((rs[2].json() or {}).get("query") == "n=2", "3rd answer is n=2", rs[2])
+        check(h.sha256(rs[3].body) == download_sha256(100000), "4th answer is the download", len(rs[3].body))
+        check((rs[4].json() or {}).get("query") == "n=4", "5th answer is n=4", rs[4])
+    env.stop_proxy()
+
+
+@h.test
+def stream_expect_100_continue(env):
+    env.start_fake()
+    env.start_proxy()
+    body = os.urandom(200000)
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    s.sendall(b"POST http://acme.atlassian.net/__upload HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+              b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+    s.settimeout(5)
+    r, rest = h.read_response(s)
+    check(r.status == 100, "100 Continue before the body is sent", r)
+    if r.status == 100:
+        s.sendall(body)
+        r, rest = h.read_response(s, rest)
+    check(r.status == 200 and r.json() == {"sha256": h.sha256(body), "length": len(body)},
+          "body after 100-continue arrives intact", r)
+    s.close()
+    env.stop_proxy()
+
+
+@h.test
+def stream_keepalive_reuse(env):
+    env.start_fake()
+    env.start_proxy()
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    buf = b""
+    for i in range(5):
+        s.sendall(b"GET http://acme.atlassian.net/__echo?i=%d HTTP/1.1\r\nHost: acme.atlassian.net\r\n\r\n" % i)
+        r, buf = h.read_response(s, buf)
+        check(r.status == 200 and (r.json() or {}).get("query") == "i=%d" % i,
+              "request %d on one client connection" % i, r)
+        check((r.header("Connection") or "").lower() != "close", "connection kept open", r)
+    s.close()
+    conns = env.fake.connections(sni="acme.atlassian.net")
+    check(len(conns) == 1, "5 requests on one client connection used one upstream connection", conns)
+    env.stop_proxy()
+
+
+@h.test(timeout=90)
+def stream_upstream_pool(env):
+    env.start_fake()
+    env.start_proxy()
+    for i in range(60):
+        r = h.raw_one(env.port, b"GET http://acme.atlassian.net/__echo?c=%d HTTP/1.1\r\n"
+                      b"Host: acme.atlassian.net\r\nConnection: close\r\n\r\n" % i)
+        if not check(r.status == 200, "client connection %d answered" % i, r):
+            break
+    conns = env.fake.connections(sni="acme.atlassian.net")
+    h.log("    60 client connections -> %d upstream TLS connections" % len(conns))
+    check(1 <= len(conns) <= 4, "60 client connections used at most 4 upstream TLS connections",
+          len(conns))
+    env.stop_proxy()
+
+
+if __name__ == "__main__":
+    h.main()

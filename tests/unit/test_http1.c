@@ -1,0 +1,359 @@
+/*
+ * test_http1: request framing (good, bad, pipelined, chunked, split at
+ * every byte) and the header policy table.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http1.h"
+#include "testlib.h"
+#include "util.h"
+
+struct outcome {
+    int status;        /* 0 = parsed, else the proxy's error status */
+    const char *code;  /* error code or NULL */
+    char body[4096];
+    size_t body_len;
+    size_t used;       /* raw bytes that belonged to this request */
+    struct http1_parser p;
+};
+
+/*
+ * Parse one request from raw, delivering it in two pieces split at `split`
+ * (>= len: in one piece), decoding the body through a buffer of `cap` bytes.
+ * The parser is left in out->p (caller clears).
+ */
+static void run(const char *raw, size_t len, size_t split, size_t cap, struct outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    http1_parser_init(&out->p);
+    size_t avail = split < len ? split : len; /* bytes "received" so far */
+    size_t pos = 0;
+    int head_done = 0;
+    char buf[64];
+    if (cap > sizeof(buf))
+        cap = sizeof(buf);
+    for (int guard = 0; guard < 100000; guard++) {
+        size_t consumed = 0;
+        enum http1_status st;
+        if (!head_done) {
+            st = http1_parse_head(&out->p, raw + pos, avail - pos, &consumed);
+            pos += consumed;
+            if (st == HTTP1_HEAD_DONE) {
+                head_done = 1;
+                continue;
+            }
+        } else {
+            size_t produced = 0;
+            st = http1_parse_body(&out->p, raw + pos, avail - pos, &consumed, buf, cap, &produced);
+            pos += consumed;
+            if (out->body_len + produced <= sizeof(out->body)) {
+                memcpy(out->body + out->body_len, buf, produced);
+                out->body_len += produced;
+            }
+            if (st == HTTP1_BODY_DONE) {
+                out->used = pos;
+                return;
+            }
+        }
+        if (st == HTTP1_ERROR) {
+            out->status = out->p.err_status;
+            out->code = out->p.err_code;
+            return;
+        }
+        if (pos == avail) {
+            if (avail == len) {
+                out->status = -1; /* incomplete */
+                return;
+            }
+            avail = len;
+        }
+    }
+    out->status = -2;
+}
+
+struct framing_case {
+    const char *name;
+    const char *raw;
+    int status;        /* 0 ok, -1 incomplete, else error status */
+    const char *body;  /* expected body when ok */
+    size_t rest;       /* bytes left for the next request when ok */
+};
+
+#define CRLF "\r\n"
+
+static const struct framing_case framing_cases[] = {
+    {"simple get", "GET /rest/api/3/myself HTTP/1.1" CRLF "Host: acme.atlassian.net" CRLF CRLF, 0,
+     "", 0},
+    {"absolute form", "GET http://acme.atlassian.net/x?y=1 HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0,
+     "", 0},
+    {"http/1.0 no host", "GET / HTTP/1.0" CRLF CRLF, 400, NULL, 0},
+    {"content-length body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 5" CRLF CRLF
+     "hello", 0, "hello", 0},
+    {"chunked body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF
+     "5" CRLF "hello" CRLF "6" CRLF " world" CRLF "0" CRLF CRLF, 0, "hello world", 0},
+    {"chunked with trailer", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked"
+     CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF "X-T: 1" CRLF CRLF, 0, "abc", 0},
+    {"chunk extension", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     CRLF "3;foo=bar" CRLF "abc" CRLF "0" CRLF CRLF, 0, "abc", 0},
+    {"pipelined", "GET /a HTTP/1.1" CRLF "Host: a" CRLF CRLF "GET /b HTTP/1.1" CRLF "Host: a" CRLF
+     CRLF, 0, "", 28},
+    {"pipelined after body", "POST /a HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 2" CRLF CRLF
+     "okGET /b HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0, "ok", 28},
+    {"connect", "CONNECT acme.atlassian.net:443 HTTP/1.1" CRLF "Host: acme.atlassian.net:443" CRLF
+     CRLF, 0, "", 0},
+    {"connect without host", "CONNECT acme.atlassian.net:443 HTTP/1.1" CRLF CRLF, 0, "", 0},
+    {"incomplete head", "GET / HTTP/1.1" CRLF "Host: a" CRLF, -1, NULL, 0},
+    {"incomplete body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 9" CRLF CRLF "abc",
+     -1, NULL, 0},
+    {"cl and te", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF
+     "Transfer-Encoding: chunked" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"te and cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     "Content-Length: 3" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"duplicate differing cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF
+     "Content-Length: 4" CRLF CRLF "abcd", 400, NULL, 0},
+    {"cl with list", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3, 3" CRLF CRLF "abc",
+     400, NULL, 0},
+    {"negative cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: -1" CRLF CRLF, 400,
+     NULL, 0},
+    {"te not chunked", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: gzip" CRLF CRLF,
+     400, NULL, 0},
+    {"te chunked twice", "POST /x HTTP/1.1" CRLF "Host: a" CRLF
+     "Transfer-Encoding: chunked, chunked" CRLF CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"bad chunk size", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     CRLF "zz" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"huge chunk size", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     CRLF "fffffffffffffffff" CRLF "abc" CRLF, 400, NULL, 0},
+    {"chunk data overrun", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     CRLF "2" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"obs-fold", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: one" CRLF " two" CRLF CRLF, 400, NULL,
+     0},
+    {"space before colon", "GET / HTTP/1.1" CRLF "Host : a" CRLF CRLF, 400, NULL, 0},
+    {"space in header name", "GET / HTTP/1.1" CRLF "Host: a" CRLF "Bad Name: x" CRLF CRLF, 400,
+     NULL, 0},
+    {"space before colon 2", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-Sp : x" CRLF CRLF, 400, NULL,
+     0},
+    {"bad header name", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X(A): 1" CRLF CRLF, 400, NULL, 0},
+    {"empty header name", "GET / HTTP/1.1" CRLF "Host: a" CRLF ": 1" CRLF CRLF, 400, NULL, 0},
+    {"duplicate host", "GET / HTTP/1.1" CRLF "Host: a" CRLF "Host: b" CRLF CRLF, 400, NULL, 0},
+    {"duplicate same host", "GET / HTTP/1.1" CRLF "Host: a" CRLF "host: a" CRLF CRLF, 400, NULL, 0},
+    {"missing host", "GET / HTTP/1.1" CRLF "Accept: */*" CRLF CRLF, 400, NULL, 0},
+    {"empty host", "GET / HTTP/1.1" CRLF "Host:" CRLF CRLF, 400, NULL, 0},
+    {"control byte in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x01b" CRLF CRLF, 400,
+     NULL, 0},
+    {"del in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x7f" "b" CRLF CRLF, 400, NULL, 0},
+    {"nul in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\0b" CRLF CRLF, 400, NULL, 0},
+    {"bare cr in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\rb" CRLF CRLF, 400, NULL, 0},
+    {"control byte in target", "GET /a\x01 HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"tab in target", "GET /a\tb HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"bad version", "GET / HTTP/2.0" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"http/0.9", "GET /" CRLF CRLF, 400, NULL, 0},
+    {"lowercase method", "get / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"unknown method", "FROB / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"trace", "TRACE / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 405, NULL, 0},
+    {"connect with body", "CONNECT a:443 HTTP/1.1" CRLF "Content-Length: 3" CRLF CRLF "abc", 400,
+     NULL, 0},
+    {"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, NULL, 0},
+};
+
+static void test_framing(void)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(framing_cases); i++) {
+        const struct framing_case *c = &framing_cases[i];
+        size_t len = strlen(c->raw);
+        if (strcmp(c->name, "nul in value") == 0)
+            len = strlen("GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a") + 1 +
+                  strlen("b" CRLF CRLF);
+        if (strcmp(c->name, "garbage") == 0)
+            len = 11;
+        /* Whole, split at every byte, and with tiny body buffers. */
+        for (size_t split = 0; split <= len; split++) {
+            for (size_t cap = 1; cap <= 64; cap = cap == 1 ? 3 : cap * 4) {
+                struct outcome o;
+                run(c->raw, len, split, cap, &o);
+                CHECK_MSG(o.status == c->status, "%s split %zu cap %zu: status %d want %d",
+                          c->name, split, cap, o.status, c->status);
+                if (c->status == 0 && o.status == 0) {
+                    CHECK_MSG(o.body_len == strlen(c->body) &&
+                                  memcmp(o.body, c->body, o.body_len) == 0,
+                              "%s split %zu cap %zu: body", c->name, split, cap);
+                    CHECK_MSG(len - o.used == c->rest, "%s split %zu: rest %zu want %zu",
+                              c->name, split, len - o.used, c->rest);
+                }
+                if (c->status > 0)
+                    CHECK_MSG(o.code != NULL, "%s: error code", c->name);
+                http1_parser_clear(&o.p);
+            }
+        }
+    }
+}
+
+static void test_head_facts(void)
+{
+    const char *raw = "POST http://acme.atlassian.net/rest?q=1 HTTP/1.1" CRLF
+                      "Host: acme.atlassian.net" CRLF "Expect: 100-continue" CRLF
+                      "Content-Length: 10" CRLF "X-Empty:" CRLF "X-Sp:  v v  " CRLF
+                      "Connection: keep-alive, X-Hop" CRLF "X-Hop: 1" CRLF CRLF;
+    struct http1_parser p;
+    size_t consumed, len;
+    http1_parser_init(&p);
+    CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
+    CHECK(consumed == strlen(raw));
+    CHECK_STR(http1_method(&p), "POST");
+    const char *t = http1_target(&p, &len);
+    CHECK(len == strlen("http://acme.atlassian.net/rest?q=1") && memcmp(t, "http://", 7) == 0);
+    CHECK(p.expect_continue);
+    CHECK(p.content_length == 10 && p.has_body && !p.chunked);
+    CHECK(p.keep_alive);
+    CHECK(p.nheaders == 7);
+    int i = http1_find_header(&p, "x-empty");
+    CHECK(i >= 0 && (http1_header_value(&p, (size_t)i, &len), len == 0));
+    i = http1_find_header(&p, "X-SP");
+    CHECK(i >= 0 && strcmp(http1_header_value(&p, (size_t)i, &len), "v v") == 0 && len == 3);
+    CHECK(http1_request_connection_lists(&p, "x-hop", 5));
+    CHECK(!http1_request_connection_lists(&p, "x-ho", 4));
+    CHECK(!http1_request_connection_lists(&p, "x-sp", 4));
+    CHECK(p.host_index == 0);
+
+    /* HTTP/1.0 defaults to close; Connection: close ends keep-alive on 1.1. */
+    http1_parser_reset(&p);
+    raw = "GET / HTTP/1.0" CRLF "Host: a" CRLF CRLF;
+    CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
+    CHECK(!p.keep_alive);
+    http1_parser_reset(&p);
+    raw = "GET / HTTP/1.1" CRLF "Host: a" CRLF "Connection: close" CRLF CRLF;
+    CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
+    CHECK(!p.keep_alive);
+    http1_parser_reset(&p);
+    raw = "GET / HTTP/1.1" CRLF "Host: a" CRLF "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF
+          CRLF;
+    CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
+    CHECK(p.upgrade);
+    http1_parser_clear(&p);
+}
+
+static void test_limits(void)
+{
+    struct http1_parser p;
+    size_t consumed;
+    char *raw = xmalloc(HTTP1_MAX_HEAD_BYTES * 2);
+
+    /* Exactly HTTP1_MAX_HEADERS lines pass; one more is 431. */
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t n = (size_t)sprintf(raw, "GET / HTTP/1.1\r\nHost: a\r\n");
+        for (int i = 0; i < HTTP1_MAX_HEADERS - 1 + extra; i++)
+            n += (size_t)sprintf(raw + n, "X-H%d: %d\r\n", i, i);
+        n += (size_t)sprintf(raw + n, "\r\n");
+        http1_parser_init(&p);
+        enum http1_status st = http1_parse_head(&p, raw, n, &consumed);
+        if (extra == 0) {
+            CHECK(st == HTTP1_HEAD_DONE);
+        } else {
+            CHECK(st == HTTP1_ERROR && p.err_status == 431);
+            CHECK_STR(p.err_code, "headers_too_large");
+        }
+        http1_parser_clear(&p);
+    }
+
+    /* A head just under the byte limit passes; over it is 431, fed whole or byte by byte. */
+    for (int over = 0; over <= 1; over++) {
+        const char *start = "GET / HTTP/1.1\r\nHost: a\r\nX-Big: ";
+        size_t n = strlen(start);
+        memcpy(raw, start, n);
+        size_t target = HTTP1_MAX_HEAD_BYTES - 4 + (size_t)over;
+        while (n < target)
+            raw[n++] = 'v';
+        memcpy(raw + n, "\r\n\r\n", 4);
+        n += 4;
+        CHECK(n == HTTP1_MAX_HEAD_BYTES + (size_t)over);
+        http1_parser_init(&p);
+        enum http1_status st = http1_parse_head(&p, raw, n, &consumed);
+        CHECK(over ? (st == HTTP1_ERROR && p.err_status == 431) : st == HTTP1_HEAD_DONE);
+        http1_parser_clear(&p);
+
+        http1_parser_init(&p);
+        size_t pos = 0;
+        st = HTTP1_NEED_MORE;
+        while (pos < n && st == HTTP1_NEED_MORE) {
+            size_t step = n - pos < 1000 ? n - pos : 1000;
+            st = http1_parse_head(&p, raw + pos, step, &consumed);
+            pos += consumed;
+        }
+        CHECK(over ? (st == HTTP1_ERROR && p.err_status == 431) : st == HTTP1_HEAD_DONE);
+        http1_parser_clear(&p);
+    }
+
+    /* A never-ending header line is cut off at the limit, not buffered forever. */
+    http1_parser_init(&p);
+    memcpy(raw, "GET / HTTP/1.1\r\nX: ", 19);
+    memset(raw + 19, 'a', HTTP1_MAX_HEAD_BYTES * 2 - 19);
+    CHECK(http1_parse_head(&p, raw, HTTP1_MAX_HEAD_BYTES * 2, &consumed) == HTTP1_ERROR);
+    CHECK(p.err_status == 431);
+    CHECK(p.arena_cap <= HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64);
+    http1_parser_clear(&p);
+    free(raw);
+}
+
+struct policy_case {
+    const char *name;
+    enum http1_req_policy req;
+    bool resp_pass;
+};
+
+static const struct policy_case policy_cases[] = {
+    {"Authorization", HTTP1_REQ_DROP, true},
+    {"authorization", HTTP1_REQ_DROP, true},
+    {"Proxy-Authorization", HTTP1_REQ_DROP, false},
+    {"Proxy-Authenticate", HTTP1_REQ_DROP, false},
+    {"Cookie", HTTP1_REQ_DROP, true},
+    {"Set-Cookie", HTTP1_REQ_DROP, false},
+    {"set-cookie", HTTP1_REQ_DROP, false},
+    {"Connection", HTTP1_REQ_DROP, false},
+    {"Keep-Alive", HTTP1_REQ_DROP, false},
+    {"Proxy-Connection", HTTP1_REQ_DROP, false},
+    {"TE", HTTP1_REQ_DROP, false},
+    {"Trailer", HTTP1_REQ_DROP, false},
+    {"Transfer-Encoding", HTTP1_REQ_DROP, false},
+    {"Upgrade", HTTP1_REQ_DROP, false},
+    {"Host", HTTP1_REQ_DROP, true},
+    {"Expect", HTTP1_REQ_DROP, true},
+    {"Content-Length", HTTP1_REQ_CONTENT_LENGTH, false},
+    {"Accept-Encoding", HTTP1_REQ_PASS, true},
+    {"Content-Encoding", HTTP1_REQ_PASS, true},
+    {"Content-Type", HTTP1_REQ_PASS, true},
+    {"X-Atlassian-Token", HTTP1_REQ_PASS, true},
+    {"User-Agent", HTTP1_REQ_PASS, true},
+    {"Retry-After", HTTP1_REQ_PASS, true},
+    {"Location", HTTP1_REQ_PASS, true},
+    {"Authorizationx", HTTP1_REQ_PASS, true},
+    {"Cookies", HTTP1_REQ_PASS, true},
+    {"X-Authorization", HTTP1_REQ_PASS, true},
+};
+
+static void test_policy(void)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_cases); i++) {
+        const struct policy_case *c = &policy_cases[i];
+        CHECK_MSG(http1_request_header_policy(c->name, strlen(c->name)) == c->req, "request %s",
+                  c->name);
+        CHECK_MSG(http1_response_header_pass(c->name, strlen(c->name)) == c->resp_pass,
+                  "response %s", c->name);
+    }
+    CHECK(http1_token_listed("close", 5, "close", 5));
+    CHECK(http1_token_listed(" a , Close ,b", 13, "close", 5));
+    CHECK(!http1_token_listed("closed", 6, "close", 5));
+    CHECK(!http1_token_listed("", 0, "close", 5));
+    CHECK(!http1_token_listed("a,,b", 4, "", 0));
+    CHECK_STR(http1_reason(200), "OK");
+    CHECK_STR(http1_reason(431), "Request Header Fields Too Large");
+    CHECK_STR(http1_reason(799), "Unknown");
+}
+
+int main(void)
+{
+    test_framing();
+    test_head_facts();
+    test_limits();
+    test_policy();
+    TEST_DONE();
+}
