@@ -220,9 +220,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        if (c->state == CONN_TLS_HANDSHAKE)
-            log_info("TLS handshake with %s for %s failed (does the agent trust the credproxy CA?)",
+        if (c->state == CONN_TLS_HANDSHAKE) {
+            log_info("TLS handshake with %s for %s failed (a server name other than the CONNECT "
+                     "host, or the agent does not trust the credproxy CA)",
                      c->peer, c->connect_auth.host);
+            c->graceful = true; /* flush the TLS alert before closing */
+        }
         conn_close(c, "connection error");
         return;
     }

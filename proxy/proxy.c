@@ -676,6 +676,8 @@ static void proxy_connect(struct request *r, const char *target, size_t tlen)
 
     r->path = xstrdup("");
     r->mode = "intercept";
+    /* A refused CONNECT ends the connection: the client may already be sending TLS. */
+    c->close_after = true;
     if (c->intercept) {
         reply_error(r, 400, "CONNECT inside an intercepted tunnel is not supported");
         return;
@@ -708,6 +710,7 @@ static void proxy_connect(struct request *r, const char *target, size_t tlen)
             reply_error_x(r, 403, "host_not_allowed", msg, NULL, false);
             return;
         }
+        c->close_after = false;
         evbuffer_add(conn_output(c), "HTTP/1.1 200 Connection Established\r\n\r\n", 39);
         r->status = 200;
         r->finished = true;

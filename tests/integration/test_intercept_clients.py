@@ -12,51 +12,13 @@ intact body; the client must see the local CA's leaf, never the fake's.
 import hashlib
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-
-SITES = [{"domain": "acme", "credential": "svc"},
-         {"host": "jira.example.org", "credential": "svc"}]
-
-
-def setup(env, sites=None, unknown_hosts=None, ca=True, ca_sites=None):
-    """Fake + config with interception files in env.dir/certs; ca init; proxy started."""
-    env.start_fake()
-    certs = os.path.join(env.dir, "certs")
-    extra = {"interception": {"ca_cert": os.path.join(certs, "ca.pem"),
-                              "ca_key": os.path.join(certs, "ca.key")}}
-    if ca:
-        env.config(sites=ca_sites or sites or SITES, unknown_hosts=unknown_hosts, extra=extra)
-        p = subprocess.run([h.BIN, "ca", "init", "-c", env.config_path, "--dir", certs],
-                           env=h.clean_env(), capture_output=True, timeout=30)
-        h.check(p.returncode == 0, "credproxy ca init exits 0", p.stderr)
-        h.check(oct(os.stat(os.path.join(certs, "ca.key")).st_mode & 0o777) == "0o600",
-                "ca.key is 0600")
-    env.config(sites=sites or SITES, unknown_hosts=unknown_hosts, extra=extra)
-    env.start_proxy(args=["run", "-c", env.config_path])
-    return certs
-
-
-def env_json(env):
-    p = subprocess.run([h.BIN, "env", "-c", env.config_path, "--format", "json"],
-                       env=h.clean_env(), capture_output=True, timeout=30)
-    h.check(p.returncode == 0, "credproxy env exits 0", p.stderr)
-    return json.loads(p.stdout)
-
-
-def tunnel(env, target, timeout=10):
-    """CONNECT target through the proxy; returns (socket, Response)."""
-    s = socket.create_connection(("127.0.0.1", env.port), timeout=timeout)
-    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
-    r, rest = h.read_response(s, head_only=True)
-    h.check(rest == b"", "nothing after the CONNECT response", rest)
-    return s, r
-
+from intercept_helpers import env_json, setup, tunnel  # noqa: E402
 
 def myself_records(env, host="acme.atlassian.net"):
     return [r for r in env.fake.records(host=host) if r["path"] == "/rest/api/3/myself"]
@@ -102,7 +64,8 @@ def leaf_is_exact(env):
         h.check(t.selected_alpn_protocol() == "http/1.1", "ALPN http/1.1 (never h2)",
                 t.selected_alpn_protocol())
         h.check(t.version() in ("TLSv1.2", "TLSv1.3"), "TLS 1.2+", t.version())
-        t.sendall(b"GET /rest/api/3/myself HTTP/1.1\r\nHost: acme.atlassian.net\r\n\r\n")
+        t.sendall(b"GET /rest/api/3/myself HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+                  b"Connection: close\r\n\r\n")
         resp, _ = h.read_response(t)
         h.check(resp.status == 200, "request inside the tunnel", resp)
 

@@ -6,14 +6,13 @@ fake's own certificate, never intercepted, no credential added), no CA yet
 warning, 403 for the uncovered site)."""
 
 import os
-import socket
 import ssl
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from test_intercept_clients import SITES, setup, tunnel  # noqa: E402
+from intercept_helpers import SITES, setup, tunnel  # noqa: E402
 
 
 def tls_ctx(cafile):
@@ -56,8 +55,10 @@ def sni_mismatch(env):
             h.check(p.returncode == 0 and "Verification: OK" in out,
                     "s_client with the right SNI verifies", out[-1500:])
         else:
-            h.check(p.returncode != 0 and "unrecognized name" in out,
-                    "s_client with SNI %s: alert unrecognized name" % sni, out[-1500:])
+            # The alert is unrecognized_name; a proxy that closes at once may lose it (EOF).
+            h.check(p.returncode != 0 and "Verification: OK" not in out and
+                    ("unrecognized name" in out or "unexpected eof" in out),
+                    "s_client with SNI %s: handshake refused" % sni, out[-1500:])
     recs = [x for x in env.fake.records() if x["path"] == "/rest/api/3/myself"]
     h.check(recs == [], "nothing reached the fake", len(recs))
 
@@ -102,7 +103,8 @@ def connect_unmapped_tunnel(env):
         issuer = dict(x[0] for x in cert.get("issuer", ()))
         h.check("credproxy test ca" in issuer.get("commonName", ""),
                 "the client sees the fake's own certificate", cert)
-        t.sendall(b"GET /__echo HTTP/1.1\r\nHost: unknown.atlassian.net\r\n\r\n")
+        t.sendall(b"GET /__echo HTTP/1.1\r\nHost: unknown.atlassian.net\r\n"
+                  b"Connection: close\r\n\r\n")
         resp, _ = h.read_response(t)
         h.check(resp.status == 200, "request through the blind tunnel", resp)
     recs = env.fake.records(host="unknown.atlassian.net")
@@ -148,7 +150,8 @@ def ca_for_other_sites(env):
     h.check(r.status == 200, "covered site still intercepted", r)
     with tls_ctx(os.path.join(certs, "ca.pem")).wrap_socket(
             s, server_hostname="jira.example.org") as t:
-        t.sendall(b"GET /rest/api/3/myself HTTP/1.1\r\nHost: jira.example.org\r\n\r\n")
+        t.sendall(b"GET /rest/api/3/myself HTTP/1.1\r\nHost: jira.example.org\r\n"
+                  b"Connection: close\r\n\r\n")
         resp, _ = h.read_response(t)
         h.check(resp.status == 200, "request on the covered site", resp)
 
