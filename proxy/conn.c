@@ -296,8 +296,8 @@ ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
             break;
         size_t seg = evbuffer_get_contiguous_space(in);
         const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)seg);
-        st = http1_parse_body(&c->parser, data, seg, &consumed, buf + total, cap - total,
-                              &produced);
+        st =
+            http1_parse_body(&c->parser, data, seg, &consumed, buf + total, cap - total, &produced);
         evbuffer_drain(in, consumed);
         total += produced;
         if (st == HTTP1_BODY_DONE) {

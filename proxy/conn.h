@@ -24,14 +24,14 @@
 #include "hostmap.h"
 #include "http1.h"
 
-#define CONN_HEAD_TIMEOUT_MS 10000   /* whole request head, from its first byte */
-#define CONN_IDLE_TIMEOUT_MS 60000   /* keep-alive wait for the next request */
+#define CONN_HEAD_TIMEOUT_MS 10000 /* whole request head, from its first byte */
+#define CONN_IDLE_TIMEOUT_MS 60000 /* keep-alive wait for the next request */
 #define CONN_TLS_HANDSHAKE_TIMEOUT_MS 10000
-#define CONN_INPUT_MAX (64 * 1024)   /* read high watermark: libevent stops reading above */
+#define CONN_INPUT_MAX (64 * 1024)    /* read high watermark: libevent stops reading above */
 #define CONN_OUTPUT_HIGH (256 * 1024) /* above this, pause the upstream response */
 #define CONN_OUTPUT_LOW (64 * 1024)   /* resume once drained below this */
 #define CONN_PEER_MAX 80
-#define CONN_LINGER_MS 5000         /* at most this long to flush the last bytes on close */
+#define CONN_LINGER_MS 5000 /* at most this long to flush the last bytes on close */
 
 struct worker;
 struct listener_spec;
@@ -53,29 +53,29 @@ struct conn {
     struct bufferevent *bev;
     struct http1_parser parser;
     enum conn_state state;
-    struct request *req;       /* the request being served, or NULL */
-    struct event *timer;       /* head / idle / handshake timeout */
-    struct event *kick;        /* deferred "look at the input again" */
-    struct event *free_ev;     /* deferred free after teardown */
-    char peer[CONN_PEER_MAX];  /* "127.0.0.1:5555", "[::1]:5555", "unix" */
+    struct request *req;      /* the request being served, or NULL */
+    struct event *timer;      /* head / idle / handshake timeout */
+    struct event *kick;       /* deferred "look at the input again" */
+    struct event *free_ev;    /* deferred free after teardown */
+    char peer[CONN_PEER_MAX]; /* "127.0.0.1:5555", "[::1]:5555", "unix" */
     bool is_unix;
     bool have_uid;
     unsigned peer_uid;
-    bool head_started;         /* bytes of the current head have arrived */
-    bool closing;              /* teardown started */
-    bool graceful;             /* teardown after a complete response: flush before closing */
-    bool lingering;            /* flushing the raw socket's last bytes before the free */
+    bool head_started;           /* bytes of the current head have arrived */
+    bool closing;                /* teardown started */
+    bool graceful;               /* teardown after a complete response: flush before closing */
+    bool lingering;              /* flushing the raw socket's last bytes before the free */
     struct bufferevent *raw_bev; /* under the TLS filter when intercepting (owned), else NULL */
-    SSL *ssl;                  /* the filter's SSL (owned: the filter does not free it) */
-    bool close_after;          /* close once the output is flushed */
-    bool peer_eof;             /* the client half-closed after its request */
+    SSL *ssl;                    /* the filter's SSL (owned: the filter does not free it) */
+    bool close_after;            /* close once the output is flushed */
+    bool peer_eof;               /* the client half-closed after its request */
     bool sent_continue;
     /* Interception: set after CONNECT to a mapped host. */
     bool intercept;
     struct hostmap_authority connect_auth;
-    char *tunnel_client;       /* authenticated client id from the CONNECT, or NULL */
-    bool tunnel_authed;        /* the CONNECT passed client auth */
-    struct conn *next, *prev;  /* the worker's list */
+    char *tunnel_client;      /* authenticated client id from the CONNECT, or NULL */
+    bool tunnel_authed;       /* the CONNECT passed client auth */
+    struct conn *next, *prev; /* the worker's list */
 };
 
 /* A new connection on fd (consumed) accepted from ls. Never fails the process. */

@@ -50,9 +50,9 @@ struct envcmd_var {
 struct envcmd_env {
     struct envcmd_var vars[ENVCMD_MAX_VARS];
     size_t nvars;
-    char *ca_cert;      /* absolute path, NULL when there is no CA */
-    char *ca_bundle;    /* absolute path, NULL when not written */
-    char *note;         /* for the user (no CA, bundle not writable), NULL when none */
+    char *ca_cert;   /* absolute path, NULL when there is no CA */
+    char *ca_bundle; /* absolute path, NULL when not written */
+    char *note;      /* for the user (no CA, bundle not writable), NULL when none */
 };
 
 static void envcmd_env_clear(struct envcmd_env *env)
@@ -218,8 +218,7 @@ fail:
 /* Everything env prints and exec sets. 0, or 2 with a message on stderr. */
 static int envcmd_build(const struct config *cfg, struct envcmd_env *env)
 {
-    const char *ca = cfg->interception.ca_cert ? cfg->interception.ca_cert
-                                                : CONFIG_DEFAULT_CA_CERT;
+    const char *ca = cfg->interception.ca_cert ? cfg->interception.ca_cert : CONFIG_DEFAULT_CA_CERT;
     char *err = NULL, *url = envcmd_proxy_url(cfg, &err);
     char abs[PATH_MAX];
 

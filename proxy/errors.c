@@ -12,16 +12,26 @@
 const char *errors_code_for(int status)
 {
     switch (status) {
-    case 400: return "bad_request";
-    case 403: return "host_not_allowed";
-    case 405: return "method_not_allowed";
-    case 407: return "client_auth_required";
-    case 421: return "site_unknown";
-    case 429: return "rate_limited";
-    case 431: return "headers_too_large";
-    case 502: return "upstream_unreachable";
-    case 504: return "upstream_timeout";
-    default: return "bad_request";
+    case 400:
+        return "bad_request";
+    case 403:
+        return "host_not_allowed";
+    case 405:
+        return "method_not_allowed";
+    case 407:
+        return "client_auth_required";
+    case 421:
+        return "site_unknown";
+    case 429:
+        return "rate_limited";
+    case 431:
+        return "headers_too_large";
+    case 502:
+        return "upstream_unreachable";
+    case 504:
+        return "upstream_timeout";
+    default:
+        return "bad_request";
     }
 }
 

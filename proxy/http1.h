@@ -18,8 +18,8 @@
 
 #include <llhttp.h>
 
-#define HTTP1_MAX_HEAD_BYTES (64 * 1024) /* request line + headers, CRLFs included */
-#define HTTP1_MAX_HEADERS 100            /* header lines per request */
+#define HTTP1_MAX_HEAD_BYTES (64 * 1024)    /* request line + headers, CRLFs included */
+#define HTTP1_MAX_HEADERS 100               /* header lines per request */
 #define HTTP1_MAX_TRAILER_BYTES (16 * 1024) /* chunked trailers: parsed, bounded, dropped */
 
 enum http1_status {
@@ -46,24 +46,24 @@ struct http1_parser {
     uint32_t target_off, target_len;
     struct http1_header headers[HTTP1_MAX_HEADERS];
     size_t nheaders;
-    int span;         /* which span is open: 0 none, 2 url, 3 field, 4 value */
+    int span;                          /* which span is open: 0 none, 2 url, 3 field, 4 value */
     const char *exec_start, *exec_end; /* the bytes of the current llhttp_execute */
     bool value_at_end;                 /* the open value span reached exec_end */
-    int last_done;    /* the last span completed (obs-fold shows as value after value) */
+    int last_done; /* the last span completed (obs-fold shows as value after value) */
     size_t head_bytes;
     size_t trailer_bytes;
 
     /* Facts of the parsed head (valid after HTTP1_HEAD_DONE). */
     unsigned http_major, http_minor;
     bool is_connect;
-    bool is_head;           /* HEAD: the response has no body */
+    bool is_head; /* HEAD: the response has no body */
     bool chunked;
     int64_t content_length; /* -1 when absent */
     bool has_body;          /* chunked or Content-Length > 0 */
     bool keep_alive;        /* llhttp_should_keep_alive at the end of the head */
     bool expect_continue;
-    bool upgrade;           /* an Upgrade header was present */
-    int host_index;         /* index of the Host header, -1 when absent */
+    bool upgrade;   /* an Upgrade header was present */
+    int host_index; /* index of the Host header, -1 when absent */
 
     /* Body decoding (between http1_parse_body calls only). */
     char *body_out;
@@ -110,8 +110,8 @@ int http1_find_header(const struct http1_parser *p, const char *name);
 
 /* What happens to a request header on its way upstream. */
 enum http1_req_policy {
-    HTTP1_REQ_PASS = 0,    /* forward as received */
-    HTTP1_REQ_DROP,        /* never forwarded (secrets, hop-by-hop, Host/Expect: the proxy sets those) */
+    HTTP1_REQ_PASS = 0, /* forward as received */
+    HTTP1_REQ_DROP, /* never forwarded (secrets, hop-by-hop, Host/Expect: the proxy sets those) */
     HTTP1_REQ_CONTENT_LENGTH, /* framing: the proxy re-derives it from the parsed length */
 };
 enum http1_req_policy http1_request_header_policy(const char *name, size_t len);

@@ -44,21 +44,21 @@
 /* One cached context. The list runs from head (most recent) to tail (least). */
 struct mitm_entry {
     char host[HOSTMAP_HOST_BUF];
-    SSL_CTX *ctx;           /* one reference owned by the cache */
-    time_t renew_at;        /* re-mint from this time on */
+    SSL_CTX *ctx;    /* one reference owned by the cache */
+    time_t renew_at; /* re-mint from this time on */
     struct mitm_entry *prev, *next;
 };
 
 struct mitm {
-    X509 *root;             /* trust anchor (not sent: agents already have it) */
-    X509 *inter;            /* signs leaves; sent after the leaf */
-    EVP_PKEY *inter_key;    /* ca.key, in memory only */
-    EVP_PKEY *leaf_key;     /* one P-256 key for every leaf, generated at load */
+    X509 *root;          /* trust anchor (not sent: agents already have it) */
+    X509 *inter;         /* signs leaves; sent after the leaf */
+    EVP_PKEY *inter_key; /* ca.key, in memory only */
+    EVP_PKEY *leaf_key;  /* one P-256 key for every leaf, generated at load */
     time_t inter_not_after;
-    char **hosts;           /* mapped hosts the CA covers: the only names ever minted */
+    char **hosts; /* mapped hosts the CA covers: the only names ever minted */
     size_t nhosts;
 
-    pthread_mutex_t lock;   /* guards everything below */
+    pthread_mutex_t lock; /* guards everything below */
     struct mitm_entry entries[MITM_LRU_MAX];
     size_t nentries;
     struct mitm_entry *head, *tail;
@@ -244,8 +244,7 @@ static bool mitm_cert_permits(X509 *x, const char *host)
 
     if (!nc)
         return true;
-    for (int i = 0; nc->excludedSubtrees && i < sk_GENERAL_SUBTREE_num(nc->excludedSubtrees);
-         i++) {
+    for (int i = 0; nc->excludedSubtrees && i < sk_GENERAL_SUBTREE_num(nc->excludedSubtrees); i++) {
         GENERAL_SUBTREE *st = sk_GENERAL_SUBTREE_value(nc->excludedSubtrees, i);
         if (st->base->type == GEN_DNS && mitm_dns_in_subtree(host, st->base->d.dNSName))
             ok = false;
@@ -339,8 +338,7 @@ out:
  * mode is checked on the opened descriptor (no race with a chmod) and
  * group/other access is refused. The caller owns *out (wipe it for keys).
  */
-static int mitm_read_file(const char *path, bool key_file, char **out, size_t *out_len,
-                          char **err)
+static int mitm_read_file(const char *path, bool key_file, char **out, size_t *out_len, char **err)
 {
     struct stat st;
     char *buf = NULL;
@@ -445,8 +443,7 @@ static X509 *mitm_make_ca_cert(EVP_PKEY *key, const char *cn, long days, int pat
         mitm_set_subject(x, cn) != 0 || mitm_set_validity(x, days, 0) != 0 ||
         !X509_set_pubkey(x, key))
         goto fail;
-    if (!X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer)
-                                        : X509_get_subject_name(x)))
+    if (!X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x)))
         goto fail;
     snprintf(bc, sizeof(bc), "critical,CA:TRUE,pathlen:%d", pathlen);
     if (mitm_add_ext(issuer ? issuer : x, x, NID_basic_constraints, bc) != 0 ||
@@ -527,9 +524,9 @@ int mitm_ca_init(const struct config *cfg, const char *dir, bool force, char **e
         goto out;
     }
     root = mitm_make_ca_cert(root_key, root_cn, MITM_ROOT_DAYS, 1, nc, NULL, root_key);
-    inter = root ? mitm_make_ca_cert(inter_key, inter_cn, MITM_INTERMEDIATE_DAYS, 0, nc, root,
-                                     root_key)
-                 : NULL;
+    inter =
+        root ? mitm_make_ca_cert(inter_key, inter_cn, MITM_INTERMEDIATE_DAYS, 0, nc, root, root_key)
+             : NULL;
     if (!root || !inter) {
         *err = ssl_error_text("cannot build the CA certificates");
         goto out;
@@ -586,10 +583,10 @@ static bool mitm_self_signed(X509 *x)
 
 struct mitm *mitm_load(const struct config *cfg, char **err, char **warning)
 {
-    const char *cert_path = cfg->interception.ca_cert ? cfg->interception.ca_cert
-                                                      : CONFIG_DEFAULT_CA_CERT;
-    const char *key_path = cfg->interception.ca_key ? cfg->interception.ca_key
-                                                    : CONFIG_DEFAULT_CA_KEY;
+    const char *cert_path =
+        cfg->interception.ca_cert ? cfg->interception.ca_cert : CONFIG_DEFAULT_CA_CERT;
+    const char *key_path =
+        cfg->interception.ca_key ? cfg->interception.ca_key : CONFIG_DEFAULT_CA_KEY;
     char *pem = NULL, *key = NULL, *uncovered = NULL;
     size_t pem_len = 0, key_len = 0;
     X509 *certs[MITM_MAX_CHAIN_CERTS];
@@ -786,8 +783,7 @@ static int mitm_servername_check(SSL *ssl, int *alert, void *arg)
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     X509 *leaf = SSL_get_certificate(ssl);
 
-    if (!sni || !leaf ||
-        X509_check_host(leaf, sni, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
+    if (!sni || !leaf || X509_check_host(leaf, sni, 0, X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }

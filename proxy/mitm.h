@@ -22,12 +22,12 @@
 
 #define MITM_LRU_MAX 256
 #define MITM_LEAF_DAYS 7
-#define MITM_ROOT_DAYS 3650             /* the root agents trust: ~10 years */
-#define MITM_INTERMEDIATE_DAYS 730      /* the signer whose key sits on disk: 2 years */
-#define MITM_CLOCK_SKEW_SECS 3600       /* every notBefore is this far in the past */
-#define MITM_LEAF_RENEW_SECS 86400      /* a cached leaf this close to expiry is re-minted */
+#define MITM_ROOT_DAYS 3650              /* the root agents trust: ~10 years */
+#define MITM_INTERMEDIATE_DAYS 730       /* the signer whose key sits on disk: 2 years */
+#define MITM_CLOCK_SKEW_SECS 3600        /* every notBefore is this far in the past */
+#define MITM_LEAF_RENEW_SECS 86400       /* a cached leaf this close to expiry is re-minted */
 #define MITM_MAX_FILE_BYTES (256 * 1024) /* ca.pem / ca.key larger than this are refused */
-#define MITM_MAX_CHAIN_CERTS 8          /* certificates read from ca.pem at most */
+#define MITM_MAX_CHAIN_CERTS 8           /* certificates read from ca.pem at most */
 
 struct mitm;
 

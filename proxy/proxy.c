@@ -35,7 +35,7 @@
 #include "worker.h"
 #include "world.h"
 
-#define PROXY_RL_VALUE_MAX 64  /* Retry-After & co. longer than this are ignored */
+#define PROXY_RL_VALUE_MAX 64 /* Retry-After & co. longer than this are ignored */
 
 static const char *const MSG_NO_CA =
     "HTTPS interception is not set up: run `credproxy ca init`, then trust certs/ca.pem in the "
@@ -158,8 +158,7 @@ static void reply_429(struct request *r, int64_t retry_after_ms)
         secs = 1;
     snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)secs);
     char msg[160];
-    snprintf(msg, sizeof(msg),
-             "the rate limit of credential %s is exhausted; retry after %lld s",
+    snprintf(msg, sizeof(msg), "the rate limit of credential %s is exhausted; retry after %lld s",
              r->cred ? cred_name(r->cred) : "?", (long long)secs);
     reply_error_x(r, 429, "rate_limited", msg, extra, false);
 }
@@ -193,6 +192,7 @@ void proxy_request_free(struct request *r)
 void proxy_request_abort(struct request *r)
 {
     if (r->ex) {
+        r->upstream_ms = upstream_elapsed_ms(r->ex);
         upstream_cancel(r->ex);
         r->ex = NULL;
     }
@@ -392,8 +392,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
         }
         if (!http1_response_header_pass(h[i].name, h[i].name_len))
             continue;
-        if (connection && http1_token_listed(connection->value, connection->value_len, h[i].name,
-                                             h[i].name_len))
+        if (connection &&
+            http1_token_listed(connection->value, connection->value_len, h[i].name, h[i].name_len))
             continue;
         if (hdr_is(&h[i], "location") && r->gateway_origin) {
             char *v = xstrndup(h[i].value, h[i].value_len);
@@ -509,9 +509,10 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         return;
     }
     char msg[512];
-    snprintf(msg, sizeof(msg), "%s", detail && *detail ? detail
-                                     : status == 504 ? "the upstream did not answer in time"
-                                                     : "the upstream could not be reached");
+    snprintf(msg, sizeof(msg), "%s",
+             detail && *detail ? detail
+             : status == 504   ? "the upstream did not answer in time"
+                               : "the upstream could not be reached");
     reply_error_x(r, status, code, msg, NULL, !r->body_done && c->parser.has_body);
 }
 
@@ -546,8 +547,8 @@ static void forward(struct request *r)
         enum http1_req_policy pol = http1_request_header_policy(name, nlen);
         if (pol == HTTP1_REQ_DROP) {
             /* Unmapped hosts in tunnel mode get the client's own credentials, untouched. */
-            bool own = !r->cred && (util_strcaseeq(name, "authorization") ||
-                                    util_strcaseeq(name, "cookie"));
+            bool own = !r->cred &&
+                       (util_strcaseeq(name, "authorization") || util_strcaseeq(name, "cookie"));
             if (!own)
                 continue;
         }
@@ -562,8 +563,8 @@ static void forward(struct request *r)
         free(line);
     }
     if (ok && r->cred) {
-        char *host = xasprintf("Host: %s",
-                               r->world->sites[world_site_index(r->world, r->site)].host_header);
+        char *host =
+            xasprintf("Host: %s", r->world->sites[world_site_index(r->world, r->site)].host_header);
         ok = slist_add(&hl, host) && slist_add(&hl, cred_header(r->cred));
         free(host);
     }
@@ -616,8 +617,8 @@ static void admit_and_forward(struct request *r)
     int64_t retry = 0;
     struct ratelimit_wait *wait = NULL;
     enum ratelimit_result res =
-        ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred), r->client_id,
-                          util_now_ms(), &retry, rl_done, r, &wait);
+        ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred), r->client_id, util_now_ms(),
+                          &retry, rl_done, r, &wait);
     if (res == RATELIMIT_ADMIT) {
         forward(r);
     } else if (res == RATELIMIT_REJECT) {
@@ -836,8 +837,8 @@ void proxy_request_begin(struct conn *c)
         path_len = tlen;
         r->path = path_for_log(path, path_len);
         struct hostmap_authority hauth;
-        bool host_ok = hval && hostmap_parse_authority(hval, hlen, c->intercept ? 443 : 80,
-                                                        &hauth) == 0;
+        bool host_ok =
+            hval && hostmap_parse_authority(hval, hlen, c->intercept ? 443 : 80, &hauth) == 0;
         if (c->intercept) {
             r->mode = "intercept";
             if (!host_ok || !same_authority(&hauth, &c->connect_auth)) {

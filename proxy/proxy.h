@@ -39,25 +39,25 @@ struct request {
     char *host;                     /* upstream host for logs and metrics */
     char *path;                     /* path without query, for the audit line */
     char *url;
-    char *gateway_origin;           /* "http://acme.localhost:8080" when rewriting links */
+    char *gateway_origin; /* "http://acme.localhost:8080" when rewriting links */
     int64_t start_ms;
     int64_t wait_ms;
     int64_t upstream_ms;
     struct upstream_exchange *ex;
     struct ratelimit_wait *rlwait;
-    struct rewrite *rw;             /* body rewriter (gateway JSON), or NULL */
-    struct tunnel *tunnel;          /* blind tunnel (CONNECT to an unmapped host), or NULL */
+    struct rewrite *rw;    /* body rewriter (gateway JSON), or NULL */
+    struct tunnel *tunnel; /* blind tunnel (CONNECT to an unmapped host), or NULL */
     uint64_t bytes_in, bytes_out;
-    int status;                     /* status sent to the client (0 = none yet) */
-    const char *error;              /* proxy error code, or NULL */
-    bool body_done;                 /* the request body was read to its end */
-    bool body_blocked;              /* read_body answered WOULD_BLOCK: resume on input */
-    bool resp_paused;               /* on_body answered PAUSE: resume on drain */
+    int status;        /* status sent to the client (0 = none yet) */
+    const char *error; /* proxy error code, or NULL */
+    bool body_done;    /* the request body was read to its end */
+    bool body_blocked; /* read_body answered WOULD_BLOCK: resume on input */
+    bool resp_paused;  /* on_body answered PAUSE: resume on drain */
     bool head_sent;
     bool out_chunked;
     bool out_no_body;
     bool out_close_delimited;
-    bool finished;                  /* response complete; only logging remains */
+    bool finished; /* response complete; only logging remains */
 };
 
 /* A request head was parsed into c->parser: run the pipeline (answers or forwards). */

@@ -83,8 +83,8 @@ static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
     worker_check_done(w);
 }
 
-int worker_init(struct worker *w, struct server_shared *sh, unsigned index,
-                struct event *done_ev, char **err)
+int worker_init(struct worker *w, struct server_shared *sh, unsigned index, struct event *done_ev,
+                char **err)
 {
     memset(w, 0, sizeof(*w));
     w->sh = sh;

@@ -34,20 +34,20 @@ enum listener_kind { LISTENER_PROXY = 0, LISTENER_SITE };
 
 /* One bound listening socket (bound once by the server; every worker accepts on it). */
 struct listener_spec {
-    char *text;            /* "127.0.0.1:8080", "unix:/run/x.sock" (the actual port when 0 was asked) */
+    char *text; /* "127.0.0.1:8080", "unix:/run/x.sock" (the actual port when 0 was asked) */
     enum listener_kind kind;
     bool is_unix;
-    char *unix_path;       /* unlinked at exit */
-    char *site_host;       /* LISTENER_SITE: the site this listener serves (looked up per request) */
+    char *unix_path; /* unlinked at exit */
+    char *site_host; /* LISTENER_SITE: the site this listener serves (looked up per request) */
     int site_port;
-    int fd;                /* owned by the server */
+    int fd; /* owned by the server */
 };
 
 /* What the workers share with the control loop. */
 struct server_shared {
-    pthread_mutex_t lock;  /* guards world (the pointer only; worlds are refcounted) */
+    pthread_mutex_t lock; /* guards world (the pointer only; worlds are refcounted) */
     struct world *world;
-    struct ratelimit *rl;  /* thread-safe, survives reloads */
+    struct ratelimit *rl;    /* thread-safe, survives reloads */
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;
@@ -64,7 +64,7 @@ struct worker {
     unsigned index;
     struct event_base *base;
     struct upstream *up;
-    struct evdns_base *dns;  /* for blind tunnels; NULL when no resolver could be set up */
+    struct evdns_base *dns; /* for blind tunnels; NULL when no resolver could be set up */
     pthread_t thread;
     bool started;
     struct evconnlistener *evl[WORKER_MAX_LISTENERS];
@@ -73,18 +73,18 @@ struct worker {
         const struct listener_spec *ls;
     } wl[WORKER_MAX_LISTENERS];
     size_t nevl;
-    struct conn *conns;      /* doubly linked through conn->next/prev */
+    struct conn *conns; /* doubly linked through conn->next/prev */
     size_t nconns;
     bool draining;
-    bool destroying;         /* the loop has ended: connections are freed without lingering */
-    struct event *ev_drain;  /* activated by the control thread */
-    struct event *done_ev;   /* control-loop event activated when this loop ends (borrowed) */
+    bool destroying;        /* the loop has ended: connections are freed without lingering */
+    struct event *ev_drain; /* activated by the control thread */
+    struct event *done_ev;  /* control-loop event activated when this loop ends (borrowed) */
     atomic_bool finished;
 };
 
 /* Create the loop, the upstream and the listeners. 0, or -1 with *err. */
-int worker_init(struct worker *w, struct server_shared *sh, unsigned index,
-                struct event *done_ev, char **err);
+int worker_init(struct worker *w, struct server_shared *sh, unsigned index, struct event *done_ev,
+                char **err);
 /* Start the thread. 0 or -1. */
 int worker_start(struct worker *w);
 /* Thread-safe: stop accepting, close idle connections, end the loop when none remain. */

@@ -20,8 +20,8 @@ struct cred;
 struct mitm;
 
 struct world_site {
-    char *host_header;  /* "acme.atlassian.net" or "host:8443" (port when not 443) */
-    char *origin;       /* "https://acme.atlassian.net[:port]": upstream URL prefix, rewrite FROM */
+    char *host_header; /* "acme.atlassian.net" or "host:8443" (port when not 443) */
+    char *origin;      /* "https://acme.atlassian.net[:port]": upstream URL prefix, rewrite FROM */
 };
 
 struct world {

@@ -28,7 +28,7 @@ def myself_records(env, host="acme.atlassian.net"):
 def curl_with_cacert(env):
     certs = setup(env)
     r = env.curl_proxy("https://acme.atlassian.net/rest/api/3/myself", "--cacert",
-                       os.path.join(certs, "ca.pem"))
+                       os.path.join(certs, "ca.pem"), timeout=15)
     h.check(r.rc == 0 and r.status == 200, "myself over CONNECT with --cacert ca.pem", r)
     body = r.json() or {}
     h.check(body.get("displayName"), "the fake's account came back", r)
@@ -39,11 +39,12 @@ def curl_with_cacert(env):
     h.check(recs and recs[0]["tls"] and recs[0]["sni"] == "acme.atlassian.net",
             "upstream over TLS with SNI acme.atlassian.net", recs)
     # The client saw the local CA's leaf, not the fake's certificate.
-    r2 = env.curl_proxy("https://acme.atlassian.net/rest/api/3/myself", "--cacert", env.tls["ca"])
+    r2 = env.curl_proxy("https://acme.atlassian.net/rest/api/3/myself", "--cacert", env.tls["ca"],
+                        timeout=15)
     h.check(r2.rc == 60, "the fake's own CA does not verify the intercepting leaf (curl 60)", r2)
     # Other mapped site, host: form.
     r3 = env.curl_proxy("https://jira.example.org/rest/api/3/myself", "--cacert",
-                        os.path.join(certs, "ca.pem"))
+                        os.path.join(certs, "ca.pem"), timeout=15)
     h.check(r3.status == 200, "host: site intercepted too", r3)
 
 
@@ -95,7 +96,7 @@ def requests_session_one_tunnel(env):
                 data = hashlib.sha256(b"%d" % i).digest() * (n // 32 + 1)
                 data = data[:n]
                 r = sess.post("https://acme.atlassian.net/__upload?i=%d" % i, data=data,
-                              headers={"Content-Type": "application/octet-stream"}, timeout=30,
+                              headers={"Content-Type": "application/octet-stream"}, timeout=15,
                               proxies=proxies, verify=bundle)
                 ok = h.check(r.status_code == 200, "POST %d bytes: 200" % n, r.text[:300])
                 if ok:

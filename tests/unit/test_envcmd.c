@@ -30,9 +30,8 @@ struct fixture {
 static void fixture_init(struct fixture *f, const char *ca_dir)
 {
     memset(f, 0, sizeof(*f));
-    f->listen[0] = (struct config_listen){.text = "unix:/tmp/x.sock",
-                                          .kind = CONFIG_LISTEN_UNIX,
-                                          .path = "/tmp/x.sock"};
+    f->listen[0] = (struct config_listen){
+        .text = "unix:/tmp/x.sock", .kind = CONFIG_LISTEN_UNIX, .path = "/tmp/x.sock"};
     f->listen[1] = (struct config_listen){
         .text = "127.0.0.1:18080", .kind = CONFIG_LISTEN_TCP, .host = "127.0.0.1", .port = 18080};
     f->cfg.listen = f->listen;

@@ -10,11 +10,11 @@
 #include "util.h"
 
 struct outcome {
-    int status;        /* 0 = parsed, else the proxy's error status */
-    const char *code;  /* error code or NULL */
+    int status;       /* 0 = parsed, else the proxy's error status */
+    const char *code; /* error code or NULL */
     char body[4096];
     size_t body_len;
-    size_t used;       /* raw bytes that belonged to this request */
+    size_t used; /* raw bytes that belonged to this request */
     struct http1_parser p;
 };
 
@@ -75,9 +75,9 @@ static void run(const char *raw, size_t len, size_t split, size_t cap, struct ou
 struct framing_case {
     const char *name;
     const char *raw;
-    int status;        /* 0 ok, -1 incomplete, else error status */
-    const char *body;  /* expected body when ok */
-    size_t rest;       /* bytes left for the next request when ok */
+    int status;       /* 0 ok, -1 incomplete, else error status */
+    const char *body; /* expected body when ok */
+    size_t rest;      /* bytes left for the next request when ok */
 };
 
 #define CRLF "\r\n"
@@ -88,44 +88,68 @@ static const struct framing_case framing_cases[] = {
     {"absolute form", "GET http://acme.atlassian.net/x?y=1 HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0,
      "", 0},
     {"http/1.0 no host", "GET / HTTP/1.0" CRLF CRLF, 400, NULL, 0},
-    {"content-length body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 5" CRLF CRLF
-     "hello", 0, "hello", 0},
-    {"chunked body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF
-     "5" CRLF "hello" CRLF "6" CRLF " world" CRLF "0" CRLF CRLF, 0, "hello world", 0},
-    {"chunked with trailer", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked"
-     CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF "X-T: 1" CRLF CRLF, 0, "abc", 0},
-    {"chunk extension", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
-     CRLF "3;foo=bar" CRLF "abc" CRLF "0" CRLF CRLF, 0, "abc", 0},
-    {"pipelined", "GET /a HTTP/1.1" CRLF "Host: a" CRLF CRLF "GET /b HTTP/1.1" CRLF "Host: a" CRLF
-     CRLF, 0, "", 28},
-    {"pipelined after body", "POST /a HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 2" CRLF CRLF
-     "okGET /b HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0, "ok", 28},
-    {"connect", "CONNECT acme.atlassian.net:443 HTTP/1.1" CRLF "Host: acme.atlassian.net:443" CRLF
-     CRLF, 0, "", 0},
+    {"content-length body",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 5" CRLF CRLF "hello", 0, "hello", 0},
+    {"chunked body",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF "5" CRLF
+     "hello" CRLF "6" CRLF " world" CRLF "0" CRLF CRLF,
+     0, "hello world", 0},
+    {"chunked with trailer",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF "3" CRLF
+     "abc" CRLF "0" CRLF "X-T: 1" CRLF CRLF,
+     0, "abc", 0},
+    {"chunk extension",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF "3;foo=bar" CRLF
+     "abc" CRLF "0" CRLF CRLF,
+     0, "abc", 0},
+    {"pipelined",
+     "GET /a HTTP/1.1" CRLF "Host: a" CRLF CRLF "GET /b HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0, "",
+     28},
+    {"pipelined after body",
+     "POST /a HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 2" CRLF CRLF "okGET /b HTTP/1.1" CRLF
+     "Host: a" CRLF CRLF,
+     0, "ok", 28},
+    {"connect",
+     "CONNECT acme.atlassian.net:443 HTTP/1.1" CRLF "Host: acme.atlassian.net:443" CRLF CRLF, 0, "",
+     0},
     {"connect without host", "CONNECT acme.atlassian.net:443 HTTP/1.1" CRLF CRLF, 0, "", 0},
     {"incomplete head", "GET / HTTP/1.1" CRLF "Host: a" CRLF, -1, NULL, 0},
     {"incomplete body", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 9" CRLF CRLF "abc",
      -1, NULL, 0},
-    {"cl and te", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF
-     "Transfer-Encoding: chunked" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
-    {"te and cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
-     "Content-Length: 3" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
-    {"duplicate differing cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF
-     "Content-Length: 4" CRLF CRLF "abcd", 400, NULL, 0},
+    {"cl and te",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF
+     "Transfer-Encoding: chunked" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF,
+     400, NULL, 0},
+    {"te and cl",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
+     "Content-Length: 3" CRLF CRLF "3" CRLF "abc" CRLF "0" CRLF CRLF,
+     400, NULL, 0},
+    {"duplicate differing cl",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3" CRLF "Content-Length: 4" CRLF CRLF
+     "abcd",
+     400, NULL, 0},
     {"cl with list", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 3, 3" CRLF CRLF "abc",
      400, NULL, 0},
     {"negative cl", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: -1" CRLF CRLF, 400,
      NULL, 0},
     {"te not chunked", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: gzip" CRLF CRLF,
      400, NULL, 0},
-    {"te chunked twice", "POST /x HTTP/1.1" CRLF "Host: a" CRLF
-     "Transfer-Encoding: chunked, chunked" CRLF CRLF "0" CRLF CRLF, 400, NULL, 0},
-    {"bad chunk size", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
-     CRLF "zz" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
-    {"huge chunk size", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
-     CRLF "fffffffffffffffff" CRLF "abc" CRLF, 400, NULL, 0},
-    {"chunk data overrun", "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF
-     CRLF "2" CRLF "abc" CRLF "0" CRLF CRLF, 400, NULL, 0},
+    {"te chunked twice",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked, chunked" CRLF CRLF
+     "0" CRLF CRLF,
+     400, NULL, 0},
+    {"bad chunk size",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF "zz" CRLF
+     "abc" CRLF "0" CRLF CRLF,
+     400, NULL, 0},
+    {"huge chunk size",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF
+     "fffffffffffffffff" CRLF "abc" CRLF,
+     400, NULL, 0},
+    {"chunk data overrun",
+     "POST /x HTTP/1.1" CRLF "Host: a" CRLF "Transfer-Encoding: chunked" CRLF CRLF "2" CRLF
+     "abc" CRLF "0" CRLF CRLF,
+     400, NULL, 0},
     {"obs-fold", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: one" CRLF " two" CRLF CRLF, 400, NULL,
      0},
     {"space before colon", "GET / HTTP/1.1" CRLF "Host : a" CRLF CRLF, 400, NULL, 0},
@@ -141,7 +165,10 @@ static const struct framing_case framing_cases[] = {
     {"empty host", "GET / HTTP/1.1" CRLF "Host:" CRLF CRLF, 400, NULL, 0},
     {"control byte in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x01b" CRLF CRLF, 400,
      NULL, 0},
-    {"del in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x7f" "b" CRLF CRLF, 400, NULL, 0},
+    {"del in value",
+     "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x7f"
+     "b" CRLF CRLF,
+     400, NULL, 0},
     {"nul in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\0b" CRLF CRLF, 400, NULL, 0},
     {"bare cr in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\rb" CRLF CRLF, 400, NULL, 0},
     {"control byte in target", "GET /a\x01 HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
@@ -162,8 +189,7 @@ static void test_framing(void)
         const struct framing_case *c = &framing_cases[i];
         size_t len = strlen(c->raw);
         if (strcmp(c->name, "nul in value") == 0)
-            len = strlen("GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a") + 1 +
-                  strlen("b" CRLF CRLF);
+            len = strlen("GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a") + 1 + strlen("b" CRLF CRLF);
         if (strcmp(c->name, "garbage") == 0)
             len = 11;
         /* Whole, split at every byte, and with tiny body buffers. */
@@ -171,14 +197,14 @@ static void test_framing(void)
             for (size_t cap = 1; cap <= 64; cap = cap == 1 ? 3 : cap * 4) {
                 struct outcome o;
                 run(c->raw, len, split, cap, &o);
-                CHECK_MSG(o.status == c->status, "%s split %zu cap %zu: status %d want %d",
-                          c->name, split, cap, o.status, c->status);
+                CHECK_MSG(o.status == c->status, "%s split %zu cap %zu: status %d want %d", c->name,
+                          split, cap, o.status, c->status);
                 if (c->status == 0 && o.status == 0) {
                     CHECK_MSG(o.body_len == strlen(c->body) &&
                                   memcmp(o.body, c->body, o.body_len) == 0,
                               "%s split %zu cap %zu: body", c->name, split, cap);
-                    CHECK_MSG(len - o.used == c->rest, "%s split %zu: rest %zu want %zu",
-                              c->name, split, len - o.used, c->rest);
+                    CHECK_MSG(len - o.used == c->rest, "%s split %zu: rest %zu want %zu", c->name,
+                              split, len - o.used, c->rest);
                 }
                 if (c->status > 0)
                     CHECK_MSG(o.code != NULL, "%s: error code", c->name);
@@ -190,10 +216,10 @@ static void test_framing(void)
 
 static void test_head_facts(void)
 {
-    const char *raw = "POST http://acme.atlassian.net/rest?q=1 HTTP/1.1" CRLF
-                      "Host: acme.atlassian.net" CRLF "Expect: 100-continue" CRLF
-                      "Content-Length: 10" CRLF "X-Empty:" CRLF "X-Sp:  v v  " CRLF
-                      "Connection: keep-alive, X-Hop" CRLF "X-Hop: 1" CRLF CRLF;
+    const char *raw =
+        "POST http://acme.atlassian.net/rest?q=1 HTTP/1.1" CRLF "Host: acme.atlassian.net" CRLF
+        "Expect: 100-continue" CRLF "Content-Length: 10" CRLF "X-Empty:" CRLF "X-Sp:  v v  " CRLF
+        "Connection: keep-alive, X-Hop" CRLF "X-Hop: 1" CRLF CRLF;
     struct http1_parser p;
     size_t consumed, len;
     http1_parser_init(&p);
@@ -225,8 +251,8 @@ static void test_head_facts(void)
     CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
     CHECK(!p.keep_alive);
     http1_parser_reset(&p);
-    raw = "GET / HTTP/1.1" CRLF "Host: a" CRLF "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF
-          CRLF;
+    raw = "GET / HTTP/1.1" CRLF "Host: a" CRLF "Upgrade: websocket" CRLF
+          "Connection: Upgrade" CRLF CRLF;
     CHECK(http1_parse_head(&p, raw, strlen(raw), &consumed) == HTTP1_HEAD_DONE);
     CHECK(p.upgrade);
     http1_parser_clear(&p);
