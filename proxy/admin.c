@@ -281,18 +281,74 @@ static size_t admin_body_write(char *ptr, size_t size, size_t nmemb, void *arg)
 }
 
 /* The URL that reaches the admin listener from this host (wildcards become loopback). */
-static char *admin_url(const struct config_listen *l)
+/* An http:// URL for PATH on listener l; a wildcard bind is reached on loopback. */
+static char *listen_url(const struct config_listen *l, const char *path)
 {
     const char *host = l->host ? l->host : "127.0.0.1";
     if (l->kind == CONFIG_LISTEN_UNIX)
-        return xstrdup("http://localhost/readyz");
+        return xasprintf("http://localhost%s", path);
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "") == 0)
         host = "127.0.0.1";
     else if (strcmp(host, "::") == 0)
         host = "::1";
     if (strchr(host, ':'))
-        return xasprintf("http://[%s]:%d/readyz", host, l->port);
-    return xasprintf("http://%s:%d/readyz", host, l->port);
+        return xasprintf("http://[%s]:%d%s", host, l->port, path);
+    return xasprintf("http://%s:%d%s", host, l->port, path);
+}
+
+/* A local curl handle: never a proxy from the environment, bounded in time. */
+static void healthcheck_setup(CURL *h, const struct config_listen *l, const char *url, char *errbuf)
+{
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    if (l->kind == CONFIG_LISTEN_UNIX)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, l->path);
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+}
+
+/*
+ * Without an admin listener (the ATLASSIAN_* default, say) readiness is
+ * judged from the configuration itself plus a connect to the first proxy
+ * listener, so the container HEALTHCHECK works in every mode.
+ */
+static int healthcheck_without_admin(const struct config *cfg)
+{
+    char reason[256], errbuf[CURL_ERROR_SIZE];
+    const struct config_listen *l;
+    CURL *h;
+    CURLcode rc;
+    char *url;
+
+    if (admin_ready_reason(cfg, util_wall_time(), reason, sizeof(reason)) != 0) {
+        fprintf(stderr, "credproxy: healthcheck: not ready: %s\n", reason);
+        return 1;
+    }
+    if (cfg->nlisten == 0) {
+        fprintf(stderr, "credproxy: healthcheck: no listener configured\n");
+        return 1;
+    }
+    l = &cfg->listen[0];
+    h = curl_easy_init();
+    if (!h) {
+        fprintf(stderr, "credproxy: healthcheck: libcurl failed to initialise\n");
+        return 1;
+    }
+    url = listen_url(l, "/");
+    errbuf[0] = '\0';
+    healthcheck_setup(h, l, url, errbuf);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    rc = curl_easy_perform(h);
+    if (rc != CURLE_OK)
+        fprintf(stderr, "credproxy: healthcheck: proxy not accepting on %s: %s\n", l->text,
+                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    curl_easy_cleanup(h);
+    free(url);
+    return rc == CURLE_OK ? 0 : 1;
 }
 
 int admin_healthcheck(const struct config *cfg)
@@ -305,31 +361,21 @@ int admin_healthcheck(const struct config *cfg)
     char *url;
     int ret = 1;
 
-    if (!cfg || !cfg->admin) {
-        fprintf(stderr, "credproxy: healthcheck needs `admin:` in the configuration\n");
+    if (!cfg)
         return 1;
-    }
+    if (!cfg->admin)
+        return healthcheck_without_admin(cfg);
     h = curl_easy_init();
     if (!h) {
         fprintf(stderr, "credproxy: healthcheck: libcurl failed to initialise\n");
         return 1;
     }
-    url = admin_url(cfg->admin);
+    url = listen_url(cfg->admin, "/readyz");
     memset(&body, 0, sizeof(body));
     errbuf[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    if (cfg->admin->kind == CONFIG_LISTEN_UNIX)
-        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, cfg->admin->path);
-    /* Never through a proxy from the environment: the admin listener is local. */
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
-    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ADMIN_HEALTHCHECK_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    healthcheck_setup(h, cfg->admin, url, errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, admin_body_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "credproxy-healthcheck/" CREDPROXY_VERSION);
 
     rc = curl_easy_perform(h);

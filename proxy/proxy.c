@@ -616,9 +616,14 @@ static void admit_and_forward(struct request *r)
     }
     int64_t retry = 0;
     struct ratelimit_wait *wait = NULL;
-    enum ratelimit_result res =
-        ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred), r->client_id, util_now_ms(),
-                          &retry, rl_done, r, &wait);
+    /*
+     * Fairness lanes: a configured client by its id, a unix-socket peer by its
+     * uid; TCP peers without a key share the anonymous lane (their ephemeral
+     * ports would otherwise make a lane per connection).
+     */
+    const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
+    enum ratelimit_result res = ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred),
+                                                  lane, util_now_ms(), &retry, rl_done, r, &wait);
     if (res == RATELIMIT_ADMIT) {
         forward(r);
     } else if (res == RATELIMIT_REJECT) {

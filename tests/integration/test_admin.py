@@ -183,13 +183,29 @@ def admin_unix_socket(env):
 def healthcheck_failures(env):
     env.config()
     rc, out, err = healthcheck(env)
-    check(rc == 1 and "healthcheck needs `admin:` in the configuration" in err,
-          "no admin configured: exit 1 with the reason", (rc, out, err))
+    check(rc == 1 and "proxy not accepting on 127.0.0.1:" in err,
+          "no admin and no proxy running: exit 1 naming the listener", (rc, out, err))
     env.config(extra={"admin": "127.0.0.1:%d" % h.free_port()})
     t0 = time.monotonic()
     rc, out, err = healthcheck(env)
     check(rc == 1 and "cannot reach" in err, "nothing listening: exit 1", (rc, out, err))
     check(time.monotonic() - t0 < 5, "bounded by the 2 s timeout")
+
+
+@h.test
+def healthcheck_without_admin(env):
+    """The ATLASSIAN_* default has no admin: healthcheck still works (container HEALTHCHECK)."""
+    env.start_fake()
+    env.start_proxy()
+    rc, out, err = healthcheck(env)
+    check(rc == 0, "no admin: ready when the proxy accepts and credentials are valid", (rc, out, err))
+    env.stop_proxy()
+    expired = {"svc": {"email": h.EMAIL, "token_env": "ITEST_ATLASSIAN_TOKEN",
+                       "expires": "2026-01-01"}}
+    env.config(credentials=expired)
+    rc, out, err = healthcheck(env, {"ITEST_ATLASSIAN_TOKEN": h.TOKEN})
+    check(rc == 1 and "expired on 2026-01-01" in err,
+          "no admin: an expired credential is not ready", (rc, out, err))
 
 
 if __name__ == "__main__":
