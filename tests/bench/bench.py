@@ -122,8 +122,8 @@ def status_kib(pid, key):
     return 0
 
 
-def rss_mib(pids):
-    return sum(status_kib(p, "VmRSS") for p in pids) / 1024.0
+def rss_mib(pids, key="VmRSS"):
+    return sum(status_kib(p, key) for p in pids) / 1024.0
 
 
 class RssSampler:
@@ -191,6 +191,8 @@ class Bench:
 
     # -- processes ----------------------------------------------------------
     def pin(self, cmd, which):
+        if which == "any":
+            return cmd
         cpus = self.proxy_cpus if which == "proxy" else self.load_cpus
         if cpus is None or shutil.which("taskset") is None:
             return cmd
@@ -243,6 +245,7 @@ class Bench:
         return tree(p.pid)
 
     def run(self, cmd, which="load", timeout=600):
+        """which: "load" pins to the load CPUs, "proxy" to the proxy's, "any" runs unpinned."""
         return subprocess.run(self.pin(cmd, which), capture_output=True, text=True,
                               timeout=timeout, cwd=self.dir)
 
@@ -288,6 +291,7 @@ class Bench:
         with open(self.path("www", "big"), "wb") as f:
             f.truncate(self.args.stream_bytes)  # sparse: reading it costs nothing
         os.chmod(self.path("www"), 0o755)
+        os.chmod(self.path("www", "upload"), 0o777)  # nginx workers run as www-data
 
     # -- servers ------------------------------------------------------------
     def start_upstream(self):
@@ -447,7 +451,7 @@ http {{
         conf = """
 global
     nbthread {w}
-    maxconn 16384
+    maxconn 8000
     ssl-server-verify required
 defaults
     mode http
@@ -489,8 +493,8 @@ tls_outgoing_options cafile={sq}/upca.pem
 request_header_access Authorization deny all
 request_header_add Authorization "{auth}" all
 hosts_file {sq}/hosts
-acl localhost src 127.0.0.1/32
-http_access allow localhost
+acl bench_clients src 127.0.0.1/32
+http_access allow bench_clients
 http_access deny all
 cache deny all
 cache_mem 8 MB
@@ -598,9 +602,11 @@ addons = [Route()]
 
     # -- sanity: every variant answers 200 with the credential before it is timed
     def curl_ok(self, args):
-        r = self.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+        r = self.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
                      + args)
-        return r.stdout.strip() == "200", (r.stdout + r.stderr).strip()[-200:]
+        ok = r.returncode == 0 and r.stdout.strip() == "200"
+        return ok, ("status %s, curl exit %d %s" % (r.stdout.strip(), r.returncode,
+                                                     r.stderr.strip()[-200:]))
 
 
 # ---------------------------------------------------------------------------
@@ -610,6 +616,8 @@ addons = [Route()]
 def rounds_of(b, variants, duration):
     """variants: list of (key, proc_name, fn(duration)) run alternately; returns key -> medians."""
     runs = {k: [] for k, _, _ in variants}
+    for key, proc, fn in variants:  # warm-up: upstream pools, session caches, page cache
+        fn(1)
     for r in range(b.args.rounds):
         for key, proc, fn in variants:
             res = b.measure(proc, lambda: fn(duration))
@@ -651,7 +659,7 @@ def section_http(b):
          lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"], d)),
     ]
     checks = {
-        "direct (ceiling)": ["--cacert", b.path("upca.pem"), "--connect-to",
+        "direct (ceiling)": ["--http1.1", "--cacert", b.path("upca.pem"), "--connect-to",
                              "%s:443:127.0.0.1:%d" % (SITE, up), "-H", "Authorization: " + b.auth,
                              "https://%s/auth.json" % SITE],
         "nginx reverse proxy": ["http://127.0.0.1:%d/auth.json" % b.port["ngx"]],
@@ -684,8 +692,9 @@ def section_intercept(b):
     upaddr = "127.0.0.1:%d" % up
     cp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["cp"],
               cafile=b.path("cpca", "ca.pem"))
+    # Squid dials the CONNECT port (its hosts_file maps the name), so the inner Host names it too
     sq = dict(target="%s:%d" % (SITE, up), proxy="127.0.0.1:%d" % b.port["squid"],
-              cafile=b.path("squidca.pem"))
+              cafile=b.path("squidca.pem"), host="%s:%d" % (SITE, up))
     mp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["mitm"],
               cafile=b.path("mitm", "mitmproxy-ca-cert.pem"))
     direct = dict(target="%s:%d" % (SITE, up), addr=upaddr, cafile=b.path("upca.pem"),
@@ -697,9 +706,9 @@ def section_intercept(b):
                                ("mitmproxy", "mitmproxy", mp), ("credproxy", "credproxy", cp)):
             if proc is not None and proc not in b.procs:
                 continue
-            key = "%s | %s" % (tag, name)
+            key = "%s: %s" % (tag, name)
             conns = b.args.tunnel_connections
-            probe = b.cload_run(1, keep=keep, conns=2, **kw)
+            probe = b.cload_run(0.5, keep=keep, conns=2, **kw)
             if not probe.get("rps"):
                 b.notes.append("intercept: %s skipped: %s" % (key, probe.get("error_text", "")))
                 log("  skip", key, probe.get("error_text"))
@@ -750,20 +759,23 @@ def section_memory(b):
             continue
         pids = b.pids(proc)
         idle = rss_mib(pids)
+        idle_anon = rss_mib(pids, "RssAnon")
         socks, bad = [], 0
         try:
             socks, bad = idle_clients(port, b.args.idle_clients)
             time.sleep(0.5)
             loaded = rss_mib(b.pids(proc))
+            loaded_anon = rss_mib(b.pids(proc), "RssAnon")
         except OSError as e:
-            loaded = None
+            loaded = loaded_anon = None
             b.notes.append("memory: %s: idle clients failed: %s" % (name, e))
         finally:
             for s in socks:
                 s.close()
         if bad:
             b.notes.append("memory: %s: %d of the idle clients' requests were not 200" % (name, bad))
-        out[name] = {"idle": idle, "loaded": loaded, "processes": len(pids)}
+        out[name] = {"idle": idle, "loaded": loaded, "processes": len(pids),
+                     "idle_anon": idle_anon, "loaded_anon": loaded_anon}
         log("  %-22s idle %s MiB, with %d idle clients %s MiB" % (
             name, fmt(idle), b.args.idle_clients, fmt(loaded)))
         time.sleep(0.3)
@@ -776,7 +788,7 @@ def section_stream(b):
     log("bench: stream (%d MiB download and upload, %d rounds)" % (size // MIB, b.args.stream_rounds))
     up = b.port["up"]
     big = b.path("www", "big")
-    direct = ["--cacert", b.path("upca.pem"), "--connect-to", "%s:443:127.0.0.1:%d" % (SITE, up),
+    direct = ["--http1.1", "--cacert", b.path("upca.pem"), "--connect-to", "%s:443:127.0.0.1:%d" % (SITE, up),
               "-H", "Authorization: " + b.auth]
     ways = [("direct", None, direct, "https://%s" % SITE),
             ("credproxy gateway", "credproxy", [], "http://127.0.0.1:%d" % b.port["cp_gw"]),
@@ -784,6 +796,7 @@ def section_stream(b):
              "http://%s" % SITE),
             ("nginx reverse proxy", "nginx", [], "http://127.0.0.1:%d" % b.port["ngx"])]
     out = {}
+    limit = 20 if b.args.quick else 120  # seconds per transfer: a stalled proxy cannot hang the run
     for r in range(b.args.stream_rounds):
         for name, proc, extra, base in ways:
             if proc is not None and proc not in b.procs:
@@ -792,16 +805,17 @@ def section_stream(b):
                 key = (name, op)
                 if op == "download":
                     cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
-                           "--max-time", "300"] + extra + [base + "/big"]
+                           "--max-time", str(limit)] + extra + [base + "/big"]
                 else:
                     dest = "/upload/u-%s" % secrets.token_hex(4)
                     cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
-                           "--max-time", "300", "-H", "Expect:", "-T", big] + extra + [base + dest]
+                           "--max-time", str(limit), "-H", "Expect:", "-T", big] + extra + [base + dest]
                 pids = b.pids(proc) if proc else []
                 before = rss_mib(pids) if pids else None
                 c0 = cpu_seconds(pids)
                 with RssSampler(pids) as s:
-                    res = b.run(cmd, timeout=400)
+                    # unpinned: "direct" must be able to use both cores to be a ceiling
+                    res = b.run(cmd, which="any", timeout=400)
                 c1 = cpu_seconds(pids)
                 parts = res.stdout.split()
                 okc = parts and parts[0] in ("200", "201", "204")
@@ -912,7 +926,7 @@ def report(b):
         res = b.results["intercept"]
         for tag in ("new tunnel per request", "keep-alive in tunnel"):
             sub = {k: v for k, v in res.items() if k.startswith(tag)}
-            L += table_rows("intercept", tag + " | Squid ssl-bump", sub)
+            L += table_rows("intercept", tag + ": Squid ssl-bump", sub)
         L.append("")
     if "stream" in b.results:
         L.append("## Streaming (%d MiB)" % (a.stream_bytes // MIB))
@@ -930,12 +944,16 @@ def report(b):
     if "memory" in b.results:
         L.append("## Memory (RSS, whole process tree)")
         L.append("")
-        L.append("| server | processes | idle MiB | with %d idle keep-alive clients MiB |" %
-                 a.idle_clients)
-        L.append("|---|---:|---:|---:|")
+        L.append("| server | processes | idle MiB | idle anon MiB | with %d idle keep-alive "
+                 "clients MiB | same, anon MiB |" % a.idle_clients)
+        L.append("|---|---:|---:|---:|---:|---:|")
         for name, v in b.results["memory"].items():
-            L.append("| %s | %d | %s | %s |" % (name, v["processes"], fmt(v["idle"]),
-                                                 fmt(v["loaded"])))
+            L.append("| %s | %d | %s | %s | %s | %s |" % (
+                name, v["processes"], fmt(v["idle"]), fmt(v["idle_anon"]), fmt(v["loaded"]),
+                fmt(v["loaded_anon"])))
+        L.append("")
+        L.append("RSS includes shared library pages (counted once per process); anon = "
+                 "RssAnon, the process's own heap and stacks.")
         L.append("")
     if b.results.get("startup_ms") is not None:
         L.append("Start to listening (credproxy, exec until the listener accepts): **%.1f ms**." %
@@ -963,9 +981,9 @@ def report(b):
                             fmt(gw.get("p99_ms"), 2), fmt(ng.get("p99_ms"), 2))))
     ic = b.results.get("intercept", {})
     for tag in ("new tunnel per request", "keep-alive in tunnel"):
-        c = ic.get(tag + " | credproxy", {}).get("rps")
-        s = ic.get(tag + " | Squid ssl-bump", {}).get("rps")
-        m = ic.get(tag + " | mitmproxy", {}).get("rps")
+        c = ic.get(tag + ": credproxy", {}).get("rps")
+        s = ic.get(tag + ": Squid ssl-bump", {}).get("rps")
+        m = ic.get(tag + ": mitmproxy", {}).get("rps")
         if c is not None and s:
             T.append(target(c >= s, "interception (%s) >= Squid" % tag, "%sx" % fmt(c / s, 2)))
         if c is not None and m:
