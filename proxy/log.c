@@ -17,6 +17,8 @@
 
 /* One line at most; longer ones are cut and end in LOG_TRUNCATED_MARK. */
 #define LOG_MAX_LINE 8192
+#define LOG_AUDIT_MAX_PATH 1024 /* bytes of a path kept in the audit line */
+#define LOG_AUDIT_MAX_FIELD 160 /* client, host, method */
 /* The formatted message before escaping. */
 #define LOG_MAX_MSG 4096
 #define LOG_TRUNCATED_MARK "...(truncated)"
@@ -380,13 +382,42 @@ static void log_audit_json_field(struct log_line *l, const char *key, const char
  * The audit line is written whenever audit is on, whatever the level: it is
  * a record of what was sent with whose credential, not a diagnostic.
  */
+/*
+ * Copy v into buf cut to fit cap, marking a cut with "...": every field of
+ * the audit line must fit in one line even when a client sends a 60 KiB path
+ * (escaping can grow a byte fourfold, so the caps below keep the worst case
+ * well under LOG_MAX_LINE).
+ */
+static const char *log_audit_clip(const char *v, char *buf, size_t cap)
+{
+    size_t len;
+
+    if (!v)
+        return NULL;
+    len = strlen(v);
+    if (len < cap)
+        return v;
+    memcpy(buf, v, cap - 4);
+    memcpy(buf + cap - 4, "...", 4);
+    return buf;
+}
+
 void log_audit(const struct log_audit *a)
 {
     struct log_line line;
+    struct log_audit c;
+    char path[LOG_AUDIT_MAX_PATH], host[LOG_AUDIT_MAX_FIELD], client[LOG_AUDIT_MAX_FIELD],
+        method[LOG_AUDIT_MAX_FIELD];
     bool json;
 
     if (!a || !atomic_load(&log_cur_audit))
         return;
+    c = *a;
+    c.path = log_audit_clip(a->path, path, sizeof(path));
+    c.host = log_audit_clip(a->host, host, sizeof(host));
+    c.client = log_audit_clip(a->client, client, sizeof(client));
+    c.method = log_audit_clip(a->method, method, sizeof(method));
+    a = &c;
     json = atomic_load(&log_cur_format) == LOG_FORMAT_JSON;
     log_line_begin(&line, json, LOG_INFO);
     if (json) {

@@ -247,6 +247,9 @@ static int identify(struct request *r)
         const struct config_client *cl = NULL;
         enum clientauth_result res = clientauth_check(cfg, v, len, &cl);
         /* With no clients configured a stray Proxy-Authorization is just dropped. */
+        if ((res == CLIENTAUTH_BAD && (cfg->nclients > 0 || cfg->require_client_auth)) ||
+            (res == CLIENTAUTH_NONE && cfg->require_client_auth))
+            r->cred = NULL; /* refused below: nothing is injected, nothing is logged as such */
         if (res == CLIENTAUTH_BAD && (cfg->nclients > 0 || cfg->require_client_auth)) {
             reply_error_x(r, 407, "client_auth_required",
                           "Proxy-Authorization was not accepted: send Basic base64(id:key) of a "

@@ -41,6 +41,7 @@ struct server {
     struct admin *admin;
     const char *config_path;
     struct event *ev_hup, *ev_term, *ev_int, *ev_done, *ev_shutdown;
+    char *bound_signature; /* listen_signature() of the config the sockets were bound for */
     bool listening;
     bool draining;
 };
@@ -207,6 +208,35 @@ fail:
     return -1;
 }
 
+/*
+ * Every address a config asks to be bound (main listeners, site listeners and
+ * the site each serves, admin), as one string: a reload compares it with the
+ * one taken when the sockets were bound.
+ */
+static char *listen_signature(const struct config *cfg)
+{
+    char *sig = xstrdup("");
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        char *n = xasprintf("%slisten %s\n", sig, cfg->listen[i].text);
+        free(sig);
+        sig = n;
+    }
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        if (!cfg->sites[i].listen)
+            continue;
+        char *n = xasprintf("%ssite %s:%d %s\n", sig, cfg->sites[i].host, cfg->sites[i].port,
+                            cfg->sites[i].listen->text);
+        free(sig);
+        sig = n;
+    }
+    if (cfg->admin) {
+        char *n = xasprintf("%sadmin %s\n", sig, cfg->admin->text);
+        free(sig);
+        sig = n;
+    }
+    return sig;
+}
+
 static void log_how_to_connect(const struct server *s, const struct config *cfg)
 {
     for (size_t i = 0; i < s->sh.nlisteners; i++) {
@@ -259,12 +289,11 @@ static void server_reload(struct server *s)
         log_warn("interception CA: %s", warning);
     free(warning);
     /* Listeners are bound once: changed addresses need a restart. */
-    const struct config *old = s->sh.world->cfg;
-    bool same = old->nlisten == nw->cfg->nlisten;
-    for (size_t i = 0; same && i < old->nlisten; i++)
-        same = strcmp(old->listen[i].text, nw->cfg->listen[i].text) == 0;
-    if (!same)
-        log_warn("reload: changed listen addresses take effect after a restart");
+    char *sig = listen_signature(nw->cfg);
+    if (strcmp(sig, s->bound_signature) != 0)
+        log_warn("reload: changed listen, site listen or admin addresses take effect after a "
+                 "restart; the addresses bound at start keep serving");
+    free(sig);
     /* The limiter learns the new credentials before any request can use the new world. */
     ratelimit_configure(s->sh.rl, nw->cfg);
     log_configure(nw->cfg->log.format, nw->cfg->log.level);
@@ -393,6 +422,7 @@ int server_run(struct config *cfg, const char *config_path)
 
     if (bind_all(s, wcfg) < 0)
         goto out;
+    s->bound_signature = listen_signature(wcfg);
 
     s->ev_done = event_new(s->control, -1, 0, on_worker_done, s);
     s->ev_shutdown = evtimer_new(s->control, on_shutdown_timeout, s);
@@ -461,6 +491,7 @@ out:
     }
     admin_free(s->admin);
     close_listeners(s);
+    free(s->bound_signature);
     if (s->ev_hup)
         event_free(s->ev_hup);
     if (s->ev_term)

@@ -794,6 +794,8 @@ def section_stream(b):
             ("credproxy gateway", "credproxy", [], "http://127.0.0.1:%d" % b.port["cp_gw"]),
             ("credproxy forward", "credproxy", ["-x", "http://127.0.0.1:%d" % b.port["cp"]],
              "http://%s" % SITE),
+            ("credproxy gateway, h1 upstream", "credproxy-h1up", [],
+             "http://127.0.0.1:%d" % b.port["cp1_gw"]),
             ("nginx reverse proxy", "nginx", [], "http://127.0.0.1:%d" % b.port["ngx"])]
     out = {}
     limit = 20 if b.args.quick else 120  # seconds per transfer: a stalled proxy cannot hang the run
@@ -848,28 +850,31 @@ def section_profile(b):
     pid = b.procs["credproxy"].pid
     data = b.path("perf.data")
     log("bench: profile (perf record -g on credproxy gateway, %d s)" % b.args.duration)
-    perf = subprocess.Popen(["perf", "record", "-g", "-F", "999", "-o", data, "-p", str(pid)],
+    # DWARF unwinding: the release build has no frame pointers
+    perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "499",
+                             "-o", data, "-p", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=b.dir)
     time.sleep(0.5)
     b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp_gw"], b.args.duration)
     perf.send_signal(signal.SIGINT)
     try:
-        _, err = perf.communicate(timeout=30)
+        _, err = perf.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         perf.kill()
         err = b""
     if not os.path.exists(data):
         b.notes.append("profile: perf record failed: %s" % err.decode(errors="replace")[-300:])
         return None
-    r = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
-                        "--percent-limit", "0.7", "--sort", "dso,symbol"],
-                       capture_output=True, text=True, cwd=b.dir)
-    lines = [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
-    top = lines[:25]
-    r2 = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g", "none",
-                         "--sort", "dso"], capture_output=True, text=True, cwd=b.dir)
-    dsos = [ln for ln in r2.stdout.splitlines() if ln.strip() and not ln.startswith("#")][:10]
-    b.results["profile"] = {"top": top, "dso": dsos}
+
+    def report_lines(*extra):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none"] + list(extra),
+                           capture_output=True, text=True, cwd=b.dir, timeout=300)
+        return [ln.rstrip() for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    dsos = report_lines("--no-children", "--sort", "dso")[:10]
+    top = report_lines("--no-children", "--sort", "dso,sym", "--percent-limit", "0.7")[:25]
+    incl = report_lines("--children", "--sort", "sym", "--dsos", os.path.basename(b.bin),
+                        "--percent-limit", "2")[:25]
+    b.results["profile"] = {"top": top, "dso": dsos, "incl": incl}
     shutil.copy(data, b.args.out + ".perf.data") if b.args.keep_perf else None
     return top
 
@@ -1020,9 +1025,14 @@ def report(b):
         L.append("## Profile: credproxy gateway under wrk (perf, self time)")
         L.append("")
         L.append("```")
+        L.append("self time by shared object:")
         L += prof["dso"]
         L.append("")
+        L.append("self time by function:")
         L += prof["top"]
+        L.append("")
+        L.append("credproxy's own functions, inclusive (children) time:")
+        L += prof.get("incl", [])
         L.append("```")
         L.append("")
     if b.notes:
@@ -1057,8 +1067,8 @@ def main():
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--keep-perf", action="store_true")
     a = ap.parse_args()
-    a.rounds = a.rounds or (1 if a.quick else 3)
-    a.duration = a.duration or (1 if a.quick else 5)
+    a.rounds = a.rounds or (1 if a.quick else 5)
+    a.duration = a.duration or (1 if a.quick else 4)
     a.stream_bytes = (a.stream_mib or (64 if a.quick else 1024)) * MIB
     a.stream_rounds = a.stream_rounds or (1 if a.quick else 3)
     sections = set(a.sections.split(","))
@@ -1116,7 +1126,7 @@ def main():
         shutil.rmtree(b.dir, ignore_errors=True)
     if failed:
         return 130
-    measured = any(b.results.get(k) for k in ("http", "intercept", "stream", "memory"))
+    measured = any(b.results.get(k) for k in ("http", "intercept", "stream", "memory", "profile"))
     return 0 if measured else 1
 
 

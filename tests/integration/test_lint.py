@@ -323,7 +323,8 @@ def lint_embedded_default(env):
           and "warning" in out, "the warning names the variable and both forms", out)
     rc, out, err = lint(env, base_env={})
     check(rc == 2 and out == "", "nothing configured: exit 2", (rc, out, err))
-    for var in ("ATLASSIAN_SITE", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN", "-c", "CREDPROXY_CONFIG"):
+    for var in ("ATLASSIAN_SITE", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN", "-c",
+                "CREDPROXY_CONFIG"):
         check(var in err, "the message names %s" % var, err)
     rc, out, err = lint(env, base_env={"ATLASSIAN_API_TOKEN": h.TOKEN})
     check(rc == 2 and "ATLASSIAN_SITE" in err and "ATLASSIAN_EMAIL" in err,

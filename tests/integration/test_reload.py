@@ -5,8 +5,10 @@ configuration (broken YAML, a missing token file, a token with white space) is
 refused with FILE:LINE:COL in the log and the old one keeps serving; a request
 in flight finishes with the credential it started with while the next one
 uses the new; a reload that adds or removes a site takes effect without a
-restart; credproxy_config_reloads_total{result} counts both outcomes; and
-neither token ever appears in any output.
+restart (a changed listen address says it needs one); requests queued on the
+rate limiter and a storm of SIGHUPs under traffic are survived; log settings
+follow the reload; credproxy_config_reloads_total{result} counts both
+outcomes; and neither token ever appears in any output.
 
 Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_reload.py [TEST...]
 """
