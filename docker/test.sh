@@ -83,7 +83,8 @@ cleanup() {
     if [ -n "${KEEP:-}" ]; then
         say "KEEP=1: container $NAME and $WORK are left in place"
     else
-        podman rm -f -t 5 "$NAME" >/dev/null 2>&1
+        podman rm -f -t 5 --ignore "$NAME" >/dev/null 2>&1
+        podman rm -f -t 5 --ignore "$NAME-env" >/dev/null 2>&1
     fi
     if [ -n "$FAKE_PID" ]; then
         kill "$FAKE_PID" 2>/dev/null
@@ -112,6 +113,14 @@ say "podman $(podman --version | awk '{print $3}'), cgroups $out, runc $(runc --
 if ! timeout 20 curl -fsS -o /dev/null --max-time 15 "$MIRROR/dists/bookworm/InRelease"; then
     skip "the Debian mirror $MIRROR is unreachable (the image installs its packages from it)"
 fi
+
+# Containers left by an earlier run that was killed (SIGKILL skips the trap).
+for c in $(podman ps -a --format '{{.Names}}' 2>/dev/null | grep -E '^credproxy-test-[0-9]+(-env)?$'); do
+    pid=${c#credproxy-test-}
+    kill -0 "${pid%-env}" 2>/dev/null && continue
+    say "removing $c, left by an earlier run"
+    podman rm -f -t 2 "$c" >/dev/null 2>&1 || true
+done
 
 WORK=$(mktemp -d /tmp/credproxy-docker-test.XXXXXX)
 chmod 0700 "$WORK"
@@ -176,8 +185,8 @@ EOF
     : >"$root/etc/resolv.conf"
     phase "base: podman import -> $BASE_IMAGE"
     tar --numeric-owner -C "$root" -c . |
-        timeout 300 podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null ||
-        die "podman import of the base image failed"
+        timeout 300 podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >"$WORK/import.log" 2>&1 ||
+        die "podman import of the base image failed: $(tail -n 3 "$WORK/import.log")"
     rm -rf "$root"
 }
 if podman image exists "$BASE_IMAGE"; then
@@ -187,7 +196,11 @@ else
 fi
 
 # Can podman start a container here at all (namespaces, cgroups, runc)?
-if ! out=$(timeout 60 podman run --rm --runtime runc --network host "$BASE_IMAGE" true 2>&1); then
+# (Explicit ulimits: podman's default nofile can exceed what this host lets a
+# container set, and runc then fails with "error setting rlimits".)
+ULIMITS=(--ulimit nofile=4096:4096 --ulimit nproc=256:256)
+if ! out=$(timeout 60 podman run --rm --runtime runc --network host "${ULIMITS[@]}" \
+    --health-interval disable --entrypoint /bin/true "$BASE_IMAGE" 2>&1); then
     skip "podman cannot start a container here: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
 fi
 
@@ -195,7 +208,7 @@ fi
 # 2. build
 phase "build: podman build --isolation chroot -f docker/Dockerfile -> $IMAGE"
 tb=$SECONDS
-if ! timeout "$T_BUILD" podman build --isolation chroot --format docker --layers \
+if ! timeout "$T_BUILD" podman build --isolation chroot --format docker --layers --jobs 2 \
     --build-arg BASE="$BASE_IMAGE" --ignorefile "$SRC/docker/Dockerfile.dockerignore" \
     -f "$SRC/docker/Dockerfile" -t "$IMAGE" "$SRC" >"$WORK/build.log" 2>&1; then
     tail -n 60 "$WORK/build.log"
@@ -303,12 +316,15 @@ chmod 0644 "$WORK/credproxy.yaml"
 
 # ---------------------------------------------------------------------------
 # 5. the image's own configuration checks (no network)
-out=$(timeout "$T_STEP" podman run --rm --runtime runc --network none --read-only --user 10001 \
+out=$(timeout "$T_STEP" podman run --rm --runtime runc --network none --read-only --user 10001 "${ULIMITS[@]}" \
+    --health-interval disable \
     -v "$WORK/token:/run/secrets/atlassian-token:ro" "$IMAGE" \
     lint -c /etc/credproxy/credproxy.example.yaml 2>&1)
 check "the shipped example config (docker/credproxy.yaml) lints" $? "$out"
-out=$(timeout "$T_STEP" podman run --rm --runtime runc --network none --read-only --user 10001 \
-    -e ATLASSIAN_SITE=acme -e ATLASSIAN_EMAIL="$EMAIL" -e ATLASSIAN_API_TOKEN="$TOKEN" "$IMAGE" lint 2>&1)
+# (-e NAME without a value: the token comes from this environment, not argv.)
+out=$(ATLASSIAN_API_TOKEN="$TOKEN" timeout "$T_STEP" podman run --rm --runtime runc --network none \
+    --read-only --user 10001 "${ULIMITS[@]}" --health-interval disable \
+    -e ATLASSIAN_SITE=acme -e ATLASSIAN_EMAIL="$EMAIL" -e ATLASSIAN_API_TOKEN "$IMAGE" lint 2>&1)
 check "the ATLASSIAN_* variable configuration lints" $? "$out"
 
 # ---------------------------------------------------------------------------
@@ -317,8 +333,7 @@ phase "run: podman run --runtime runc --read-only --user 10001 (proxy 127.0.0.1:
 if ! out=$(timeout 60 podman run -d --name "$NAME" --runtime runc --network host \
     --read-only --tmpfs /tmp:rw,size=16m,mode=1777 --user 10001 \
     --cap-drop all --security-opt no-new-privileges \
-    --ulimit nofile=4096:4096 --ulimit nproc=256:256 \
-    --health-interval disable \
+    "${ULIMITS[@]}" --health-interval disable \
     -v "$WORK/credproxy.yaml:/etc/credproxy/credproxy.yaml:ro" \
     -v "$WORK/token:/run/secrets/atlassian-token:ro" \
     -v "$WORK/ca.pem:/etc/credproxy/test-ca.pem:ro" \
@@ -384,6 +399,16 @@ print("one request, over TLS, SNI acme.atlassian.net, the right Authorization")
 ' "$BASIC_B64" 2>&1)
     check "the fake received $verdict" $? "$verdict"
 
+    # The compose/k8s topology: an agent container in the proxy's network
+    # namespace reaches it on 127.0.0.1 (bash's /dev/tcp: the base has no curl).
+    resp=$(timeout "$T_STEP" podman run --rm --runtime runc --network "container:$NAME" \
+        "${ULIMITS[@]}" --user 65534:65534 "$BASE_IMAGE" bash -c '
+            exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+            printf "GET http://acme.atlassian.net/rest/api/3/myself HTTP/1.1\r\nHost: acme.atlassian.net\r\nConnection: close\r\n\r\n" >&3
+            timeout 20 cat <&3' agent "$PORT" 2>&1)
+    case "$resp" in "HTTP/1.1 200"*"\"$ACCOUNT_ID\""*) true ;; *) false ;; esac
+    check "an agent container sharing the proxy's network namespace gets 200 via 127.0.0.1:$PORT" $? "$resp"
+
     idout=$(timeout "$T_STEP" podman exec "$NAME" id 2>&1)
     case "$idout" in "uid=10001(credproxy) gid=10001(credproxy)"*) true ;; *) false ;; esac
     check "the proxy runs as $idout" $? "$idout"
@@ -394,6 +419,31 @@ print("one request, over TLS, SNI acme.atlassian.net, the right Authorization")
     printf '%s' "$lim" | grep -Eq '^Max open files +4096 +4096' &&
         printf '%s' "$lim" | grep -Eq '^Max processes +256 +256'
     check "ulimits nofile=4096 nproc=256 apply to the proxy" $? "$lim"
+fi
+
+# The ATLASSIAN_* mode (no config file, no admin listener): the HEALTHCHECK
+# still answers. A private loopback-only namespace (--network none) keeps its
+# fixed 127.0.0.1:8080 away from the host's.
+ENVNAME="$NAME-env"
+if out=$(ATLASSIAN_API_TOKEN="$TOKEN" timeout 60 podman run -d --name "$ENVNAME" --runtime runc \
+    --network none --read-only --user 10001 "${ULIMITS[@]}" --health-interval disable \
+    -e ATLASSIAN_SITE=acme -e ATLASSIAN_EMAIL="$EMAIL" -e ATLASSIAN_API_TOKEN "$IMAGE" 2>&1); then
+    healthy=1
+    deadline=$((SECONDS + T_READY))
+    while [ $SECONDS -lt $deadline ]; do
+        out=$(timeout "$T_STEP" podman healthcheck run "$ENVNAME" 2>&1) && { healthy=0; break; }
+        [ "$(podman inspect --format '{{.State.Running}}' "$ENVNAME" 2>/dev/null)" = true ] || break
+        sleep 0.5
+    done
+    [ $healthy -eq 0 ] || out="$out; $(podman logs "$ENVNAME" 2>&1 | tail -n 10)"
+    check "ATLASSIAN_* variables only: podman healthcheck run -> healthy" $healthy "$out"
+    timeout 40 podman stop -t 15 "$ENVNAME" >/dev/null 2>&1
+    envlogs=$(podman logs "$ENVNAME" 2>&1)
+    case "$envlogs" in *"$TOKEN"* | *"$BASIC_B64"*) leak=1 ;; *) leak=0 ;; esac
+    check "ATLASSIAN_* variables only: no token in podman logs" $leak
+    podman rm -f -t 2 "$ENVNAME" >/dev/null 2>&1
+else
+    check "ATLASSIAN_* variables only: podman run" 1 "$out"
 fi
 
 # a clean stop: SIGTERM -> exit 0 within shutdown_timeout

@@ -12,6 +12,8 @@ PKGS=(
   node-llhttp
   redis-server
   python3 python3-requests python3-jira nodejs
+  iproute2 util-linux
+  podman runc debootstrap
 )
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(wrk nginx-light haproxy squid-openssl mitmproxy nghttp2-client linux-perf)
