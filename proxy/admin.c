@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "sockets.h"
 #include "util.h"
 
 /* Limits of the admin listener: requests are tiny GETs. */
@@ -36,6 +37,7 @@
 #define ADMIN_MAX_BODY_SIZE 0
 #define ADMIN_TIMEOUT_SECS 10
 #define ADMIN_UNIX_BACKLOG 64
+#define ADMIN_UNIX_MODE 0660 /* like the proxy's own unix listeners */
 #define ADMIN_MAX_REASON 512
 /* healthcheck: the whole exchange is bounded, and so is the body we keep. */
 #define ADMIN_HEALTHCHECK_TIMEOUT_MS 2000
@@ -130,42 +132,6 @@ static void admin_handle(struct evhttp_request *req, void *arg)
                          "not found: the admin listener serves /healthz, /readyz and /metrics");
 }
 
-/* A listening unix socket at path (a stale socket file is replaced). -1 with *err. */
-static evutil_socket_t admin_bind_unix(const char *path, char **err)
-{
-    struct sockaddr_un sun;
-    struct stat st;
-    evutil_socket_t fd;
-
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        *err = xasprintf("admin: unix socket path too long (at most %zu bytes): %s",
-                         sizeof(sun.sun_path) - 1, path);
-        return -1;
-    }
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            *err = xasprintf("admin: %s exists and is not a socket; refusing to replace it", path);
-            return -1;
-        }
-        unlink(path);
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        *err = xasprintf("admin: socket: %s", strerror(errno));
-        return -1;
-    }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-        listen(fd, ADMIN_UNIX_BACKLOG) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
-        *err = xasprintf("admin: cannot listen on unix:%s: %s", path, strerror(errno));
-        evutil_closesocket(fd);
-        return -1;
-    }
-    return fd;
-}
-
 struct admin *admin_start(struct event_base *base, const struct config_listen *addr,
                           const struct admin_source *src, char **err)
 {
@@ -188,9 +154,14 @@ struct admin *admin_start(struct event_base *base, const struct config_listen *a
     evhttp_set_gencb(a->http, admin_handle, a);
 
     if (addr->kind == CONFIG_LISTEN_UNIX) {
-        evutil_socket_t fd = admin_bind_unix(addr->path, err);
-        if (fd < 0)
+        char *why = NULL;
+        evutil_socket_t fd =
+            sockets_listen_unix(addr->path, ADMIN_UNIX_MODE, ADMIN_UNIX_BACKLOG, &why);
+        if (fd < 0) {
+            *err = xasprintf("admin: %s", why);
+            free(why);
             goto fail;
+        }
         if (!evhttp_accept_socket_with_handle(a->http, fd)) {
             evutil_closesocket(fd);
             *err = xasprintf("admin: cannot serve unix:%s", addr->path);
