@@ -24,7 +24,7 @@ struct admin_source {
     /* True once every listener is bound and accepting, false while draining. */
     bool (*listening)(void *arg);
     struct metrics *metrics;
-    struct ratelimit *ratelimit;    /* may be NULL */
+    struct ratelimit *ratelimit; /* may be NULL */
 };
 
 /* Bind addr and serve. NULL with *err on failure. src is copied. */

@@ -16,9 +16,9 @@
 #define CLIENTAUTH_MAX_VALUE_LEN 4096
 
 enum clientauth_result {
-    CLIENTAUTH_NONE = 0,    /* no Proxy-Authorization presented */
-    CLIENTAUTH_OK,          /* *client set */
-    CLIENTAUTH_BAD,         /* presented but malformed, unknown id or wrong key */
+    CLIENTAUTH_NONE = 0, /* no Proxy-Authorization presented */
+    CLIENTAUTH_OK,       /* *client set */
+    CLIENTAUTH_BAD,      /* presented but malformed, unknown id or wrong key */
 };
 
 /*

@@ -32,7 +32,7 @@
 #define CONFIG_MAX_CLIENTS 256
 #define CONFIG_MAX_SECRET_LEN 8192
 #define CONFIG_MAX_WORKERS 64
-#define CONFIG_MAX_CONNECT_TO 64       /* upstream.connect_to entries */
+#define CONFIG_MAX_CONNECT_TO 64 /* upstream.connect_to entries */
 
 /* Where a value came from, for messages ("conf.yaml:12:5"). line/col are 1-based. */
 struct config_pos {
@@ -43,12 +43,12 @@ struct config_pos {
 enum config_listen_kind { CONFIG_LISTEN_TCP = 0, CONFIG_LISTEN_UNIX };
 
 struct config_listen {
-    char *text;                 /* as written: "127.0.0.1:8080", "[::1]:8080", "unix:/x.sock" */
+    char *text; /* as written: "127.0.0.1:8080", "[::1]:8080", "unix:/x.sock" */
     enum config_listen_kind kind;
-    char *host;                 /* TCP: "127.0.0.1", "::1", "0.0.0.0", "localhost" (no brackets) */
-    int port;                   /* TCP: 1..65535 (0 is allowed: pick a free port) */
-    char *path;                 /* unix: the socket path */
-    bool loopback;              /* TCP on 127.0.0.0/8, ::1 or "localhost"; unix sockets count as local */
+    char *host;    /* TCP: "127.0.0.1", "::1", "0.0.0.0", "localhost" (no brackets) */
+    int port;      /* TCP: 1..65535 (0 is allowed: pick a free port) */
+    char *path;    /* unix: the socket path */
+    bool loopback; /* TCP on 127.0.0.0/8, ::1 or "localhost"; unix sockets count as local */
     struct config_pos pos;
 };
 
@@ -58,23 +58,23 @@ enum config_secret_source { CONFIG_SECRET_ENV = 0, CONFIG_SECRET_FILE, CONFIG_SE
 struct config_credential {
     char *name;
     enum config_cred_type type;
-    char *email;                /* basic only; trimmed-checked, never NULL for basic */
+    char *email; /* basic only; trimmed-checked, never NULL for basic */
     enum config_secret_source source;
-    char *source_ref;           /* the env var name or the file path; NULL for inline */
-    char *secret;               /* the token bytes (secret!); zeroed on free */
-    int64_t expires;            /* epoch seconds (00:00 UTC of the date), 0 = none */
-    bool rate_off;              /* rate_limit: off */
-    double rate_per_sec;        /* tokens per second */
+    char *source_ref;    /* the env var name or the file path; NULL for inline */
+    char *secret;        /* the token bytes (secret!); zeroed on free */
+    int64_t expires;     /* epoch seconds (00:00 UTC of the date), 0 = none */
+    bool rate_off;       /* rate_limit: off */
+    double rate_per_sec; /* tokens per second */
     unsigned burst;
     struct config_pos pos;
 };
 
 struct config_site {
-    char *host;                 /* upstream host, lowercase, no trailing dot: "acme.atlassian.net" */
-    char *domain;               /* for domain: sites the short name "acme"; NULL for host: sites */
-    char *alias;                /* optional gateway alias; NULL when none */
-    int port;                   /* upstream port, default 443 */
-    size_t credential;          /* index into config.credentials */
+    char *host;        /* upstream host, lowercase, no trailing dot: "acme.atlassian.net" */
+    char *domain;      /* for domain: sites the short name "acme"; NULL for host: sites */
+    char *alias;       /* optional gateway alias; NULL when none */
+    int port;          /* upstream port, default 443 */
+    size_t credential; /* index into config.credentials */
     struct config_listen *listen; /* optional dedicated gateway listener; NULL when none */
     struct config_pos pos;
 };
@@ -86,20 +86,20 @@ struct config_client {
     char *id;
     enum config_secret_source source;
     char *source_ref;
-    char *key;                  /* secret; zeroed on free */
-    bool has_rate;              /* a per-client rate_limit was given */
+    char *key;     /* secret; zeroed on free */
+    bool has_rate; /* a per-client rate_limit was given */
     bool rate_off;
     double rate_per_sec;
-    unsigned burst;             /* defaults to the credential default */
+    unsigned burst; /* defaults to the credential default */
     struct config_pos pos;
 };
 
 struct config_connect_to {
-    char *text;                 /* "HOST:PORT:CONNECT-HOST:CONNECT-PORT", as libcurl takes it */
-    char *host;                 /* may be "" (any host), lowercase */
-    int port;                   /* 0 = any port */
-    char *to_host;              /* "" = unchanged */
-    int to_port;                /* 0 = unchanged */
+    char *text;    /* "HOST:PORT:CONNECT-HOST:CONNECT-PORT", as libcurl takes it */
+    char *host;    /* may be "" (any host), lowercase */
+    int port;      /* 0 = any port */
+    char *to_host; /* "" = unchanged */
+    int to_port;   /* 0 = unchanged */
 };
 
 /* A warning found while loading: "FILE:LINE:COL: warning: text". */
@@ -108,12 +108,12 @@ struct config_warning {
 };
 
 struct config {
-    char *file;                 /* the path loaded, or "<environment>" for the embedded default */
+    char *file; /* the path loaded, or "<environment>" for the embedded default */
 
-    struct config_listen *listen;       /* main listeners */
+    struct config_listen *listen; /* main listeners */
     size_t nlisten;
-    struct config_listen *admin;        /* NULL when no admin listener */
-    unsigned workers;                   /* 0 in the file means "number of CPUs", resolved here */
+    struct config_listen *admin; /* NULL when no admin listener */
+    unsigned workers;            /* 0 in the file means "number of CPUs", resolved here */
 
     struct config_credential *credentials;
     size_t ncredentials;
@@ -124,8 +124,8 @@ struct config {
     struct {
         enum config_when_exhausted when_exhausted;
         int64_t max_wait_ms;
-        size_t max_queue;               /* rate_limit.max_queue: waiting requests at most */
-        char *store;                    /* NULL = local; else "redis://host:port[/db]" */
+        size_t max_queue; /* rate_limit.max_queue: waiting requests at most */
+        char *store;      /* NULL = local; else "redis://host:port[/db]" */
         char *redis_host;
         int redis_port;
         int redis_db;
@@ -133,16 +133,16 @@ struct config {
 
     struct config_client *clients;
     size_t nclients;
-    bool require_client_auth;           /* as written, or forced on (see below) */
+    bool require_client_auth; /* as written, or forced on (see below) */
     bool allow_unauthenticated_remote;
 
     struct {
-        char *ca_file;                  /* NULL = libcurl's default trust store */
+        char *ca_file; /* NULL = libcurl's default trust store */
         struct config_connect_to *connect_to;
         size_t nconnect_to;
-        char *proxy;                    /* NULL = no proxy, never the environment's */
+        char *proxy; /* NULL = no proxy, never the environment's */
         int64_t connect_timeout_ms;
-        int64_t timeout_ms;             /* 0 = none */
+        int64_t timeout_ms; /* 0 = none */
         bool http2;
     } upstream;
 
@@ -163,7 +163,7 @@ struct config {
         bool audit;
     } log;
 
-    struct config_warning *warnings;    /* for `run` (logged) and `lint` (printed) */
+    struct config_warning *warnings; /* for `run` (logged) and `lint` (printed) */
     size_t nwarnings;
 };
 

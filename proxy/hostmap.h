@@ -16,14 +16,14 @@
 
 #include "config.h"
 
-#define HOSTMAP_MAX_HOST 253        /* DNS name length limit */
+#define HOSTMAP_MAX_HOST 253 /* DNS name length limit */
 #define HOSTMAP_HOST_BUF (HOSTMAP_MAX_HOST + 1)
 
 /* A normalized authority. host has no brackets for IPv6 literals. */
 struct hostmap_authority {
     char host[HOSTMAP_HOST_BUF];
-    int port;                       /* 1..65535 */
-    bool port_given;                /* the text carried an explicit port */
+    int port;        /* 1..65535 */
+    bool port_given; /* the text carried an explicit port */
     bool is_ipv6;
 };
 

@@ -34,15 +34,15 @@ bool log_enabled(enum log_level level);
 
 /* One audit record per proxied request (fields from the interface). */
 struct log_audit {
-    const char *client;     /* client id, or the peer address when anonymous */
+    const char *client; /* client id, or the peer address when anonymous */
     const char *method;
-    const char *host;       /* the upstream host name the request targeted */
-    const char *path;       /* path only: the caller must have cut the query */
+    const char *host; /* the upstream host name the request targeted */
+    const char *path; /* path only: the caller must have cut the query */
     int status;
-    uint64_t bytes_in;      /* request body bytes from the client */
-    uint64_t bytes_out;     /* response body bytes to the client */
+    uint64_t bytes_in;  /* request body bytes from the client */
+    uint64_t bytes_out; /* response body bytes to the client */
     int64_t total_ms;
-    int64_t upstream_ms;    /* -1 when no upstream exchange happened */
+    int64_t upstream_ms; /* -1 when no upstream exchange happened */
     int64_t ratelimit_wait_ms;
     const char *credential; /* credential name, or NULL when none was injected */
     const char *error;      /* proxy error code, or NULL */

@@ -41,7 +41,8 @@ static void usage(FILE *out)
           "\n"
           "Options:\n"
           "  -c, --config FILE             configuration file (else $CREDPROXY_CONFIG, else the\n"
-          "                                ATLASSIAN_SITE/ATLASSIAN_EMAIL/ATLASSIAN_API_TOKEN default)\n"
+          "                                ATLASSIAN_SITE/ATLASSIAN_EMAIL/ATLASSIAN_API_TOKEN "
+          "default)\n"
           "  --version                     print versions and exit\n"
           "  -h, --help                    this text\n",
           out);
@@ -52,8 +53,8 @@ static void print_version(void)
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     printf("credproxy %s\n", CREDPROXY_VERSION);
     printf("libevent %s, %s, libcurl %s (%s), libyaml %s\n", event_get_version(),
-           OpenSSL_version(OPENSSL_VERSION), cv->version, cv->ssl_version ? cv->ssl_version : "no TLS",
-           yaml_get_version_string());
+           OpenSSL_version(OPENSSL_VERSION), cv->version,
+           cv->ssl_version ? cv->ssl_version : "no TLS", yaml_get_version_string());
 }
 
 /* Options every command shares, plus the few that only some take. */
@@ -111,7 +112,8 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
             }
             return 0;
         } else {
-            fprintf(stderr, "credproxy: %s: unknown or incomplete option '%s' (see credproxy --help)\n",
+            fprintf(stderr,
+                    "credproxy: %s: unknown or incomplete option '%s' (see credproxy --help)\n",
                     cli->command, a);
             return EXIT_CONFIG;
         }
@@ -164,8 +166,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    static const char *const known[] = {"run", "check", "lint", "ca init", "env", "exec",
-                                        "healthcheck"};
+    static const char *const known[] = {"run", "check", "lint",       "ca init",
+                                        "env", "exec",  "healthcheck"};
     bool ok = false;
     for (size_t i = 0; i < UTIL_ARRAY_LEN(known); i++)
         ok = ok || strcmp(cli.command, known[i]) == 0;

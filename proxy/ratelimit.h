@@ -22,9 +22,9 @@ struct ratelimit;
 struct ratelimit_wait;
 
 enum ratelimit_result {
-    RATELIMIT_ADMIT = 0,    /* go ahead now */
-    RATELIMIT_REJECT,       /* answer 429 now; *retry_after_ms says when a token frees */
-    RATELIMIT_QUEUED,       /* wait: the callback will fire exactly once, unless cancelled */
+    RATELIMIT_ADMIT = 0, /* go ahead now */
+    RATELIMIT_REJECT,    /* answer 429 now; *retry_after_ms says when a token frees */
+    RATELIMIT_QUEUED,    /* wait: the callback will fire exactly once, unless cancelled */
 };
 
 /*
@@ -37,12 +37,12 @@ typedef void (*ratelimit_cb)(void *arg, bool admitted, int64_t retry_after_ms, i
 
 struct ratelimit_stats {
     uint64_t admitted;
-    uint64_t queued_total;        /* requests that had to wait */
-    uint64_t rejected;            /* 429s answered by the proxy */
+    uint64_t queued_total; /* requests that had to wait */
+    uint64_t rejected;     /* 429s answered by the proxy */
     uint64_t waited_ms_total;
-    uint64_t upstream_429;        /* upstream 429/503 signals seen */
-    uint64_t redis_fallbacks;     /* decisions taken locally because Redis was down */
-    int64_t queued_now;           /* gauge */
+    uint64_t upstream_429;    /* upstream 429/503 signals seen */
+    uint64_t redis_fallbacks; /* decisions taken locally because Redis was down */
+    int64_t queued_now;       /* gauge */
 };
 
 /* Created once by main; survives reloads. Returns NULL with *err on a bad store URL. */
@@ -96,8 +96,8 @@ void ratelimit_cancel(struct ratelimit_wait *w);
  * pause and the cap are shared with every replica. Any thread.
  */
 void ratelimit_upstream_response(struct ratelimit *rl, const char *cred, int status,
-                                 const char *retry_after, const char *reset,
-                                 const char *remaining, const char *near_limit, int64_t now_ms);
+                                 const char *retry_after, const char *reset, const char *remaining,
+                                 const char *near_limit, int64_t now_ms);
 
 void ratelimit_get_stats(struct ratelimit *rl, struct ratelimit_stats *out);
 

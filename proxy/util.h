@@ -51,7 +51,8 @@ bool util_memcaseeq(const char *a, const char *b, size_t n);
 
 /* Standard base64 with padding; returns a new NUL-terminated string. */
 char *util_base64_encode(const unsigned char *in, size_t len);
-/* Decode; returns a new buffer (NUL-terminated for convenience) and its length, NULL when invalid. */
+/* Decode; returns a new buffer (NUL-terminated for convenience) and its length, NULL when invalid.
+ */
 unsigned char *util_base64_decode(const char *in, size_t len, size_t *out_len);
 
 /* Constant-time comparison for keys: true when equal (length leaks, content does not). */
