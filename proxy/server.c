@@ -165,10 +165,19 @@ static void log_how_to_connect(const struct server *s, const struct config *cfg)
                      "http://SITE.localhost/rest/api/3/myself)",
                      l->text, l->unix_path);
         } else {
+            /* The gateway form that needs nothing: with one site, the proxy's own address. */
+            const char *port = strrchr(l->text, ':') + 1;
+            char *gw =
+                cfg->nsites == 1
+                    ? xasprintf("http://%s (or http://%s.localhost:%s)", l->text,
+                                cfg->sites[0].domain ? cfg->sites[0].domain : cfg->sites[0].host,
+                                port)
+                    : xasprintf("http://SITE.localhost:%s", port);
             log_info("listening on %s: forward proxy and gateway (agents: HTTP_PROXY=http://%s "
-                     "HTTPS_PROXY=http://%s, or base URL http://SITE.localhost:%s; "
-                     "`credproxy env` prints the full setup)",
-                     l->text, l->text, l->text, strrchr(l->text, ':') + 1);
+                     "HTTPS_PROXY=http://%s, or base URL %s; `credproxy env` prints the full "
+                     "setup)",
+                     l->text, l->text, l->text, gw);
+            free(gw);
         }
     }
     log_info("%u worker thread%s, %zu site%s, unknown hosts: %s", s->nworkers,

@@ -24,11 +24,16 @@
 
 #include "util.h"
 
-/* A socket libcurl asked us to watch. */
+/*
+ * A socket libcurl asked us to watch. One persistent event per direction, so
+ * a change of libcurl's wish (IN -> INOUT -> IN) costs one epoll_ctl, and a
+ * repeated wish costs none.
+ */
 struct upstream_sock {
     struct upstream *up;
     curl_socket_t fd;
-    struct event *ev;
+    struct event *rev, *wev;
+    int want; /* CURL_POLL_IN / CURL_POLL_OUT bits now registered */
     struct upstream_sock *prev, *next;
 };
 
@@ -118,15 +123,26 @@ static void upstream_sock_free(struct upstream *up, struct upstream_sock *us)
         up->socks = us->next;
     if (us->next)
         us->next->prev = us->prev;
-    event_free(us->ev);
+    if (us->rev)
+        event_free(us->rev);
+    if (us->wev)
+        event_free(us->wev);
     free(us);
+}
+
+/* Register or drop one direction when libcurl's wish for it changed. */
+static int upstream_sock_want(struct event *ev, bool was, bool now)
+{
+    if (was == now)
+        return 0;
+    return now ? event_add(ev, NULL) : event_del(ev);
 }
 
 static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *up = userp;
     struct upstream_sock *us = socketp;
-    short kind;
+    int want;
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
@@ -134,30 +150,27 @@ static int upstream_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp
             upstream_sock_free(up, us);
         return 0;
     }
-    kind = EV_PERSIST;
-    if (what & CURL_POLL_IN)
-        kind |= EV_READ;
-    if (what & CURL_POLL_OUT)
-        kind |= EV_WRITE;
+    want = what & (CURL_POLL_IN | CURL_POLL_OUT);
     if (!us) {
         us = xcalloc(1, sizeof(*us));
         us->up = up;
         us->fd = s;
-        us->ev = event_new(up->base, s, kind, upstream_sock_event_cb, up);
-        if (!us->ev) {
-            free(us);
-            return -1;
-        }
+        us->rev = event_new(up->base, s, EV_READ | EV_PERSIST, upstream_sock_event_cb, up);
+        us->wev = event_new(up->base, s, EV_WRITE | EV_PERSIST, upstream_sock_event_cb, up);
         us->next = up->socks;
         if (up->socks)
             up->socks->prev = us;
         up->socks = us;
+        if (!us->rev || !us->wev) {
+            upstream_sock_free(up, us);
+            return -1;
+        }
         curl_multi_assign(up->multi, s, us);
-    } else {
-        event_del(us->ev);
-        event_assign(us->ev, up->base, s, kind, upstream_sock_event_cb, up);
     }
-    event_add(us->ev, NULL);
+    if (upstream_sock_want(us->rev, us->want & CURL_POLL_IN, want & CURL_POLL_IN) != 0 ||
+        upstream_sock_want(us->wev, us->want & CURL_POLL_OUT, want & CURL_POLL_OUT) != 0)
+        return -1;
+    us->want = want;
     return 0;
 }
 
