@@ -20,25 +20,11 @@
 
 static char tmpdir[256];
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    if (!f)
-        return NULL;
-    buf = xmalloc(1 << 17);
-    n = fread(buf, 1, (1 << 17) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* The path to load: the example itself, or a copy with the secret path replaced. */
 static char *example_path(const char *dir, const char *name, const char *token_file)
 {
     char *path = xasprintf("%s/%s", dir, name);
-    char *text = read_all(path);
+    char *text = test_read_file(path);
     char *at = text ? strstr(text, SECRET_PATH) : NULL;
     if (!at) {
         free(text);

@@ -41,20 +41,6 @@ static void write_file(const char *name, const char *data, size_t len, mode_t mo
     free(p);
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-    if (!f)
-        return NULL;
-    buf = xmalloc(1 << 16);
-    n = fread(buf, 1, (1 << 16) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Replaces every @TMP@ and @SOON@ in s; returns a new string. */
 static char *substitute(const char *s)
 {
@@ -92,7 +78,7 @@ static char *fixture_path(const char *rel)
 {
     const char *src = getenv("CREDPROXY_SOURCE_DIR");
     char *path = xasprintf("%s/tests/fixtures/config/%s", src ? src : ".", rel);
-    char *text = read_all(path);
+    char *text = test_read_file(path);
     if (!text || (!strstr(text, "@TMP@") && !strstr(text, "@SOON@"))) {
         free(text);
         return path;

@@ -62,18 +62,6 @@ static char *print_env(const struct config *cfg, const char *format, int *rc)
     return buf;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = xcalloc(1, 4 << 20);
-    if (f) {
-        size_t n = fread(buf, 1, (4 << 20) - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -246,8 +234,8 @@ static void test_with_ca(const char *base)
     /* The bundle: 0644, system roots first, then the local root (not the intermediate). */
     CHECK(stat(bundle_path, &st) == 0 && (st.st_mode & 07777) == 0644);
     {
-        char *bundle = slurp(bundle_path), *sys = slurp("/etc/ssl/certs/ca-certificates.crt");
-        char *ca = slurp(ca_abs);
+        char *bundle = test_read_file(bundle_path), *sys = test_read_file("/etc/ssl/certs/ca-certificates.crt");
+        char *ca = test_read_file(ca_abs);
         char *second = strstr(ca + 1, "-----BEGIN CERTIFICATE");
         CHECK(*sys && strncmp(bundle, sys, strlen(sys)) == 0);
         CHECK(second != NULL);
@@ -267,18 +255,18 @@ static void test_with_ca(const char *base)
     out = print_env(&f.cfg, "sh", &rc);
     free(out);
     {
-        char *bundle = slurp(bundle_path);
+        char *bundle = test_read_file(bundle_path);
         CHECK(strncmp(bundle, "stale", 5) != 0 && strstr(bundle, "BEGIN CERTIFICATE"));
         free(bundle);
     }
     {
-        char *before = slurp(bundle_path), *after;
+        char *before = test_read_file(bundle_path), *after;
         err = NULL;
         CHECK(mitm_ca_init(&f.cfg, dir, true, &err) == 0);
         free(err);
         out = print_env(&f.cfg, "sh", &rc);
         free(out);
-        after = slurp(bundle_path);
+        after = test_read_file(bundle_path);
         CHECK(strcmp(before, after) != 0); /* follows a new CA */
         free(before);
         free(after);

@@ -77,18 +77,6 @@ static void rm_rf(const char *dir)
     free(cmd);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = xcalloc(1, 1 << 20);
-    if (f) {
-        size_t n = fread(buf, 1, (1 << 20) - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
 /* Reads ca.pem: certs[0] = root, certs[1] = intermediate. Returns how many were read. */
 static int read_chain(const char *dir, X509 **root, X509 **inter)
 {
@@ -258,7 +246,7 @@ static void test_ca_init_files(const char *dir)
         free(cmd);
     }
 
-    before = slurp(pem_path);
+    before = test_read_file(pem_path);
     CHECK(strstr(before, "BEGIN CERTIFICATE") != NULL);
     CHECK(strstr(before, "PRIVATE") == NULL);
     CHECK(mitm_ca_init(&f.cfg, dir, false, &err) == 1);
@@ -266,17 +254,17 @@ static void test_ca_init_files(const char *dir)
     CHECK(err && strstr(err, "BEGIN") == NULL);
     free(err);
     err = NULL;
-    after = slurp(pem_path);
+    after = test_read_file(pem_path);
     CHECK(strcmp(before, after) == 0); /* untouched without --force */
     free(after);
     CHECK(mitm_ca_init(&f.cfg, dir, true, &err) == 0);
     free(err);
     err = NULL;
-    after = slurp(pem_path);
+    after = test_read_file(pem_path);
     CHECK(strcmp(before, after) != 0); /* replaced with --force */
     CHECK(stat(key_path, &st) == 0 && (st.st_mode & 07777) == 0600);
     {
-        char *key = slurp(key_path);
+        char *key = test_read_file(key_path);
         /* ca.key holds exactly one key: the intermediate's (the root key was discarded). */
         char *first = strstr(key, "BEGIN PRIVATE KEY");
         CHECK(first && strstr(first + 1, "BEGIN") == NULL);

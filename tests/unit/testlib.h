@@ -7,6 +7,7 @@
 #define CREDPROXY_TESTLIB_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int test_passed, test_failed;
@@ -44,6 +45,26 @@ static int test_passed, test_failed;
                     __LINE__, #a, check_a_ ? check_a_ : "(null)", check_b_ ? check_b_ : "(null)"); \
         }                                                                                          \
     } while (0)
+
+#define TEST_MAX_FILE (4 << 20)
+
+/*
+ * The file at path (its first TEST_MAX_FILE - 1 bytes) as a NUL-terminated
+ * string; an empty string when it cannot be read. The caller frees.
+ */
+static inline char *test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = calloc(1, TEST_MAX_FILE);
+    if (!buf)
+        abort();
+    if (f) {
+        size_t n = fread(buf, 1, TEST_MAX_FILE - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    return buf;
+}
 
 #define TEST_DONE()                                                                                \
     do {                                                                                           \
