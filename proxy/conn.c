@@ -276,6 +276,39 @@ void conn_send_continue(struct conn *c)
     evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
+/*
+ * libevent 2.1 reads a socket 4 KiB at a time (evbuffer_set_max_read only
+ * came in 2.2), so a large upload would cost a read(2), a callback and often
+ * an upstream pause/resume per 4 KiB. While a body streams on a plain socket
+ * the exchange pulls up to want bytes straight into the input buffer, in
+ * order with the bufferevent's own reads (same thread). End of stream and
+ * errors are left to the bufferevent, which still sees the socket readable.
+ */
+static void conn_read_direct(struct conn *c, struct evbuffer *in, size_t want)
+{
+    struct evbuffer_iovec v;
+    evutil_socket_t fd;
+    ssize_t n;
+
+    if (c->raw_bev || c->peer_eof || !c->bev)
+        return;
+    fd = bufferevent_getfd(c->bev);
+    if (fd < 0)
+        return;
+    if (want > CONN_BODY_READ_MAX)
+        want = CONN_BODY_READ_MAX;
+    /* a bufferevent keeps its input's end frozen except while it reads itself */
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) == 1) {
+        if (v.iov_len > want)
+            v.iov_len = want;
+        n = recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+        v.iov_len = n > 0 ? (size_t)n : 0;
+        evbuffer_commit_space(in, &v, n > 0 ? 1 : 0);
+    }
+    evbuffer_freeze(in, 0);
+}
+
 ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -290,6 +323,8 @@ ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
     }
     if (st == HTTP1_ERROR)
         return -1;
+    if (evbuffer_get_length(in) < cap)
+        conn_read_direct(c, in, cap - evbuffer_get_length(in));
     while (total < cap) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)

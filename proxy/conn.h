@@ -30,6 +30,12 @@
 #define CONN_INPUT_MAX (64 * 1024)    /* read high watermark: libevent stops reading above */
 #define CONN_OUTPUT_HIGH (256 * 1024) /* above this, pause the upstream response */
 #define CONN_OUTPUT_LOW (64 * 1024)   /* resume once drained below this */
+/*
+ * Largest single read(2) of a request body pulled by the exchange itself
+ * (libevent 2.1 reads at most 4 KiB at a time); the input buffer then holds
+ * at most this plus what the read watermark allows.
+ */
+#define CONN_BODY_READ_MAX (256 * 1024)
 #define CONN_PEER_MAX 80
 #define CONN_LINGER_MS 5000 /* at most this long to flush the last bytes on close */
 

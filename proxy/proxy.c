@@ -35,7 +35,8 @@
 #include "worker.h"
 #include "world.h"
 
-#define PROXY_RL_VALUE_MAX 64 /* Retry-After & co. longer than this are ignored */
+#define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
+#define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
 
 static const char *const MSG_NO_CA =
     "HTTPS interception is not set up: run `credproxy ca init`, then trust certs/ca.pem in the "
@@ -535,6 +536,31 @@ static bool slist_add(struct curl_slist **l, const char *line)
     return true;
 }
 
+/*
+ * Append "name: value" without a heap copy of its own for the common short
+ * line (curl_slist_append copies it anyway). The stack copy is wiped: for an
+ * unmapped host it may hold the client's own Authorization.
+ */
+static bool slist_add_pair(struct curl_slist **l, const char *name, size_t nlen, const char *value,
+                           size_t vlen)
+{
+    char small[PROXY_HEADER_LINE_STACK];
+    char *line = small;
+    bool ok;
+
+    if (nlen + vlen + 3 > sizeof(small))
+        line = xmalloc(nlen + vlen + 3);
+    memcpy(line, name, nlen);
+    memcpy(line + nlen, ": ", 2);
+    memcpy(line + nlen + 2, value, vlen);
+    line[nlen + 2 + vlen] = '\0';
+    ok = slist_add(l, line);
+    util_secure_zero(line, nlen + vlen + 3);
+    if (line != small)
+        free(line);
+    return ok;
+}
+
 /* Strip, inject, start the exchange. */
 static void forward(struct request *r)
 {
@@ -561,15 +587,11 @@ static void forward(struct request *r)
             continue;
         if (r->gateway_origin && util_strcaseeq(name, "accept-encoding"))
             continue;
-        char *line = xasprintf("%s: %s", name, value);
-        ok = slist_add(&hl, line);
-        free(line);
+        ok = slist_add_pair(&hl, name, nlen, value, vlen);
     }
     if (ok && r->cred) {
-        char *host =
-            xasprintf("Host: %s", r->world->sites[world_site_index(r->world, r->site)].host_header);
-        ok = slist_add(&hl, host) && slist_add(&hl, cred_header(r->cred));
-        free(host);
+        const char *hh = r->world->sites[world_site_index(r->world, r->site)].host_header;
+        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && slist_add(&hl, cred_header(r->cred));
     }
     if (ok && r->gateway_origin)
         ok = slist_add(&hl, "Accept-Encoding: identity");

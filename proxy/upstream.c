@@ -53,9 +53,11 @@ struct upstream {
     CURLM *multi;
     struct event *timer;
     unsigned new_connections;
-    struct upstream_exchange *exchanges; /* every live exchange, for upstream_free */
-    struct upstream_sock *socks;         /* every watched socket, for upstream_free */
-    struct upstream_connect_map *map;    /* the last built connect_to list (cache) */
+    struct upstream_exchange *exchanges;     /* every live exchange, for upstream_free */
+    struct upstream_sock *socks;             /* every watched socket, for upstream_free */
+    struct upstream_connect_map *map;        /* the last built connect_to list (cache) */
+    CURL *idle_easy[UPSTREAM_MAX_IDLE_EASY]; /* reset handles ready for reuse */
+    size_t nidle_easy;
 };
 
 /* One collected response header: offsets into exchange.head. */
@@ -93,7 +95,9 @@ struct upstream_exchange {
     bool pause_recv, pause_send;
     bool want_resume_recv, want_resume_send;
 
-    bool failed; /* our own verdict overrides libcurl's code */
+    bool clean_end;  /* libcurl reported CURLE_OK: the easy handle may be reused */
+    bool big_upload; /* the handle got UPSTREAM_UPLOAD_BUFFER: not kept for reuse */
+    bool failed;     /* our own verdict overrides libcurl's code */
     enum upstream_result fail_result;
     const char *fail_detail; /* static text */
 
@@ -271,6 +275,30 @@ static void upstream_slist_free_secret(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
+/* A reset easy handle from the idle list, or a new one (NULL on OOM). */
+static CURL *upstream_easy_acquire(struct upstream *up)
+{
+    if (up->nidle_easy > 0)
+        return up->idle_easy[--up->nidle_easy];
+    return curl_easy_init();
+}
+
+/*
+ * Consumes e (already out of the multi). Only a handle whose transfer ran to
+ * a clean end is kept: curl_easy_reset puts every option back to its default
+ * (no header list, private pointer, callbacks, CUSTOMREQUEST, UPLOAD, proxy
+ * or CONNECT_TO survive), while the connection pool stays in the multi.
+ */
+static void upstream_easy_release(struct upstream *up, CURL *e, bool reusable)
+{
+    if (reusable && up->nidle_easy < UPSTREAM_MAX_IDLE_EASY) {
+        curl_easy_reset(e);
+        up->idle_easy[up->nidle_easy++] = e;
+        return;
+    }
+    curl_easy_cleanup(e);
+}
+
 static void upstream_exchange_destroy(struct upstream_exchange *ex)
 {
     struct upstream *up = ex->up;
@@ -281,7 +309,10 @@ static void upstream_exchange_destroy(struct upstream_exchange *ex)
             curl_multi_remove_handle(up->multi, ex->easy);
         if (curl_easy_getinfo(ex->easy, CURLINFO_NUM_CONNECTS, &n) == CURLE_OK && n > 0)
             up->new_connections += (unsigned)n;
-        curl_easy_cleanup(ex->easy);
+        /* a cancelled, failed or still paused transfer may leave state behind: never reused */
+        upstream_easy_release(up, ex->easy,
+                              ex->finished && ex->clean_end && !ex->big_upload && !ex->cancelled &&
+                                  !ex->failed && !ex->pause_recv && !ex->pause_send);
     }
     upstream_slist_free_secret(ex->headers);
     upstream_map_unref(ex->map);
@@ -652,6 +683,7 @@ static void upstream_finish(struct upstream_exchange *ex, CURLcode rc)
     }
     r = upstream_map_result(ex, rc, &detail);
     ex->finished = true;
+    ex->clean_end = rc == CURLE_OK;
     if (ex->cb.on_done)
         ex->cb.on_done(ex->arg, r, detail);
     free(detail);
@@ -765,6 +797,8 @@ void upstream_free(struct upstream *up)
     }
     /* closing pooled connections calls upstream_socket_cb(REMOVE) for their sockets */
     curl_multi_cleanup(up->multi);
+    while (up->nidle_easy > 0)
+        curl_easy_cleanup(up->idle_easy[--up->nidle_easy]);
     while (up->socks)
         upstream_sock_free(up, up->socks);
     upstream_map_unref(up->map);
@@ -916,7 +950,7 @@ struct upstream_exchange *upstream_start(struct upstream *up, const struct upstr
     if (!upstream_url_parts(req->url, &ex->host, &ex->port))
         goto fail;
     ex->defer = event_new(up->base, -1, 0, upstream_deferred_cb, ex);
-    ex->easy = e = curl_easy_init();
+    ex->easy = e = upstream_easy_acquire(up);
     if (!ex->defer || !e)
         goto fail;
 
@@ -969,6 +1003,10 @@ struct upstream_exchange *upstream_start(struct upstream *up, const struct upstr
         curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
                          (curl_off_t)(req->body_len < 0 ? -1 : req->body_len));
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        if (req->body_len < 0 || req->body_len > UPSTREAM_SMALL_BODY) {
+            ex->big_upload = true;
+            curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, (long)UPSTREAM_UPLOAD_BUFFER);
+        }
     } else {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
         if (!upstream_method_is(req->method, "GET"))

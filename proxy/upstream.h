@@ -32,17 +32,17 @@ struct upstream_exchange;
 
 enum upstream_result {
     UPSTREAM_OK = 0,
-    UPSTREAM_ERR_DNS,       /* could not resolve the host -> 502 */
-    UPSTREAM_ERR_CONNECT,   /* TCP connect refused/unreachable -> 502 */
-    UPSTREAM_ERR_TLS,       /* handshake or certificate verification failed -> 502 */
-    UPSTREAM_ERR_TIMEOUT,   /* connect_timeout or timeout passed -> 504 */
-    UPSTREAM_ERR_PROTOCOL,  /* malformed response, reset mid-body, … -> 502 */
-    UPSTREAM_ERR_ABORTED,   /* the caller's callback asked to abort */
+    UPSTREAM_ERR_DNS,      /* could not resolve the host -> 502 */
+    UPSTREAM_ERR_CONNECT,  /* TCP connect refused/unreachable -> 502 */
+    UPSTREAM_ERR_TLS,      /* handshake or certificate verification failed -> 502 */
+    UPSTREAM_ERR_TIMEOUT,  /* connect_timeout or timeout passed -> 504 */
+    UPSTREAM_ERR_PROTOCOL, /* malformed response, reset mid-body, … -> 502 */
+    UPSTREAM_ERR_ABORTED,  /* the caller's callback asked to abort */
 };
 
 #define UPSTREAM_WOULD_BLOCK ((ssize_t)-2) /* read_body: nothing yet, not EOF */
-#define UPSTREAM_PAUSE (-2)                 /* on_body: stop pushing until resumed */
-#define UPSTREAM_ABORT (-1)                 /* on_head/on_body: abort the exchange */
+#define UPSTREAM_PAUSE (-2)                /* on_body: stop pushing until resumed */
+#define UPSTREAM_ABORT (-1)                /* on_head/on_body: abort the exchange */
 #define UPSTREAM_MAX_RESPONSE_HEADERS 200
 /* Bytes of response head lines (1xx interim heads included) before the exchange fails PROTOCOL. */
 #define UPSTREAM_MAX_RESPONSE_HEAD_BYTES (64 * 1024)
@@ -50,16 +50,29 @@ enum upstream_result {
 #define UPSTREAM_MAX_HOST_CONNECTIONS 8
 /* Idle connections kept in one worker's pool. */
 #define UPSTREAM_MAX_CACHED_CONNECTIONS 64
+/*
+ * Finished libcurl easy handles kept (reset) for the next exchange, per
+ * worker: saves curl_easy_init/cleanup and their allocations per request.
+ */
+#define UPSTREAM_MAX_IDLE_EASY 64
+/*
+ * libcurl's upload buffer for request bodies over UPSTREAM_SMALL_BODY (or of
+ * unknown length): bigger sends toward the upstream; such a handle is not
+ * kept for reuse, so idle handles never hold one.
+ */
+#define UPSTREAM_UPLOAD_BUFFER (512 * 1024)
+#define UPSTREAM_SMALL_BODY (64 * 1024)
 
 struct upstream_header {
-    const char *name;   /* as received (HTTP/2 gives lowercase) */
+    const char *name; /* as received (HTTP/2 gives lowercase) */
     size_t name_len;
-    const char *value;  /* leading/trailing white space trimmed */
+    const char *value; /* leading/trailing white space trimmed */
     size_t value_len;
 };
 
 struct upstream_callbacks {
-    /* The final response head (1xx interim responses are not passed). Return 0 or UPSTREAM_ABORT. */
+    /* The final response head (1xx interim responses are not passed). Return 0 or UPSTREAM_ABORT.
+     */
     int (*on_head)(void *arg, int status, const struct upstream_header *headers, size_t n);
     /* Response body bytes. Return 0, UPSTREAM_PAUSE (bytes were NOT consumed) or UPSTREAM_ABORT. */
     int (*on_body)(void *arg, const char *data, size_t len);
@@ -77,9 +90,9 @@ struct upstream_callbacks {
 };
 
 struct upstream_request {
-    const struct config *cfg;       /* upstream settings; borrowed for the exchange's life */
-    const char *method;             /* copied */
-    const char *url;                /* "https://acme.atlassian.net:443/rest/api/3/myself?x=1" (copied) */
+    const struct config *cfg; /* upstream settings; borrowed for the exchange's life */
+    const char *method;       /* copied */
+    const char *url;          /* "https://acme.atlassian.net:443/rest/api/3/myself?x=1" (copied) */
     /*
      * Complete "Name: value" lines to send; consumed (values zeroed before
      * free, even when upstream_start fails). Framing and hop-by-hop headers
@@ -95,7 +108,7 @@ struct upstream_request {
      * other methods send no body framing at all. HEAD never has a body.
      */
     int64_t body_len;
-    bool allow_plain_http;          /* only for unmapped hosts in tunnel mode */
+    bool allow_plain_http; /* only for unmapped hosts in tunnel mode */
 };
 
 /* One per worker loop. cfg gives defaults only; each request carries its own cfg. */
