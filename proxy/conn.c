@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,14 @@ void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket
             c->have_uid = true;
             c->peer_uid = (unsigned)cred.uid;
         }
+    } else {
+        /*
+         * Responses go out as a head and then body pieces (and, intercepted,
+         * as separate TLS records): without TCP_NODELAY, Nagle holds the
+         * second write until the client's delayed ACK.
+         */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     http1_parser_init(&c->parser);
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
