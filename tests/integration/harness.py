@@ -249,13 +249,8 @@ def _scalar(v):
 
 # ---------------------------------------------------------------------------
 # HTTP on raw sockets
-class Response:
-    def __init__(self, status=None, headers=None, body=b"", raw=b"", error=None):
-        self.status = status
-        self.headers = headers or []
-        self.body = body
-        self.raw = raw
-        self.error = error
+class _HeadersAndBody:
+    """What every response object offers: .headers (name, value) pairs and .body."""
 
     def header(self, name, default=None):
         for k, v in self.headers:
@@ -271,6 +266,15 @@ class Response:
             return json.loads(self.body)
         except ValueError:
             return None
+
+
+class Response(_HeadersAndBody):
+    def __init__(self, status=None, headers=None, body=b"", raw=b"", error=None):
+        self.status = status
+        self.headers = headers or []
+        self.body = body
+        self.raw = raw
+        self.error = error
 
     def __repr__(self):
         b = self.body[:600]
@@ -648,7 +652,7 @@ class Env:
                 self.fake.stop()
 
 
-class CurlResult:
+class CurlResult(_HeadersAndBody):
     def __init__(self, rc, stderr):
         self.rc = rc
         self.stderr = stderr
@@ -672,21 +676,6 @@ class CurlResult:
             self.all_heads.append((status, hdrs))
         if self.all_heads:
             self.status, self.headers = self.all_heads[-1]
-
-    def header(self, name, default=None):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return default
-
-    def header_all(self, name):
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
 
     def __repr__(self):
         return "<curl rc=%s status=%s headers=%s body=%r stderr=%r>" % (
