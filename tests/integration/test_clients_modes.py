@@ -77,9 +77,11 @@ class Setup:
 
     def subst(self, text):
         """README text -> runnable text for this test's ports and binary."""
-        text = text.replace("build/credproxy", h.BIN)
-        text = text.replace("8080", str(self.env.port)).replace("8082", str(self.site_port))
-        return text
+        # Whole tokens only, so that text substituted once is left alone (the
+        # binary's own path may end in build/credproxy, a port may contain 8080).
+        text = re.sub(r"(?<![\w/.-])build/credproxy", lambda m: h.BIN, text)
+        text = re.sub(r"(?<!\d)8080(?!\d)", str(self.env.port), text)
+        return re.sub(r"(?<!\d)8082(?!\d)", str(self.site_port), text)
 
     def snippet(self, text):
         """Checks text is in the README section verbatim; returns it substituted."""
