@@ -13,7 +13,7 @@ PKGS=(
   redis-server
   python3 python3-requests python3-jira nodejs
   iproute2 util-linux
-  podman runc debootstrap
+  podman runc debootstrap uidmap fuse-overlayfs slirp4netns
 )
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(wrk nginx-light haproxy squid-openssl mitmproxy nghttp2-client linux-perf)
