@@ -461,6 +461,19 @@ static void conn_linger_timeout_cb(evutil_socket_t fd, short what, void *arg)
     conn_linger_done(arg);
 }
 
+/* Free the TLS filter of an intercepted connection (if any): c->bev is the raw socket after. */
+static void conn_drop_tls(struct conn *c)
+{
+    if (!c->raw_bev)
+        return;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->bev = c->raw_bev;
+    c->raw_bev = NULL;
+}
+
 /*
  * Graceful close: the TLS filter (if any) is gone; write what the raw socket
  * still holds, then shut down our side so the client sees a clean end of
@@ -468,14 +481,7 @@ static void conn_linger_timeout_cb(evutil_socket_t fd, short what, void *arg)
  */
 static bool conn_linger(struct conn *c)
 {
-    if (c->raw_bev) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-        c->bev = c->raw_bev;
-        c->raw_bev = NULL;
-    }
+    conn_drop_tls(c);
     if (!c->bev)
         return false;
     evutil_socket_t fd = bufferevent_getfd(c->bev);
@@ -500,14 +506,7 @@ void conn_free_now(struct conn *c)
 {
     if (c->graceful && !c->w->destroying && conn_linger(c))
         return;
-    if (c->raw_bev) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-        c->bev = c->raw_bev;
-        c->raw_bev = NULL;
-    }
+    conn_drop_tls(c);
     if (c->req) {
         struct request *r = c->req;
         c->req = NULL;

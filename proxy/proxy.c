@@ -917,12 +917,10 @@ void proxy_request_begin(struct conn *c)
         if (!c->intercept && cfg->gateway.rewrite_links && host_ok) {
             /* Links go back to the base the agent used: http://<its Host>. */
             char *origin = xasprintf("http://%.*s", (int)hlen, hval);
-            struct rewrite *probe = rewrite_new("https://example.invalid", origin);
-            if (probe)
+            if (rewrite_to_origin_ok(origin))
                 r->gateway_origin = origin;
             else
                 free(origin);
-            rewrite_free(probe);
         }
     }
 

@@ -161,17 +161,34 @@ static int rewrite_parse_from(struct rewrite *rw, const char *from)
     return 0;
 }
 
-static int rewrite_parse_to(struct rewrite *rw, const char *to)
+/* Length of to without one trailing '/', or 0 when it is not a usable origin. */
+static size_t rewrite_to_len(const char *to)
 {
-    size_t n = strlen(to), o = 0;
+    size_t n = strlen(to);
 
     if (n > 0 && to[n - 1] == '/')
         n--;
     if (n == 0 || n > REWRITE_MAX_ORIGIN)
-        return -1;
+        return 0;
     for (size_t i = 0; i < n; i++) {
         if (!rewrite_origin_char_ok(to[i]))
-            return -1;
+            return 0;
+    }
+    return n;
+}
+
+bool rewrite_to_origin_ok(const char *to_origin)
+{
+    return to_origin && rewrite_to_len(to_origin) > 0;
+}
+
+static int rewrite_parse_to(struct rewrite *rw, const char *to)
+{
+    size_t n = rewrite_to_len(to), o = 0;
+
+    if (n == 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
         rw->to[i] = to[i];
         if (to[i] == '/')
             rw->to_esc[o++] = '\\';

@@ -60,6 +60,8 @@ typedef int rewrite_emit_fn(void *arg, const char *p, size_t n);
  * longer than REWRITE_MAX_ORIGIN. The caller owns the result.
  */
 struct rewrite *rewrite_new(const char *from_origin, const char *to_origin);
+/* True when to_origin would be accepted by rewrite_new (no allocation). */
+bool rewrite_to_origin_ok(const char *to_origin);
 /* NULL is a no-op. Held bytes are discarded (call rewrite_finish first). */
 void rewrite_free(struct rewrite *rw);
 

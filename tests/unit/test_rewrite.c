@@ -627,8 +627,35 @@ static void test_location(void)
     CHECK(rewrite_location("https://acme.atlassian.net/", FROM, "") == NULL);
 }
 
+/* rewrite_to_origin_ok agrees with what rewrite_new accepts as a target. */
+static void test_to_origin_ok(void)
+{
+    static const char *const good[] = {"http://127.0.0.1:8082", "http://acme.localhost:8080/",
+                                       "http://[::1]:8080"};
+    static const char *const bad[] = {"",           "/",           "http://a\"b",
+                                      "http://a b", "http://a\\b", "http://a\nb"};
+    char longer[REWRITE_MAX_ORIGIN + 16];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct rewrite *rw = rewrite_new("https://acme.atlassian.net", good[i]);
+        CHECK_MSG(rewrite_to_origin_ok(good[i]) && rw, "good target %s", good[i]);
+        rewrite_free(rw);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct rewrite *rw = rewrite_new("https://acme.atlassian.net", bad[i]);
+        CHECK_MSG(!rewrite_to_origin_ok(bad[i]) && !rw, "bad target %s", bad[i]);
+        rewrite_free(rw);
+    }
+    memset(longer, 'a', sizeof(longer) - 1);
+    memcpy(longer, "http://", 7);
+    longer[sizeof(longer) - 1] = '\0';
+    CHECK(!rewrite_to_origin_ok(longer));
+    CHECK(!rewrite_to_origin_ok(NULL));
+}
+
 int main(void)
 {
+    test_to_origin_ok();
     test_body_table();
     test_body_binary();
     test_body_other_port();
