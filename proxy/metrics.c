@@ -483,6 +483,25 @@ static void metrics_counter(struct evbuffer *out, const char *name, const char *
     evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
 }
 
+/* Upstream 429/503 pauses by Atlassian's RateLimit-Reason ("none" when it named none). */
+static void metrics_render_upstream_ratelimited(const struct ratelimit_stats *rl,
+                                                struct evbuffer *out)
+{
+    uint64_t counted = 0;
+    metrics_head(out, "credproxy_upstream_ratelimited_total", "counter",
+                 "Upstream 429/503 answers that paused a credential, by RateLimit-Reason.");
+    for (size_t i = 0; i < rl->nreasons && i < RATELIMIT_MAX_REASONS; i++) {
+        evbuffer_add_printf(out, "credproxy_upstream_ratelimited_total{reason=\"");
+        metrics_put_label(out, rl->by_reason[i].reason);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", rl->by_reason[i].n);
+        counted += rl->by_reason[i].n;
+    }
+    if (counted < rl->upstream_429)
+        evbuffer_add_printf(out,
+                            "credproxy_upstream_ratelimited_total{reason=\"none\"} %" PRIu64 "\n",
+                            rl->upstream_429 - counted);
+}
+
 void metrics_render(struct metrics *m, const struct config *cfg, const struct ratelimit_stats *rl,
                     struct evbuffer *out)
 {
@@ -511,8 +530,7 @@ void metrics_render(struct metrics *m, const struct config *cfg, const struct ra
     evbuffer_add_printf(out, "credproxy_ratelimit_wait_seconds_total ");
     metrics_put_seconds(out, rl->waited_ms_total * 1000000ULL);
     evbuffer_add_printf(out, "\n");
-    metrics_counter(out, "credproxy_upstream_ratelimited_total",
-                    "Upstream 429/503 answers that paused a credential.", rl->upstream_429);
+    metrics_render_upstream_ratelimited(rl, out);
     metrics_counter(out, "credproxy_ratelimit_store_fallbacks_total",
                     "Rate-limit decisions taken locally because the shared store was down.",
                     rl->redis_fallbacks);

@@ -330,6 +330,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     struct request *r = arg;
     struct conn *c = r->c;
     const struct upstream_header *ra = NULL, *reset = NULL, *rem = NULL, *near = NULL;
+    const struct upstream_header *bra = NULL, *reason = NULL;
     const struct upstream_header *cl = NULL, *ctype = NULL, *cenc = NULL, *connection = NULL;
 
     for (size_t i = 0; i < n; i++) {
@@ -341,6 +342,10 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             rem = &h[i];
         else if (hdr_is(&h[i], "x-ratelimit-nearlimit"))
             near = &h[i];
+        else if (hdr_is(&h[i], "beta-retry-after"))
+            bra = &h[i];
+        else if (hdr_is(&h[i], "ratelimit-reason"))
+            reason = &h[i];
         else if (hdr_is(&h[i], "content-length") && !cl)
             cl = &h[i];
         else if (hdr_is(&h[i], "content-type"))
@@ -351,11 +356,16 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             connection = &h[i];
     }
     if (r->cred) {
-        char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX], b3[PROXY_RL_VALUE_MAX],
-            b4[PROXY_RL_VALUE_MAX];
-        ratelimit_upstream_response(c->w->sh->rl, cred_name(r->cred), status, rl_value(ra, b1),
-                                    rl_value(reset, b2), rl_value(rem, b3), rl_value(near, b4),
-                                    util_now_ms());
+        char b[6][PROXY_RL_VALUE_MAX];
+        struct rl_signals sig = {
+            .retry_after = rl_value(ra, b[0]),
+            .reset = rl_value(reset, b[1]),
+            .remaining = rl_value(rem, b[2]),
+            .near_limit = rl_value(near, b[3]),
+            .beta_retry_after = rl_value(bra, b[4]),
+            .reason = rl_value(reason, b[5]),
+        };
+        ratelimit_upstream_signals(c->w->sh->rl, cred_name(r->cred), status, &sig, util_now_ms());
     }
 
     bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;

@@ -7,7 +7,6 @@
  */
 #include "ratelimit_bucket.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,198 +111,6 @@ void rl_bucket_cap(struct rl_bucket *b, double max_tokens, int64_t now_ms)
     rl_bucket_refill(b, now_ms);
     if (!b->off && b->tokens > max_tokens)
         b->tokens = max_tokens < 0 ? 0 : max_tokens;
-}
-
-/* ---- header parsing ---- */
-
-static int64_t rl_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int rl_month(const char *s)
-{
-    static const char *const names[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    for (int i = 0; i < 12; i++) {
-        if (util_memcaseeq(s, names[i], 3))
-            return i + 1;
-    }
-    return 0;
-}
-
-static int rl_check_fields(int64_t y, int mon, int d, int h, int mi, int sec)
-{
-    if (y < 1970 || y > 9999 || mon < 1 || mon > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || sec < 0 || sec > 60)
-        return -1;
-    return 0;
-}
-
-static int64_t rl_epoch_ms(int64_t y, int mon, int d, int h, int mi, int sec)
-{
-    return ((rl_days_from_civil(y, (unsigned)mon, (unsigned)d) * 86400) + h * 3600 + mi * 60 +
-            sec) *
-           1000;
-}
-
-static int rl_delay_from(int64_t at_ms, int64_t wall_ms, int64_t *delay_ms)
-{
-    int64_t d = at_ms - wall_ms;
-    if (d < 0)
-        d = 0;
-    if (d > RL_MAX_PAUSE_MS)
-        d = RL_MAX_PAUSE_MS;
-    *delay_ms = d;
-    return 0;
-}
-
-/* All digits, exactly n of them. */
-static bool rl_digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static int rl_parse_http_date(const char *s, int64_t *at_ms)
-{
-    char wd[16], mon[4], tz[4];
-    int d, y, h, mi, sec, n = 0;
-    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
-    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3s%n", wd, &d, mon, &y, &h, &mi,
-               &sec, tz, &n) == 8 &&
-        s[n] == '\0' && strcmp(tz, "GMT") == 0) {
-        goto have;
-    }
-    /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
-    n = 0;
-    if (sscanf(s, "%15[A-Za-z], %2d-%3[A-Za-z]-%2d %2d:%2d:%2d %3s%n", wd, &d, mon, &y, &h, &mi,
-               &sec, tz, &n) == 8 &&
-        s[n] == '\0' && strcmp(tz, "GMT") == 0) {
-        y += y < 70 ? 2000 : 1900;
-        goto have;
-    }
-    /* asctime: "Sun Nov  6 08:49:37 1994" */
-    n = 0;
-    if (sscanf(s, "%3[A-Za-z] %3[A-Za-z] %2d %2d:%2d:%2d %4d%n", wd, mon, &d, &h, &mi, &sec, &y,
-               &n) == 7 &&
-        s[n] == '\0') {
-        goto have;
-    }
-    return -1;
-have:
-    if (strlen(mon) != 3) {
-        return -1;
-    }
-    int m = rl_month(mon);
-    if (!m || rl_check_fields(y, m, d, h, mi, sec) < 0)
-        return -1;
-    *at_ms = rl_epoch_ms(y, m, d, h, mi, sec);
-    return 0;
-}
-
-int rl_parse_retry_after(const char *v, int64_t wall_ms, int64_t *delay_ms)
-{
-    if (!v)
-        return -1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    size_t len = strlen(v);
-    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
-        len--;
-    if (len == 0 || len > 64)
-        return -1;
-    char buf[65];
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    if (isdigit((unsigned char)buf[0])) {
-        uint64_t secs;
-        if (util_parse_u64(buf, UINT64_MAX, &secs) < 0)
-            return -1;
-        if (secs > RL_MAX_PAUSE_MS / 1000)
-            secs = RL_MAX_PAUSE_MS / 1000;
-        *delay_ms = (int64_t)secs * 1000;
-        return 0;
-    }
-    int64_t at;
-    if (rl_parse_http_date(buf, &at) < 0)
-        return -1;
-    return rl_delay_from(at, wall_ms, delay_ms);
-}
-
-int rl_parse_reset(const char *v, int64_t wall_ms, int64_t *delay_ms)
-{
-    int y, mon, d, h, mi, sec = 0, ms = 0;
-    if (!v)
-        return -1;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    const char *p = v;
-    if (!rl_digits(p, 4, &y) || p[4] != '-' || !rl_digits(p + 5, 2, &mon) || p[7] != '-' ||
-        !rl_digits(p + 8, 2, &d) || (p[10] != 'T' && p[10] != 't' && p[10] != ' ') ||
-        !rl_digits(p + 11, 2, &h) || p[13] != ':' || !rl_digits(p + 14, 2, &mi))
-        return -1;
-    p += 16;
-    if (*p == ':') {
-        if (!rl_digits(p + 1, 2, &sec))
-            return -1;
-        p += 3;
-        if (*p == '.' || *p == ',') {
-            p++;
-            int digits = 0, frac = 0;
-            while (isdigit((unsigned char)*p)) {
-                if (digits < 3) {
-                    frac = frac * 10 + (*p - '0');
-                    digits++;
-                }
-                p++;
-            }
-            if (digits == 0)
-                return -1;
-            while (digits < 3) {
-                frac *= 10;
-                digits++;
-            }
-            ms = frac;
-        }
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        int sign = *p == '-' ? -1 : 1;
-        if (!rl_digits(p + 1, 2, &oh))
-            return -1;
-        p += 3;
-        if (*p == ':')
-            p++;
-        if (!rl_digits(p, 2, &om))
-            return -1;
-        p += 2;
-        if (oh > 23 || om > 59)
-            return -1;
-        offset_s = sign * (oh * 3600 + om * 60);
-    } else {
-        return -1;
-    }
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p != '\0' || rl_check_fields(y, mon, d, h, mi, sec) < 0)
-        return -1;
-    int64_t at = rl_epoch_ms(y, mon, d, h, mi, sec) + ms - offset_s * 1000;
-    return rl_delay_from(at, wall_ms, delay_ms);
 }
 
 /* ---- the fair queue ---- */
@@ -785,18 +592,27 @@ bool rlq_upstream(struct rlq *q, const char *cred, int status, const char *retry
                   const char *reset, const char *remaining, const char *near_limit, int64_t now_ms,
                   int64_t wall_ms, struct rlq_upstream_effect *eff)
 {
+    struct rl_signals sig = {
+        .retry_after = retry_after,
+        .reset = reset,
+        .remaining = remaining,
+        .near_limit = near_limit,
+    };
+    return rlq_upstream_signals(q, cred, status, &sig, now_ms, wall_ms, eff);
+}
+
+bool rlq_upstream_signals(struct rlq *q, const char *cred, int status, const struct rl_signals *sig,
+                          int64_t now_ms, int64_t wall_ms, struct rlq_upstream_effect *eff)
+{
     struct rlq_cred *cr = rlq_cred_find(q, cred);
-    int64_t delay = -1;
+    const char *remaining = sig->remaining, *near_limit = sig->near_limit;
 
     eff->pause_ms = 0;
     eff->cap_tokens = -1;
     if (!cr)
         return false;
     if (status == 429 || status == 503) {
-        /* Retry-After is the specific answer; X-RateLimit-Reset the window's end. */
-        if (rl_parse_retry_after(retry_after, wall_ms, &delay) < 0 &&
-            rl_parse_reset(reset, wall_ms, &delay) < 0)
-            delay = status == 429 ? RL_DEFAULT_UPSTREAM_PAUSE_MS : -1;
+        int64_t delay = rl_signals_pause_ms(sig, status, wall_ms);
         if (delay > 0) {
             rl_bucket_pause(&cr->b, now_ms + delay, now_ms);
             eff->pause_ms = delay;

@@ -17,11 +17,7 @@
 
 #include "config.h"
 #include "ratelimit.h"
-
-/* Longest pause an upstream header can impose (a garbage far-future date is capped here). */
-#define RL_MAX_PAUSE_MS (3600 * 1000)
-/* Pause after an upstream 429 that names no usable wait (Atlassian's gateway sometimes does). */
-#define RL_DEFAULT_UPSTREAM_PAUSE_MS 1000
+#include "ratelimit_headers.h"
 
 struct rl_bucket {
     bool off;           /* rate_limit: off: never empty (upstream pauses still apply) */
@@ -51,16 +47,6 @@ void rl_bucket_refund(struct rl_bucket *b);
 void rl_bucket_pause(struct rl_bucket *b, int64_t until_ms, int64_t now_ms);
 /* Drop the level to at most max_tokens (upstream says it is near its limit). */
 void rl_bucket_cap(struct rl_bucket *b, double max_tokens, int64_t now_ms);
-
-/*
- * Header parsing. wall_ms is the current wall-clock time in ms since the
- * epoch. Each returns 0 and the delay from now in *delay_ms (>= 0, at most
- * RL_MAX_PAUSE_MS), or -1 when the value is not of the form.
- * Retry-After: delta-seconds or an HTTP-date (IMF-fixdate, RFC 850, asctime).
- * X-RateLimit-Reset: ISO 8601 "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)".
- */
-int rl_parse_retry_after(const char *v, int64_t wall_ms, int64_t *delay_ms);
-int rl_parse_reset(const char *v, int64_t wall_ms, int64_t *delay_ms);
 
 /* ---- the fair queue ---- */
 
@@ -161,6 +147,10 @@ int64_t rlq_retry_after_ms(struct rlq *q, struct rlq_cred *cr, struct rlq_client
 bool rlq_upstream(struct rlq *q, const char *cred, int status, const char *retry_after,
                   const char *reset, const char *remaining, const char *near_limit, int64_t now_ms,
                   int64_t wall_ms, struct rlq_upstream_effect *eff);
+
+/* The same with every signal (Beta-Retry-After too); rlq_upstream wraps it. */
+bool rlq_upstream_signals(struct rlq *q, const char *cred, int status, const struct rl_signals *sig,
+                          int64_t now_ms, int64_t wall_ms, struct rlq_upstream_effect *eff);
 
 size_t rlq_queued(const struct rlq *q);
 enum config_when_exhausted rlq_mode(const struct rlq *q);

@@ -868,6 +868,8 @@ class FakeAtlassian:
             hdrs = []
             if "retry_after" in q:
                 hdrs.append(("Retry-After", q["retry_after"]))
+            if code == 429 and "reset" in q:
+                return _json(429, RATE_LIMITED_BODY, creds_ratelimit_headers(q))
             if code == 429:
                 reset = time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                       time.gmtime(time.time() + int(q.get("retry_after", "1"))))
@@ -881,6 +883,32 @@ class FakeAtlassian:
                  % os.urandom(20).hex()),
                 ("Set-Cookie", "tenant.session.token=fake; Path=/; HttpOnly; Secure")])
         return _json(404, {"error": "no such debug path"})
+
+
+# ---- credentials (issue 10): service accounts, gateway, breaker, rate-limit signals ----
+#
+# /__status?code=429&reset=FORMAT&reset_in=S[&retry_after=S][&beta_retry_after=S][&reason=R]
+# answers a 429 whose X-RateLimit-Reset lies reset_in seconds ahead, written as
+# FORMAT: "iso" (2026-01-01T01:01:01Z), "iso_local" (no zone), "epoch" (seconds).
+# Retry-After only when retry_after is given: the proxy must read the reset.
+
+def creds_ratelimit_headers(q):
+    at = time.time() + float(q.get("reset_in", "2"))
+    fmt = q.get("reset", "iso")
+    if fmt == "epoch":
+        reset = str(int(at + 0.999))
+    elif fmt == "iso_local":
+        reset = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at + 0.999))
+    else:
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at + 0.999))
+    hdrs = [("X-RateLimit-Limit", "100"), ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", reset),
+            ("RateLimit-Reason", q.get("reason", "jira-burst-based"))]
+    if "retry_after" in q:
+        hdrs.insert(0, ("Retry-After", q["retry_after"]))
+    if "beta_retry_after" in q:
+        hdrs.append(("Beta-Retry-After", q["beta_retry_after"]))
+    return hdrs
 
 
 def main(argv=None):

@@ -169,7 +169,7 @@ static void test_config_and_ratelimit(void)
     CHECK_LINE(t, "credproxy_ratelimit_queued_total 4");
     CHECK_LINE(t, "credproxy_ratelimit_rejected_total 2");
     CHECK_LINE(t, "credproxy_ratelimit_wait_seconds_total 1.5");
-    CHECK_LINE(t, "credproxy_upstream_ratelimited_total 1");
+    CHECK_LINE(t, "credproxy_upstream_ratelimited_total{reason=\"none\"} 1");
     CHECK_LINE(t, "credproxy_ratelimit_store_fallbacks_total 5");
     /* No request yet: the families exist with no samples. */
     CHECK(count_prefix(t, "credproxy_requests_total{") == 0);
