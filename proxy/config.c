@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -874,7 +875,10 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
 /* ------------------------------------------------------------ credentials */
 
 static const char *const cfg_cred_keys[] = {
-    "type", "email", "token_env", "token_file", "token", "expires", "rate_limit", "burst", NULL};
+    "type", "email", "token_env", "token_file", "token", "expires", "rate_limit", "burst",
+    /* v2: cfg_credential_v2 */
+    "reject_after", "via", "client_id", "client_secret_env", "client_secret_file", "client_secret",
+    "token_url", "scopes", NULL};
 
 static int cfg_email_check(struct cfg_ctx *c, const yaml_node_t *n, const char *owner,
                            const char *e)
@@ -922,6 +926,135 @@ static void cfg_expiry_warn(struct cfg_ctx *c, const yaml_node_t *n, const char 
                  owner, date, (long long)days, days == 1 ? "" : "s");
 }
 
+/* scopes: a list of names or one space-separated string -> one space-separated string. */
+static int cfg_scopes(struct cfg_ctx *c, const yaml_node_t *n, const char *prefix, char **out)
+{
+    char buf[CONFIG_MAX_SCOPES + 1];
+    size_t off = 0;
+    const yaml_node_item_t *it = NULL, *end = NULL;
+
+    buf[0] = '\0';
+    if (n->type == YAML_SCALAR_NODE) {
+        if (n->data.scalar.length > CONFIG_MAX_SCOPES)
+            return cfg_fail(c, n, "%s.scopes is longer than %d bytes", prefix, CONFIG_MAX_SCOPES);
+        memcpy(buf, n->data.scalar.value, n->data.scalar.length);
+        off = n->data.scalar.length;
+        buf[off] = '\0';
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        it = n->data.sequence.items.start;
+        end = n->data.sequence.items.top;
+        for (; it < end; it++) {
+            yaml_node_t *e = cfg_node(c, *it);
+            if (e->type != YAML_SCALAR_NODE)
+                return cfg_fail(c, e, "%s.scopes entries must be scope names", prefix);
+            size_t len = e->data.scalar.length;
+            if (off + len + 2 > sizeof(buf))
+                return cfg_fail(c, e, "%s.scopes is longer than %d bytes", prefix,
+                                CONFIG_MAX_SCOPES);
+            if (off)
+                buf[off++] = ' ';
+            memcpy(buf + off, e->data.scalar.value, len);
+            off += len;
+            buf[off] = '\0';
+        }
+    } else {
+        return cfg_fail(c, n, "%s.scopes must be a list of scope names, not %s", prefix,
+                        cfg_type_name(n));
+    }
+    for (size_t i = 0; i < off; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '&' || ch == '=' || ch == '+' || ch == '%')
+            return cfg_fail(c, n, "%s.scopes holds a character no scope name has", prefix);
+    }
+    *out = off ? xstrdup(buf) : NULL;
+    return 0;
+}
+
+/*
+ * The v2 keys of one credential (issue 10): reject_after, via, and the
+ * oauth_client keys. Runs after type is known; refuses keys of the other
+ * kind (a token_env on an oauth_client would otherwise be ignored).
+ */
+static int cfg_credential_v2(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                             const char *owner, struct config_credential *cr)
+{
+    static const char *const oauth_only[] = {"client_id",
+                                             "client_secret_env",
+                                             "client_secret_file",
+                                             "client_secret",
+                                             "token_url",
+                                             "scopes",
+                                             NULL};
+    static const char *const token_only[] = {"token_env", "token_file", "token", NULL};
+    bool oauth = cr->type == CONFIG_CRED_OAUTH_CLIENT;
+    uint64_t reject_after = CONFIG_DEFAULT_REJECT_AFTER;
+    yaml_node_t *n;
+
+    for (size_t i = 0; (oauth ? token_only : oauth_only)[i]; i++) {
+        const char *k = (oauth ? token_only : oauth_only)[i];
+        if (cfg_map_get(c, m, k))
+            return cfg_fail(c, cfg_map_key(c, m, k),
+                            oauth ? "%s.%s is for basic and bearer credentials; an oauth_client "
+                                    "takes client_secret_env, client_secret_file or client_secret"
+                                  : "%s.%s is only for type: oauth_client",
+                            prefix, k);
+    }
+    if (cfg_get_uint(c, m, prefix, "reject_after", 1, CONFIG_MAX_REJECT_AFTER, &reject_after) < 0)
+        return -1;
+    cr->reject_after = (unsigned)reject_after;
+
+    char *via = NULL;
+    if (cfg_get_str(c, m, prefix, "via", &via, &n) < 0)
+        return -1;
+    if (via) {
+        bool ok = strcmp(via, "api_gateway") == 0 || strcmp(via, "site") == 0;
+        cr->via_gateway = strcmp(via, "api_gateway") == 0;
+        if (!ok) {
+            cfg_fail(c, n,
+                     "%s.via must be api_gateway (scoped API tokens, which work only through "
+                     "https://api.atlassian.com/ex/...) or site, got '%.64s'",
+                     prefix, via);
+            free(via);
+            return -1;
+        }
+        if (oauth && !cr->via_gateway) {
+            free(via);
+            return cfg_fail(c, n, "%s: an oauth_client always goes through api_gateway", owner);
+        }
+        free(via);
+    }
+    if (!oauth)
+        return 0;
+    cr->via_gateway = true;
+    if (!cfg_map_get(c, m, "client_id"))
+        return cfg_fail(c, m,
+                        "%s has no client_id: type oauth_client needs the service account's "
+                        "OAuth client_id and a client_secret_env",
+                        owner);
+    if (cfg_get_str(c, m, prefix, "client_id", &cr->client_id, &n) < 0)
+        return -1;
+    for (const char *p = cr->client_id; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '&' || *p == '=')
+            return cfg_fail(c, n,
+                            "%s.client_id contains white space or a character it cannot "
+                            "hold; copy it again from Atlassian Administration",
+                            prefix);
+    }
+    if (!*cr->client_id)
+        return cfg_fail(c, n, "%s.client_id is empty", prefix);
+    if (cfg_get_str(c, m, prefix, "token_url", &cr->token_url, &n) < 0)
+        return -1;
+    if (!cr->token_url)
+        cr->token_url = xstrdup(CONFIG_DEFAULT_TOKEN_URL);
+    else if (strncmp(cr->token_url, "https://", 8) != 0 || strpbrk(cr->token_url, " \t\r\n"))
+        return cfg_fail(c, n, "%s.token_url must be an https:// URL, got '%.200s'", prefix,
+                        cr->token_url);
+    n = cfg_map_get(c, m, "scopes");
+    if (n && cfg_scopes(c, n, prefix, &cr->scopes) < 0)
+        return -1;
+    return 0;
+}
+
 static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_node_t *m,
                           struct config_credential *cr)
 {
@@ -954,12 +1087,17 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
             cr->type = CONFIG_CRED_BASIC;
         else if (strcmp(t, "bearer") == 0)
             cr->type = CONFIG_CRED_BEARER;
+        else if (strcmp(t, "oauth_client") == 0)
+            cr->type = CONFIG_CRED_OAUTH_CLIENT;
         else
-            return cfg_fail(c, n, "%s.type must be basic or bearer, got '%.64s'", prefix, t);
+            return cfg_fail(c, n, "%s.type must be basic, bearer or oauth_client, got '%.64s'",
+                            prefix, t);
     }
+    if (cfg_credential_v2(c, m, prefix, owner, cr) < 0)
+        return -1;
 
     n = cfg_map_get(c, m, "email");
-    if (cr->type == CONFIG_CRED_BEARER && n)
+    if (cr->type != CONFIG_CRED_BASIC && n)
         return cfg_fail(c, cfg_map_key(c, m, "email"),
                         "%s.email is only for type: basic; remove it (bearer sends the token "
                         "alone)",
@@ -977,6 +1115,10 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
     }
 
     struct cfg_secret_what w = {owner, "token", prefix, "token_env", "token_file", "token"};
+    if (cr->type == CONFIG_CRED_OAUTH_CLIENT)
+        w = (struct cfg_secret_what){
+            owner,          "client secret", prefix, "client_secret_env", "client_secret_file",
+            "client_secret"};
     if (cfg_secret_load(c, m, &w, &cr->secret, &cr->source, &cr->source_ref) < 0)
         return -1;
     if (cr->type == CONFIG_CRED_BEARER && strchr(cr->secret, ' '))
@@ -1048,7 +1190,30 @@ static int cfg_credentials(struct cfg_ctx *c, const yaml_node_t *root)
 /* ------------------------------------------------------------------ sites */
 
 static const char *const cfg_site_keys[] = {"domain", "host",   "credential", "port",
-                                            "alias",  "listen", NULL};
+                                            "alias",  "listen", "cloud_id",   NULL};
+
+/* v2: sites[i].cloud_id, a UUID as Atlassian shows it (checked loosely: hex and '-'). */
+static int cfg_site_cloud_id(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                             struct config_site *st)
+{
+    yaml_node_t *n;
+    if (cfg_get_str(c, m, prefix, "cloud_id", &st->cloud_id, &n) < 0)
+        return -1;
+    if (!st->cloud_id)
+        return 0;
+    cfg_lower(st->cloud_id);
+    size_t len = strlen(st->cloud_id);
+    bool ok = len > 0 && len <= CONFIG_MAX_CLOUD_ID;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = isxdigit((unsigned char)st->cloud_id[i]) || st->cloud_id[i] == '-';
+    if (!ok)
+        return cfg_fail(c, n,
+                        "%s.cloud_id '%.80s' is not a cloud id (a UUID such as "
+                        "1a11d016-8984-4c3e-b9ab-142dd06acb1b); remove it to have it looked up "
+                        "from https://SITE/_edge/tenant_info",
+                        prefix, st->cloud_id);
+    return 0;
+}
 
 /*
  * For "host: https://user@jira.example.org:8443/x": the bare host to
@@ -1199,7 +1364,7 @@ static int cfg_site(struct cfg_ctx *c, size_t idx, const yaml_node_t *m, struct 
         if (cfg_listen_node(c, n, what, st->listen) < 0)
             return -1;
     }
-    return 0;
+    return cfg_site_cloud_id(c, m, prefix, st);
 }
 
 /* A site's name in gateway Host headers: its domain, else nothing. */
@@ -2123,6 +2288,7 @@ int config_load_env(struct config **out, char **err)
     cr->source_ref = xstrdup("ATLASSIAN_API_TOKEN");
     cr->rate_per_sec = CONFIG_DEFAULT_RATE_PER_SEC;
     cr->burst = CONFIG_DEFAULT_BURST;
+    cr->reject_after = CONFIG_DEFAULT_REJECT_AFTER;
 
     struct config_site *st;
     cfg->sites = xcalloc(1, sizeof(*cfg->sites));
@@ -2201,6 +2367,9 @@ void config_free(struct config *cfg)
         struct config_credential *cr = &cfg->credentials[i];
         free(cr->name);
         free(cr->email);
+        free(cr->client_id);
+        free(cr->token_url);
+        free(cr->scopes);
         free(cr->source_ref);
         util_free_secret(cr->secret);
     }
@@ -2210,6 +2379,7 @@ void config_free(struct config *cfg)
         free(s->host);
         free(s->domain);
         free(s->alias);
+        free(s->cloud_id);
         config_listen_clear(s->listen);
         free(s->listen);
     }

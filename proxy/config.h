@@ -33,6 +33,13 @@
 #define CONFIG_MAX_SECRET_LEN 8192
 #define CONFIG_MAX_WORKERS 64
 #define CONFIG_MAX_CONNECT_TO 64 /* upstream.connect_to entries */
+/* Credentials (issue 10): the breaker's threshold, OAuth and the API gateway. */
+#define CONFIG_DEFAULT_REJECT_AFTER 3
+#define CONFIG_MAX_REJECT_AFTER 1000
+#define CONFIG_DEFAULT_TOKEN_URL "https://auth.atlassian.com/oauth/token"
+#define CONFIG_GATEWAY_HOST "api.atlassian.com"
+#define CONFIG_MAX_CLOUD_ID 64 /* a UUID is 36 */
+#define CONFIG_MAX_SCOPES 2048
 
 /* Where a value came from, for messages ("conf.yaml:12:5"). line/col are 1-based. */
 struct config_pos {
@@ -52,7 +59,11 @@ struct config_listen {
     struct config_pos pos;
 };
 
-enum config_cred_type { CONFIG_CRED_BASIC = 0, CONFIG_CRED_BEARER };
+enum config_cred_type {
+    CONFIG_CRED_BASIC = 0,
+    CONFIG_CRED_BEARER,
+    CONFIG_CRED_OAUTH_CLIENT, /* service account: client credentials minted into Bearer tokens */
+};
 enum config_secret_source { CONFIG_SECRET_ENV = 0, CONFIG_SECRET_FILE, CONFIG_SECRET_INLINE };
 
 struct config_credential {
@@ -67,6 +78,12 @@ struct config_credential {
     double rate_per_sec; /* tokens per second */
     unsigned burst;
     struct config_pos pos;
+    /* v2 (issue 10). For oauth_client, secret is the client secret. */
+    unsigned reject_after; /* breaker: consecutive auth failures before holding it back */
+    bool via_gateway;      /* via: api_gateway, or implied by oauth_client */
+    char *client_id;       /* oauth_client only */
+    char *token_url;       /* oauth_client only; CONFIG_DEFAULT_TOKEN_URL unless given */
+    char *scopes;          /* oauth_client only; space-separated, NULL = none asked */
 };
 
 struct config_site {
@@ -77,6 +94,7 @@ struct config_site {
     size_t credential; /* index into config.credentials */
     struct config_listen *listen; /* optional dedicated gateway listener; NULL when none */
     struct config_pos pos;
+    char *cloud_id; /* v2: cloud_id: (lowercase); NULL = discover from /_edge/tenant_info */
 };
 
 enum config_unknown_hosts { CONFIG_UNKNOWN_DENY = 0, CONFIG_UNKNOWN_TUNNEL };

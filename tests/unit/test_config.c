@@ -371,8 +371,8 @@ static const struct {
     {"token_two_sources",
      "bad/token_two_sources.yaml:5:5: credential 'svc' has both token_env and token; "
      "give exactly one of token_env, token_file or token"},
-    {"type_bad", "bad/type_bad.yaml:3:11: credentials.svc.type must be basic or bearer, got "
-                 "'oauth'"},
+    {"type_bad", "bad/type_bad.yaml:3:11: credentials.svc.type must be basic, bearer or "
+                 "oauth_client, got 'oauth'"},
     {"unknown_hosts_bad",
      "bad/unknown_hosts_bad.yaml:8:16: unknown_hosts must be deny or tunnel, got "
      "'allow'"},
