@@ -26,6 +26,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
+#include "credstate.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -71,6 +72,16 @@ static void admin_reply_text(struct evhttp_request *req, int code, const char *r
     evbuffer_free(b);
 }
 
+/* Issue 10: a credential the breaker holds back, or one with no usable token. */
+static int admin_creds_ready_reason(struct admin *a, char *buf, size_t cap)
+{
+    if (a->src.breaker && credstate_ready_reason(a->src.breaker, util_now_ms(), buf, cap) != 0)
+        return -1;
+    if (a->src.unavailable_reason && a->src.unavailable_reason(a->src.arg, buf, cap) != 0)
+        return -1;
+    return 0;
+}
+
 static void admin_handle_readyz(struct admin *a, struct evhttp_request *req)
 {
     char reason[ADMIN_MAX_REASON];
@@ -85,6 +96,10 @@ static void admin_handle_readyz(struct admin *a, struct evhttp_request *req)
         return;
     }
     if (admin_ready_reason(cfg, util_wall_time(), reason, sizeof(reason)) != 0) {
+        admin_reply_text(req, 503, "Service Unavailable", reason);
+        return;
+    }
+    if (admin_creds_ready_reason(a, reason, sizeof(reason)) != 0) {
         admin_reply_text(req, 503, "Service Unavailable", reason);
         return;
     }
@@ -104,6 +119,8 @@ static void admin_handle_metrics(struct admin *a, struct evhttp_request *req)
     if (a->src.ratelimit)
         ratelimit_get_stats(a->src.ratelimit, &st);
     metrics_render(a->src.metrics, cfg, a->src.ratelimit ? &st : NULL, b);
+    if (a->src.breaker)
+        credstate_render_metrics(a->src.breaker, util_now_ms(), a->src.unavailable, a->src.arg, b);
     admin_reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
 }

@@ -28,6 +28,8 @@ const char *errors_code_for(int status)
         return "headers_too_large";
     case 502:
         return "upstream_unreachable";
+    case 503:
+        return ERRORS_CREDENTIAL_UNAVAILABLE;
     case 504:
         return "upstream_timeout";
     default:
@@ -38,15 +40,24 @@ const char *errors_code_for(int status)
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close)
 {
+    return errors_write_fields(out, status, code, message, NULL, extra_headers, close);
+}
+
+size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
+                           const char *fields, const char *extra_headers, bool close)
+{
     char msg[ERRORS_MAX_MESSAGE * 6 + 3];
-    char body[sizeof(msg) + 128];
+    char body[sizeof(msg) + ERRORS_MAX_FIELDS + 128];
     char cut[ERRORS_MAX_MESSAGE + 1];
 
     snprintf(cut, sizeof(cut), "%s", message ? message : "");
     size_t need = log_json_escape(msg, sizeof(msg), cut);
     if (need >= sizeof(msg))
         snprintf(msg, sizeof(msg), "\"\"");
-    int n = snprintf(body, sizeof(body), "{\"error\": \"%s\", \"message\": %s}\n", code, msg);
+    if (!fields || strlen(fields) > ERRORS_MAX_FIELDS)
+        fields = "";
+    int n =
+        snprintf(body, sizeof(body), "{\"error\": \"%s\", \"message\": %s%s}\n", code, msg, fields);
     if (n < 0 || (size_t)n >= sizeof(body))
         n = 0;
     evbuffer_add_printf(out,

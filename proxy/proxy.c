@@ -19,7 +19,9 @@
 #include <openssl/ssl.h>
 
 #include "clientauth.h"
+#include "breaker.h"
 #include "conn.h"
+#include "credstate.h"
 #include "cred.h"
 #include "errors.h"
 #include "hostmap.h"
@@ -125,8 +127,18 @@ static void request_finish(struct request *r)
     conn_request_done(r->c);
 }
 
+static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
+                          const char *fields, const char *extra, bool force_close);
+
 static void reply_error_x(struct request *r, int status, const char *code, const char *msg,
                           const char *extra, bool force_close)
+{
+    reply_error_f(r, status, code, msg, NULL, extra, force_close);
+}
+
+/* reply_error_x with more JSON members in the body (see errors_write_fields). */
+static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
+                          const char *fields, const char *extra, bool force_close)
 {
     struct conn *c = r->c;
     bool close = force_close || status == 400 || status == 431 || must_close(c);
@@ -139,7 +151,7 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     }
     if (close)
         c->close_after = true;
-    r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
+    r->bytes_out = errors_write_fields(conn_output(c), status, code, msg, fields, extra, close);
     r->status = status;
     r->error = code;
     r->head_sent = true;
@@ -190,8 +202,11 @@ void proxy_request_free(struct request *r)
     free(r);
 }
 
+static void breaker_probe_gone(struct request *r);
+
 void proxy_request_abort(struct request *r)
 {
+    breaker_probe_gone(r);
     if (r->ex) {
         r->upstream_ms = upstream_elapsed_ms(r->ex);
         upstream_cancel(r->ex);
@@ -217,6 +232,62 @@ void proxy_request_abort(struct request *r)
         request_log(r);
     }
     proxy_request_free(r);
+}
+
+/* ---------------------------------------------------------------- breaker */
+
+/* A probe that ended without an answer from Atlassian: no verdict either way. */
+static void breaker_probe_gone(struct request *r)
+{
+    if (!r->probe || !r->cred)
+        return;
+    struct breaker_info info;
+    struct breaker_change chg;
+    r->probe = false;
+    if (breaker_report(r->c->w->sh->breaker, cred_name(r->cred), true, BREAKER_OUTCOME_NEUTRAL,
+                       NULL, util_now_ms(), &info, &chg))
+        credstate_log_change(&info, &chg, NULL);
+}
+
+/* Atlassian answered a request that carried the credential: tell the breaker. */
+static void breaker_answer(struct request *r, int status, const struct upstream_header *seraph,
+                           const struct upstream_header *denied)
+{
+    char sv[CREDSTATE_MAX_VALUE + 1] = "", dv[CREDSTATE_MAX_VALUE + 1] = "";
+    char said[BREAKER_MAX_SAID + 1];
+    struct breaker_info info;
+    struct breaker_change chg;
+
+    if (seraph)
+        snprintf(sv, sizeof(sv), "%.*s", (int)seraph->value_len, seraph->value);
+    if (denied)
+        snprintf(dv, sizeof(dv), "%.*s", (int)denied->value_len, denied->value);
+    enum breaker_outcome o = breaker_classify(status, seraph ? sv : NULL, denied ? dv : NULL);
+    credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
+                   sizeof(said));
+    bool probe = r->probe;
+    r->probe = false;
+    if (breaker_report(r->c->w->sh->breaker, cred_name(r->cred), probe, o, said, util_now_ms(),
+                       &info, &chg))
+        credstate_log_change(&info, &chg, NULL);
+}
+
+/* 0 when the credential may be sent; -1 after answering 503 credential_rejected. */
+static int breaker_admit_request(struct request *r)
+{
+    struct breaker_info info;
+    struct breaker_change chg;
+    enum breaker_verdict v =
+        breaker_admit(r->c->w->sh->breaker, cred_name(r->cred), util_now_ms(), &info, &chg);
+    credstate_log_change(&info, &chg, NULL);
+    if (v == BREAKER_PROBE)
+        r->probe = true;
+    if (v != BREAKER_HOLD)
+        return 0;
+    char msg[CREDSTATE_MAX_MESSAGE], fields[CREDSTATE_MAX_FIELDS], extra[CREDSTATE_MAX_HEADERS];
+    credstate_rejected_reply(&info, msg, sizeof(msg), fields, sizeof(fields), extra, sizeof(extra));
+    reply_error_f(r, 503, ERRORS_CREDENTIAL_REJECTED, msg, fields, extra, false);
+    return -1;
 }
 
 void proxy_parse_error(struct conn *c, int status, const char *code, const char *msg)
@@ -330,7 +401,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     struct request *r = arg;
     struct conn *c = r->c;
     const struct upstream_header *ra = NULL, *reset = NULL, *rem = NULL, *near = NULL;
-    const struct upstream_header *bra = NULL, *reason = NULL;
+    const struct upstream_header *bra = NULL, *reason = NULL, *seraph = NULL, *denied = NULL;
     const struct upstream_header *cl = NULL, *ctype = NULL, *cenc = NULL, *connection = NULL;
 
     for (size_t i = 0; i < n; i++) {
@@ -346,6 +417,10 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             bra = &h[i];
         else if (hdr_is(&h[i], "ratelimit-reason"))
             reason = &h[i];
+        else if (hdr_is(&h[i], "x-seraph-loginreason"))
+            seraph = &h[i];
+        else if (hdr_is(&h[i], "x-authentication-denied-reason"))
+            denied = &h[i];
         else if (hdr_is(&h[i], "content-length") && !cl)
             cl = &h[i];
         else if (hdr_is(&h[i], "content-type"))
@@ -366,6 +441,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             .reason = rl_value(reason, b[5]),
         };
         ratelimit_upstream_signals(c->w->sh->rl, cred_name(r->cred), status, &sig, util_now_ms());
+        breaker_answer(r, status, seraph, denied);
     }
 
     bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;
@@ -498,6 +574,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
 
     r->upstream_ms = upstream_elapsed_ms(r->ex);
     r->ex = NULL;
+    breaker_probe_gone(r); /* no-op once the head was reported */
     if (result == UPSTREAM_OK && r->head_sent) {
         if (r->rw) {
             struct evbuffer *tmp = evbuffer_new();
@@ -651,6 +728,8 @@ static void admit_and_forward(struct request *r)
     }
     int64_t retry = 0;
     struct ratelimit_wait *wait = NULL;
+    if (breaker_admit_request(r) < 0)
+        return;
     /*
      * Fairness lanes: a configured client by its id, a unix-socket peer by its
      * uid; TCP peers without a key share the anonymous lane (their ephemeral

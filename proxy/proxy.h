@@ -58,6 +58,7 @@ struct request {
     bool out_no_body;
     bool out_close_delimited;
     bool finished; /* response complete; only logging remains */
+    bool probe;    /* the breaker let this one through as its probe: report the outcome */
 };
 
 /* A request head was parsed into c->parser: run the pipeline (answers or forwards). */

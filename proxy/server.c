@@ -24,6 +24,9 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "breaker.h"
+#include "cred.h"
+#include "credstate.h"
 #include "ratelimit.h"
 #include "util.h"
 #include "worker.h"
@@ -187,6 +190,29 @@ static void log_how_to_connect(const struct server *s, const struct config *cfg)
 
 /* ------------------------------------------------------------- signals */
 
+/*
+ * The breaker learns the new credentials; one whose secret changed is
+ * closed (the operator rotated it), the others keep their state.
+ */
+static void server_reload_breaker(struct server *s, const struct world *nw)
+{
+    const struct world *old = s->sh.world;
+    breaker_configure(s->sh.breaker, nw->cfg);
+    for (size_t i = 0; i < nw->cfg->ncredentials; i++) {
+        const char *name = nw->cfg->credentials[i].name;
+        int oi = config_credential_index(old->cfg, name);
+        if (oi >= 0 && cred_same_secret(old->creds[oi], nw->creds[i]))
+            continue;
+        if (breaker_reset(s->sh.breaker, name, util_now_ms())) {
+            struct breaker_info info;
+            struct breaker_change chg = {BREAKER_OPEN, BREAKER_CLOSED};
+            memset(&info, 0, sizeof(info));
+            snprintf(info.credential, sizeof(info.credential), "%s", name);
+            credstate_log_change(&info, &chg, "its secret changed on reload");
+        }
+    }
+}
+
 static void server_reload(struct server *s)
 {
     struct config *ncfg = NULL;
@@ -221,6 +247,7 @@ static void server_reload(struct server *s)
     free(sig);
     /* The limiter learns the new credentials before any request can use the new world. */
     ratelimit_configure(s->sh.rl, nw->cfg);
+    server_reload_breaker(s, nw);
     log_configure(nw->cfg->log.format, nw->cfg->log.level);
     log_audit_enable(nw->cfg->log.audit);
     shared_world_swap(&s->sh, nw);
@@ -328,6 +355,8 @@ int server_run(struct config *cfg, const char *config_path)
         config_free(cfg);
         goto out;
     }
+    s->sh.breaker = breaker_new();
+    breaker_configure(s->sh.breaker, cfg);
     s->sh.world = world_new(cfg, &err, &warning); /* consumes cfg */
     cfg = NULL;
     if (!s->sh.world) {
@@ -368,6 +397,7 @@ int server_run(struct config *cfg, const char *config_path)
             .listening = admin_listening,
             .metrics = s->sh.metrics,
             .ratelimit = s->sh.rl,
+            .breaker = s->sh.breaker,
         };
         s->admin = admin_start(s->control, wcfg->admin, &src, &err);
         if (!s->admin) {
@@ -429,6 +459,7 @@ out:
         event_free(s->ev_shutdown);
     world_unref(s->sh.world);
     ratelimit_free(s->sh.rl);
+    breaker_free(s->sh.breaker);
     metrics_free(s->sh.metrics);
     if (s->control)
         event_base_free(s->control);

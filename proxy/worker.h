@@ -24,6 +24,7 @@ struct evconnlistener;
 struct upstream;
 struct evdns_base;
 struct ratelimit;
+struct breaker;
 struct metrics;
 struct world;
 struct conn;
@@ -48,6 +49,7 @@ struct server_shared {
     pthread_mutex_t lock; /* guards world (the pointer only; worlds are refcounted) */
     struct world *world;
     struct ratelimit *rl;    /* thread-safe, survives reloads */
+    struct breaker *breaker; /* thread-safe, survives reloads (state by credential name) */
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;

@@ -101,5 +101,113 @@ def beta_retry_after_pauses(env):
     check(time.monotonic() - t0 >= 2.0, "after Beta-Retry-After's wait")
 
 
+# ---------------------------------------------------------------- the breaker
+
+WRONG = "ATATT3xFfGF0-wrong-" + os.urandom(8).hex()
+
+
+def myself_records(env, since):
+    return [r for r in env.fake.records(since=since) if r["path"] == "/rest/api/3/myself"]
+
+
+@h.test
+def wrong_token_trips_breaker_and_reload_closes_it(env):
+    aport, path = start(env, token=WRONG)
+    seq = env.fake.last_seq()
+    rs = [get(env) for _ in range(3)]
+    for r in rs:
+        check(r.status == 401, "Atlassian's own 401 reaches the client", r)
+        check(r.header("X-Credproxy-Error") is None, "not the proxy's error", r)
+        check(r.header("X-Seraph-LoginReason") == "AUTHENTICATED_FAILED", "with its headers", r)
+    check(len(myself_records(env, seq)) == 3, "three requests reached the fake")
+    r4 = get(env)
+    h.proxy_error(r4, 503, "credential_rejected")
+    body = r4.json()
+    check(body.get("credential") == "svc", "the body names the credential", body)
+    check("AUTHENTICATED_FAILED" in body.get("atlassian_said", ""), "and what Atlassian said", body)
+    check("credproxy check" in body.get("fix", "") and "reload" in body.get("fix", ""),
+          "and what to do", body)
+    check(body.get("captcha") is False, "not a CAPTCHA", body)
+    check((r4.header("Retry-After") or "").isdigit(), "Retry-After until the probe", r4)
+    check(len(myself_records(env, seq)) == 3, "the 4th never reached the fake")
+    for _ in range(3):
+        h.proxy_error(get(env), 503, "credential_rejected")
+    check(len(myself_records(env, seq)) == 3, "nor did the ones after it")
+    check(not env.fake.records(since=seq) or all(
+        rec["path"] == "/rest/api/3/myself" for rec in env.fake.records(since=seq)),
+        "nothing else went upstream")
+    rz = admin_get(aport, "/readyz")
+    check(rz.status == 503, "/readyz 503 while the credential is held back", rz)
+    check(b"credential svc rejected by Atlassian" in rz.body and b"credproxy check" in rz.body,
+          "with the reason", rz.body)
+    m = admin_get(aport, "/metrics").body
+    check(b'credproxy_credential_state{credential="svc",state="rejected"} 1' in m,
+          "the state gauge says rejected", m[-1500:])
+    check(b'credproxy_credential_state{credential="svc",state="ok"} 0' in m, "not ok")
+    check(b'credproxy_credential_transitions_total{credential="svc"} 1' in m, "one transition")
+    err = env.proxy.stderr()
+    check(err.count("holding it back") == 1, "exactly one error line for the transition",
+          err[-3000:])
+    # The operator fixes the token and reloads.
+    token_file(env, h.TOKEN, "svc-token")
+    os.kill(env.proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "configuration reloaded" not in env.proxy.stderr():
+        time.sleep(0.05)
+    r = get(env)
+    check(r.status == 200, "after SIGHUP with the right token the breaker is closed", r)
+    check(admin_get(aport, "/readyz").status == 200, "/readyz ready again")
+    check("accepted again (its secret changed on reload)" in env.proxy.stderr(),
+          "one info line says why it closed")
+    m = admin_get(aport, "/metrics").body
+    check(b'credproxy_credential_state{credential="svc",state="ok"} 1' in m, "state ok again")
+    for text in [env.proxy.stderr(), env.proxy.stdout(), m.decode()]:
+        check(WRONG not in text, "the wrong token appears in no output")
+
+
+@h.test
+def reload_with_the_same_secret_keeps_it_open(env):
+    aport, _ = start(env, token=WRONG, extra_cred={"reject_after": 2})
+    for _ in range(2):
+        check(get(env).status == 401, "401 passes through")
+    h.proxy_error(get(env), 503, "credential_rejected")
+    os.kill(env.proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "configuration reloaded" not in env.proxy.stderr():
+        time.sleep(0.05)
+    h.proxy_error(get(env), 503, "credential_rejected")
+    check(admin_get(aport, "/readyz").status == 503, "still not ready")
+
+
+@h.test
+def captcha_opens_it_at_once(env):
+    aport, _ = start(env, captcha=True)
+    seq = env.fake.last_seq()
+    r = get(env)
+    check(r.status == 401 and r.header("X-Seraph-LoginReason") == "AUTHENTICATION_DENIED",
+          "the CAPTCHA answer reaches the client once", r)
+    r2 = get(env)
+    h.proxy_error(r2, 503, "credential_rejected")
+    body = r2.json()
+    check(body.get("captcha") is True, "the body says CAPTCHA", body)
+    check("log in once in a browser as %s" % h.EMAIL in body.get("fix", ""),
+          "and whom to log in as", body)
+    check(len(env.fake.records(since=seq)) == 1, "only the first reached the fake")
+    rz = admin_get(aport, "/readyz")
+    check(rz.status == 503 and b"CAPTCHA" in rz.body, "/readyz says CAPTCHA", rz)
+    check(env.proxy.stderr().count("demands a CAPTCHA") == 1, "one error line")
+
+
+@h.test
+def failures_elsewhere_do_not_trip_a_healthy_credential(env):
+    start(env)
+    for _ in range(5):
+        check(get(env).status == 200, "good token: 200")
+    for _ in range(5):
+        r = get(env, "http://acme.atlassian.net/__status?code=500")
+        check(r.status == 500, "5xx passes through", r)
+    check(get(env).status == 200, "5xx never opens the breaker")
+
+
 if __name__ == "__main__":
     h.main()
