@@ -31,6 +31,8 @@
 #include "mitm.h"
 #include "ratelimit.h"
 #include "rewrite.h"
+#include "tokens.h"
+#include "gwroute.h"
 #include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
@@ -191,6 +193,8 @@ void proxy_request_free(struct request *r)
 {
     if (!r)
         return;
+    if (r->credwait_ev)
+        event_free(r->credwait_ev);
     world_unref(r->world);
     rewrite_free(r->rw);
     free(r->client_id);
@@ -396,6 +400,19 @@ static bool contains_ci(const char *s, size_t len, const char *needle)
     return false;
 }
 
+/* A Location on the API gateway (https://api.atlassian.com/ex/jira/ID/...) back to the agent's
+ * base. */
+static char *gateway_location(const struct request *r, const char *v)
+{
+    struct rewrite *rw =
+        rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin, r->gateway_origin);
+    char *nv = NULL;
+    if (rw && rewrite_add_source(rw, GWROUTE_ORIGIN, r->gw_prefix) == 0)
+        nv = rewrite_location_rw(rw, v);
+    rewrite_free(rw);
+    return nv;
+}
+
 static int up_on_head(void *arg, int status, const struct upstream_header *h, size_t n)
 {
     struct request *r = arg;
@@ -442,6 +459,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
         };
         ratelimit_upstream_signals(c->w->sh->rl, cred_name(r->cred), status, &sig, util_now_ms());
         breaker_answer(r, status, seraph, denied);
+        if (status == 401 && cred_is_minted(r->cred))
+            tokens_refused(c->w->sh->tokens, cred_name(r->cred)); /* revoked early: mint anew */
     }
 
     bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;
@@ -450,6 +469,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     if (r->gateway_origin && !no_body && json && !encoded) {
         r->rw = rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin,
                             r->gateway_origin);
+        if (r->rw && r->gw_prefix[0])
+            rewrite_add_source(r->rw, GWROUTE_ORIGIN, r->gw_prefix);
     }
     bool keep_cl = cl && !r->rw;
     bool http11 = c->parser.http_minor >= 1;
@@ -489,6 +510,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             char *v = xstrndup(h[i].value, h[i].value_len);
             char *nv = rewrite_location(
                 v, r->world->sites[world_site_index(r->world, r->site)].origin, r->gateway_origin);
+            if (!nv && r->gw_prefix[0])
+                nv = gateway_location(r, v);
             evbuffer_add_printf(out, "%.*s: %s\r\n", (int)h[i].name_len, h[i].name, nv ? nv : v);
             free(nv);
             free(v);
@@ -648,6 +671,20 @@ static bool slist_add_pair(struct curl_slist **l, const char *name, size_t nlen,
     return ok;
 }
 
+/* The credential's Authorization line: rendered at load, or the minted access token. */
+static bool add_cred_header(struct request *r, struct curl_slist **hl)
+{
+    if (!cred_is_minted(r->cred))
+        return slist_add(hl, cred_header(r->cred));
+    char *line = xmalloc(TOKENS_MAX_HEADER);
+    bool ok = tokens_auth_line(r->c->w->sh->tokens, cred_name(r->cred), line, TOKENS_MAX_HEADER,
+                               NULL, 0) == TOKENS_READY &&
+              slist_add(hl, line);
+    util_secure_zero(line, TOKENS_MAX_HEADER);
+    free(line);
+    return ok;
+}
+
 /* Strip, inject, start the exchange. */
 static void forward(struct request *r)
 {
@@ -678,7 +715,7 @@ static void forward(struct request *r)
     }
     if (ok && r->cred) {
         const char *hh = r->world->sites[world_site_index(r->world, r->site)].host_header;
-        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && slist_add(&hl, cred_header(r->cred));
+        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl);
     }
     if (ok && r->gateway_origin)
         ok = slist_add(&hl, "Accept-Encoding: identity");
@@ -719,17 +756,11 @@ static void rl_done(void *arg, bool admitted, int64_t retry_after_ms, int64_t wa
         reply_429(r, retry_after_ms);
 }
 
-static void admit_and_forward(struct request *r)
+static void admit_ratelimit(struct request *r)
 {
     struct conn *c = r->c;
-    if (!r->cred) {
-        forward(r);
-        return;
-    }
     int64_t retry = 0;
     struct ratelimit_wait *wait = NULL;
-    if (breaker_admit_request(r) < 0)
-        return;
     /*
      * Fairness lanes: a configured client by its id, a unix-socket peer by its
      * uid; TCP peers without a key share the anonymous lane (their ephemeral
@@ -745,6 +776,121 @@ static void admit_and_forward(struct request *r)
     } else {
         r->rlwait = wait; /* rl_done follows; the body stays unread until then */
     }
+}
+
+/* ------------------------------------------------- credential ready (issue 10) */
+
+static bool req_via_gateway(const struct request *r)
+{
+    return r->site && req_cfg(r)->credentials[r->site->credential].via_gateway;
+}
+
+static void reply_unavailable(struct request *r, const char *msg)
+{
+    breaker_probe_gone(r);
+    reply_error_x(r, 503, ERRORS_CREDENTIAL_UNAVAILABLE, msg, "Retry-After: 5\r\n", false);
+}
+
+/*
+ * Does the request have what its credential needs: a minted access token
+ * (oauth_client) and, for a gateway-routed site, the cloudId (then r->url
+ * becomes the gateway URL)? 0 ready, 1 not yet (wait), -1 answered 503.
+ */
+static int cred_ready(struct request *r)
+{
+    struct tokens *t = r->c->w->sh->tokens;
+    char why[TOKENS_MAX_WHY], msg[TOKENS_MAX_WHY + 200];
+    enum tokens_state st;
+
+    if (cred_is_minted(r->cred)) {
+        char *line = xmalloc(TOKENS_MAX_HEADER);
+        st = tokens_auth_line(t, cred_name(r->cred), line, TOKENS_MAX_HEADER, why, sizeof(why));
+        util_secure_zero(line, TOKENS_MAX_HEADER);
+        free(line);
+        if (st == TOKENS_PENDING)
+            return 1;
+        if (st == TOKENS_UNAVAILABLE) {
+            snprintf(msg, sizeof(msg), "credential %s has no access token: %s", cred_name(r->cred),
+                     why);
+            reply_unavailable(r, msg);
+            return -1;
+        }
+    }
+    if (req_via_gateway(r) && !r->gw_prefix[0] && !r->gw_agent_url) {
+        char id[CONFIG_MAX_CLOUD_ID + 1];
+        st = tokens_cloud_id(t, r->site->host, r->site->port, id, sizeof(id), why, sizeof(why));
+        if (st == TOKENS_PENDING)
+            return 1;
+        if (st == TOKENS_UNAVAILABLE) {
+            snprintf(msg, sizeof(msg),
+                     "site %s: the API gateway needs its cloudId, which is unknown: %s",
+                     r->site->host, why);
+            reply_unavailable(r, msg);
+            return -1;
+        }
+        const char *origin = r->world->sites[world_site_index(r->world, r->site)].origin;
+        const char *path = r->url + strlen(origin);
+        char *url = gwroute_url(path, strlen(path), id);
+        if (!url || gwroute_prefix(gwroute_product_for(path, strlen(path)), id, r->gw_prefix,
+                                   sizeof(r->gw_prefix)) < 0) {
+            free(url);
+            reply_unavailable(r, "cannot build the API gateway URL");
+            return -1;
+        }
+        free(r->url);
+        r->url = url;
+    }
+    return 0;
+}
+
+static void stage_credential(struct request *r);
+
+static void credwait_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stage_credential(arg);
+}
+
+/* Wait (bounded, polling) for a token or cloudId being fetched, then go on to the rate limit. */
+static void stage_credential(struct request *r)
+{
+    int rc = cred_ready(r);
+    if (rc < 0)
+        return;
+    if (rc == 0) {
+        if (r->credwait_ms_start)
+            r->wait_ms += util_now_ms() - r->credwait_ms_start;
+        admit_ratelimit(r);
+        return;
+    }
+    int64_t now = util_now_ms();
+    if (!r->credwait_ms_start)
+        r->credwait_ms_start = now;
+    if (now - r->credwait_ms_start >= TOKENS_MAX_WAIT_MS) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "credential %s: no access token or cloudId within %d s; see /readyz and the log",
+                 cred_name(r->cred), TOKENS_MAX_WAIT_MS / 1000);
+        reply_unavailable(r, msg);
+        return;
+    }
+    if (!r->credwait_ev)
+        r->credwait_ev = evtimer_new(r->c->w->base, credwait_fire, r);
+    struct timeval tv = {0, TOKENS_POLL_MS * 1000};
+    if (!r->credwait_ev || evtimer_add(r->credwait_ev, &tv) < 0)
+        reply_unavailable(r, "cannot wait for the access token");
+}
+
+static void admit_and_forward(struct request *r)
+{
+    if (!r->cred) {
+        forward(r);
+        return;
+    }
+    if (breaker_admit_request(r) < 0)
+        return;
+    stage_credential(r);
 }
 
 /* --------------------------------------------------------------- CONNECT */

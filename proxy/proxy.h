@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "gwroute.h"
+
 struct conn;
 struct world;
 struct config_site;
@@ -24,6 +26,7 @@ struct ratelimit_wait;
 struct rewrite;
 struct curl_slist;
 struct tunnel;
+struct event;
 
 #define PROXY_MAX_URL (16 * 1024) /* HTTP1_MAX_HEAD_BYTES bounds it already; this is the buffer */
 
@@ -59,6 +62,11 @@ struct request {
     bool out_close_delimited;
     bool finished; /* response complete; only logging remains */
     bool probe;    /* the breaker let this one through as its probe: report the outcome */
+    /* Issue 10: waiting for a minted token or a cloudId; the API gateway route. */
+    struct event *credwait_ev;
+    int64_t credwait_ms_start;
+    bool gw_agent_url; /* the agent itself named api.atlassian.com/ex/...: URL kept */
+    char gw_prefix[GWROUTE_MAX_PREFIX + 1]; /* "/ex/jira/{cloudId}" via the gateway, else "" */
 };
 
 /* A request head was parsed into c->parser: run the pipeline (answers or forwards). */

@@ -28,6 +28,7 @@
 #include "cred.h"
 #include "credstate.h"
 #include "ratelimit.h"
+#include "tokens.h"
 #include "util.h"
 #include "worker.h"
 #include "sockets.h"
@@ -248,6 +249,7 @@ static void server_reload(struct server *s)
     /* The limiter learns the new credentials before any request can use the new world. */
     ratelimit_configure(s->sh.rl, nw->cfg);
     server_reload_breaker(s, nw);
+    tokens_configure(s->sh.tokens, nw);
     log_configure(nw->cfg->log.format, nw->cfg->log.level);
     log_audit_enable(nw->cfg->log.audit);
     shared_world_swap(&s->sh, nw);
@@ -321,6 +323,18 @@ static bool admin_listening(void *arg)
     return s->listening && !s->draining;
 }
 
+static int admin_tokens_reason(void *arg, char *buf, size_t cap)
+{
+    struct server *s = arg;
+    return tokens_ready_reason(s->sh.tokens, buf, cap);
+}
+
+static bool admin_tokens_unavailable(void *arg, const char *credential)
+{
+    struct server *s = arg;
+    return tokens_unavailable(s->sh.tokens, credential);
+}
+
 /* ------------------------------------------------------------- run */
 
 int server_run(struct config *cfg, const char *config_path)
@@ -374,6 +388,13 @@ int server_run(struct config *cfg, const char *config_path)
                  "run `credproxy ca init` to turn it on",
                  wcfg->interception.ca_cert ? wcfg->interception.ca_cert : CONFIG_DEFAULT_CA_CERT);
 
+    s->sh.tokens = tokens_new(s->control, s->sh.breaker);
+    if (!s->sh.tokens) {
+        log_error("cannot set up OAuth token minting");
+        goto out;
+    }
+    tokens_configure(s->sh.tokens, s->sh.world);
+
     if (bind_all(s, wcfg) < 0)
         goto out;
     s->bound_signature = listen_signature(wcfg);
@@ -398,6 +419,8 @@ int server_run(struct config *cfg, const char *config_path)
             .metrics = s->sh.metrics,
             .ratelimit = s->sh.rl,
             .breaker = s->sh.breaker,
+            .unavailable_reason = admin_tokens_reason,
+            .unavailable = admin_tokens_unavailable,
         };
         s->admin = admin_start(s->control, wcfg->admin, &src, &err);
         if (!s->admin) {
@@ -457,6 +480,7 @@ out:
         event_free(s->ev_done);
     if (s->ev_shutdown)
         event_free(s->ev_shutdown);
+    tokens_free(s->sh.tokens); /* before the world and the loop it runs on */
     world_unref(s->sh.world);
     ratelimit_free(s->sh.rl);
     breaker_free(s->sh.breaker);

@@ -25,6 +25,7 @@ struct upstream;
 struct evdns_base;
 struct ratelimit;
 struct breaker;
+struct tokens;
 struct metrics;
 struct world;
 struct conn;
@@ -50,6 +51,7 @@ struct server_shared {
     struct world *world;
     struct ratelimit *rl;    /* thread-safe, survives reloads */
     struct breaker *breaker; /* thread-safe, survives reloads (state by credential name) */
+    struct tokens *tokens;   /* thread-safe readers; fetches on the control loop */
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;

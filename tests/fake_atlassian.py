@@ -87,6 +87,8 @@ import urllib.parse
 import uuid
 
 MEDIA_HOST = "api.media.atlassian.com"
+GATEWAY_HOST = "api.atlassian.com"  # issue 10: see the credentials section at the end
+AUTH_HOST = "auth.atlassian.com"
 DEFAULT_EMAIL = "svc-bot@example.com"
 DEFAULT_TOKEN = "ATATT3xFfGF0-fake-token-0123456789abcdef"
 MAX_HEAD = 256 * 1024
@@ -110,6 +112,11 @@ DEFAULT_SWITCHES = {
     "chunked": False,
     "burst": None,
     "close_after": None,
+    # issue 10 (credentials section): {client_id: secret}; token lifetime (s); answers
+    "oauth_clients": {},
+    "oauth_lifetime": 3600,
+    "oauth_unavailable": False,
+    "oauth_delay": 0,
 }
 
 RATE_LIMITED_BODY = {"errorMessages": ["The request has been rate-limited. Please try again later."],
@@ -549,7 +556,8 @@ class FakeAtlassian:
             out.append(("Set-Cookie", "atlassian.xsrf.token=%s%s; Path=/; SameSite=None; Secure"
                         % (os.urandom(20).hex(), suffix)))
         if getattr(req, "authed", False):
-            out.append(("X-AAccountId", self.sites[req.host]["account"]["accountId"]))
+            site = getattr(req, "gw_site", None) or self.sites[req.host]
+            out.append(("X-AAccountId", site["account"]["accountId"]))
         return out
 
     # ---- control ----------------------------------------------------------
@@ -583,7 +591,9 @@ class FakeAtlassian:
             return self._debug(req)
         if req.host == MEDIA_HOST:
             return self._media_get(req)
-        site = self.sites.get(req.host)
+        if req.host == AUTH_HOST:
+            return creds_oauth_token(self, req)
+        site = creds_site(self, req)  # the host's site; for api.atlassian.com/ex/... its site
         if site is None:
             req.flags.append("unknown_host")
             return _json(404, {"errorMessage": "Site temporarily unavailable", "errorCode": "OTHER"})
@@ -600,7 +610,7 @@ class FakeAtlassian:
         if isinstance(auth, _Response):
             return auth
         req.authed = auth == "ok"
-        base = "https://" + req.host
+        base = getattr(req, "gw_base", None) or "https://" + req.host
         acct = site["account"]
         p = req.path
         for v in ("2", "3"):
@@ -710,6 +720,7 @@ class FakeAtlassian:
                 ok = False
         elif value.startswith("Bearer "):
             ok = value[7:] in site.get("bearer", [])
+        ok = ok or creds_gateway_auth(self, req, site, value)
         with self._lock:
             if ok:
                 self._fail_streak = 0
@@ -909,6 +920,101 @@ def creds_ratelimit_headers(q):
     if "beta_retry_after" in q:
         hdrs.append(("Beta-Retry-After", q["beta_retry_after"]))
     return hdrs
+
+
+# The API gateway and the token endpoint.
+#
+# Host api.atlassian.com: /ex/jira/{cloudId}/PATH and /ex/confluence/{cloudId}/PATH
+# are served as PATH of the site with that cloud_id (links then point at the
+# gateway, as Atlassian's do); any other path answers 404. There it accepts,
+# besides the site's own credentials, its "scoped" [email, token] pairs
+# (which the site URL rejects like a wrong token) and Bearer access tokens
+# minted by /oauth/token. Host auth.atlassian.com: POST /oauth/token with
+# grant_type=client_credentials, client_id and client_secret (JSON or form)
+# checked against switch oauth_clients; answers {"access_token", "expires_in":
+# oauth_lifetime, "token_type": "Bearer"}; a wrong pair 401
+# {"error": "access_denied"}; switch oauth_unavailable: 503; oauth_delay: seconds
+# before answering.
+# creds_revoke_tokens(fake) revokes every token minted so far.
+
+def creds_site(fake, req):
+    if req.host != GATEWAY_HOST:
+        return fake.sites.get(req.host)
+    parts = req.path.split("/", 4)  # "", "ex", product, cloudId, rest
+    if len(parts) < 4 or parts[1] != "ex" or parts[2] not in ("jira", "confluence"):
+        return None
+    for site in fake.sites.values():
+        if site["cloud_id"] == parts[3].lower():
+            req.gateway = True
+            req.gw_site = site
+            req.gw_base = "https://%s/ex/%s/%s" % (GATEWAY_HOST, parts[2], parts[3])
+            req.path = "/" + (parts[4] if len(parts) > 4 else "")
+            return site
+    return None
+
+
+def creds_gateway_auth(fake, req, site, value):
+    """True when value is good only through the gateway (scoped token, minted access token)."""
+    if not getattr(req, "gateway", False):
+        return False
+    if value.startswith("Basic "):
+        try:
+            email, _, token = base64.b64decode(value[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return [email, token] in [list(c) for c in site.get("scoped", [])]
+    if value.startswith("Bearer "):
+        with fake._lock:
+            minted = getattr(fake, "_creds_tokens", {}).get(value[7:])
+        if minted is None:
+            req.creds_refused = "revoked"
+            return False
+        if time.time() >= minted:
+            req.creds_refused = "expired"
+            return False
+        return True
+    return False
+
+
+def creds_is_gateway_request(fake, rec):
+    """A record of a request to api.atlassian.com/ex/{jira|confluence}/{a site's cloudId}/."""
+    if rec["host"] != GATEWAY_HOST:
+        return False
+    return any(rec["target"].startswith("/ex/%s/%s/" % (p, site["cloud_id"]))
+               for p in ("jira", "confluence") for site in fake.sites.values())
+
+
+def creds_revoke_tokens(fake):
+    with fake._lock:
+        getattr(fake, "_creds_tokens", {}).clear()
+
+
+def creds_oauth_token(fake, req):
+    if req.path != "/oauth/token" or req.method != "POST":
+        return _json(404, {"error": "not_found"})
+    sw = fake._switches
+    time.sleep(float(sw.get("oauth_delay") or 0))
+    if sw.get("oauth_unavailable"):
+        return _json(503, {"error": "temporarily_unavailable"}, [("Retry-After", "1")])
+    raw = (req.body or b"").decode("utf-8", "replace")
+    try:
+        form = json.loads(raw)
+    except ValueError:
+        form = dict(urllib.parse.parse_qsl(raw))
+    if not isinstance(form, dict) or form.get("grant_type") != "client_credentials":
+        return _json(400, {"error": "unsupported_grant_type"})
+    clients = sw.get("oauth_clients") or {}
+    cid, secret = form.get("client_id"), form.get("client_secret")
+    if cid not in clients or not hmac.compare_digest(str(clients[cid]), str(secret or "")):
+        return _json(401, {"error": "access_denied", "error_description": "Unauthorized"})
+    life = float(sw.get("oauth_lifetime") or 3600)
+    token = "eyJfake." + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+    with fake._lock:
+        if not hasattr(fake, "_creds_tokens"):
+            fake._creds_tokens = {}
+        fake._creds_tokens[token] = time.time() + life
+    return _json(200, {"access_token": token, "expires_in": int(life) if life >= 1 else 1,
+                       "token_type": "Bearer", "scope": form.get("scope", "")})
 
 
 def main(argv=None):

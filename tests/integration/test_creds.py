@@ -12,9 +12,14 @@ Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_creds
 import json
 import os
 import signal
+import subprocess
+import threading
 import time
 
+
+
 import harness as h
+import fake_atlassian  # noqa: E402 (harness puts tests/ on the path)
 from harness import check
 
 URL = "http://acme.atlassian.net/rest/api/3/myself"
@@ -207,6 +212,236 @@ def failures_elsewhere_do_not_trip_a_healthy_credential(env):
         r = get(env, "http://acme.atlassian.net/__status?code=500")
         check(r.status == 500, "5xx passes through", r)
     check(get(env).status == 200, "5xx never opens the breaker")
+
+
+# ---------------------------------------------------------------- service accounts
+
+CLIENT_ID = "cid-" + os.urandom(4).hex()
+CLIENT_SECRET = "cs-SECRET-" + os.urandom(12).hex()
+SCOPED = "ATATT3xFfGF0-scoped-" + os.urandom(12).hex()
+TOKEN_WAIT_BOUND = 10  # TOKENS_MAX_WAIT_MS
+
+
+def gateway_records(env, since=0):
+    return [r for r in env.fake.records(since=since) if r["host"] == fake_atlassian.GATEWAY_HOST]
+
+
+def token_records(env, since=0):
+    return [r for r in env.fake.records(since=since) if r["host"] == fake_atlassian.AUTH_HOST]
+
+
+def start_oauth(env, lifetime=3600, secret=CLIENT_SECRET, workers=2, extra=None, **switches):
+    env.start_fake(oauth_clients={CLIENT_ID: CLIENT_SECRET}, oauth_lifetime=lifetime, **switches)
+    aport = h.free_port()
+    path = token_file(env, secret, "client-secret")
+    cred = {"type": "oauth_client", "client_id": CLIENT_ID, "client_secret_file": path,
+            "token_url": "https://auth.atlassian.com/oauth/token", "rate_limit": "off"}
+    ex = {"admin": "127.0.0.1:%d" % aport, "workers": workers}
+    ex.update(extra or {})
+    env.start_proxy(extra=ex, credentials={"sa": cred},
+                    sites=[{"domain": "acme", "credential": "sa"}])
+    env.wait_listen(aport, proc=env.proxy)
+    env.extra_texts.append(secret)
+    return aport
+
+
+def no_secret_anywhere(env, aport, *secrets):
+    m = admin_get(aport, "/metrics").body.decode()
+    rz = admin_get(aport, "/readyz").body.decode()
+    for text in (env.proxy.stderr(), env.proxy.stdout(), m, rz):
+        for sec in secrets:
+            check(sec not in text, "a secret appears in no output")
+
+
+@h.test(timeout=60)
+def oauth_client_across_three_lifetimes(env):
+    life = 2.0
+    aport = start_oauth(env, lifetime=life)
+    acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    t0 = time.monotonic()
+    codes = []
+    while time.monotonic() - t0 < 3 * life + 0.3:
+        r = get(env)
+        codes.append(r.status)
+        if r.status != 200:
+            check(False, "request failed", r)
+            break
+        body = r.json()
+        check(body.get("displayName") == "Service Bot", "the site's user, through the gateway")
+        time.sleep(0.05)
+    check(codes and all(c == 200 for c in codes), "every request succeeded (%d)" % len(codes))
+    toks = token_records(env)
+    times = [t["time"] for t in toks]
+    # Renewed at 80% of 2 s: at about 0, 1.6, 3.2, 4.8 s (within 6.3 s): 4, never 2 at once.
+    check(len(toks) in (4, 5), "one token request per renewal period (%d: %s)"
+          % (len(toks), [round(x - times[0], 2) for x in times]))
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    check(all(1.3 <= g <= 2.0 for g in gaps), "renewed before expiry, one at a time: %s"
+          % [round(g, 2) for g in gaps])
+    gw = gateway_records(env)
+    check(gw and all(g["target"].startswith("/ex/jira/%s/rest/api/3/myself" % acme_id)
+                     for g in gw), "every request went through the gateway")
+    check(all((g["authorization"] or "").startswith("Bearer ") for g in gw), "with a Bearer token")
+    check(not [r for r in env.fake.records() if r["host"] == "acme.atlassian.net"
+               and r["authorization"]], "the site URL never got a credential")
+    check(admin_get(aport, "/readyz").status == 200, "ready")
+    m = admin_get(aport, "/metrics").body
+    check(b'credproxy_credential_state{credential="sa",state="ok"} 1' in m, "state ok")
+    minted = [g["authorization"][7:] for g in gw]
+    no_secret_anywhere(env, aport, CLIENT_SECRET, *set(minted))
+
+
+@h.test
+def oauth_wrong_secret_is_503_unavailable_and_readyz_says_why(env):
+    aport = start_oauth(env, secret="cs-WRONG-" + os.urandom(8).hex())
+    r = get(env)
+    h.proxy_error(r, 503, "credential_unavailable")
+    check("no access token" in r.json().get("message", ""), "the message says why", r)
+    check(not gateway_records(env), "nothing went to the gateway")
+    rz = admin_get(aport, "/readyz")
+    check(rz.status == 503 and b"credential sa has no access token" in rz.body
+          and b"refused the client credentials" in rz.body, "/readyz says why", rz.body)
+    m = admin_get(aport, "/metrics").body
+    check(b'credproxy_credential_state{credential="sa",state="unavailable"} 1' in m,
+          "state unavailable")
+
+
+@h.test
+def oauth_request_waits_for_the_first_token(env):
+    # The token endpoint takes 1.5 s: requests arriving meanwhile wait for that one token request
+    # instead of failing or starting their own.
+    start_oauth(env, oauth_delay=1.5)
+    t0 = time.monotonic()
+    rs = [None] * 4
+    ts = [threading.Thread(target=lambda i=i: rs.__setitem__(i, get(env))) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    took = time.monotonic() - t0
+    check([r.status if r else None for r in rs] == [200] * 4, "every waiting request is served",
+          rs)
+    check(took < TOKEN_WAIT_BOUND, "within the bound (%.2fs)" % took)
+    check(len(token_records(env)) == 1, "one token request for all of them (%d)"
+          % len(token_records(env)))
+
+
+@h.test
+def oauth_endpoint_down_is_503_after_backoff(env):
+    aport = start_oauth(env, oauth_unavailable=True)
+    time.sleep(0.3)
+    r = get(env)
+    h.proxy_error(r, 503, "credential_unavailable")
+    check("HTTP 503" in r.json().get("message", ""), "names the token endpoint's answer", r)
+    env.fake.set(oauth_unavailable=False)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and get(env).status != 200:
+        time.sleep(0.2)
+    check(get(env).status == 200, "served once the endpoint is back (retried with backoff)")
+    check(admin_get(aport, "/readyz").status == 200, "ready again")
+
+
+@h.test
+def oauth_revoked_token_is_replaced(env):
+    aport = start_oauth(env)
+    check(get(env).status == 200, "first request")
+    fake_atlassian.creds_revoke_tokens(env.fake)
+    r = get(env)
+    check(r.status == 401, "Atlassian's 401 for the revoked token reaches the client", r)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(token_records(env)) < 2:
+        time.sleep(0.05)
+    check(len(token_records(env)) == 2, "a new token was minted at once")
+    check(get(env).status == 200, "and serves")
+
+
+def scoped_start(env, intercept=False):
+    sites = fake_atlassian.default_sites(h.EMAIL, h.TOKEN)
+    for s in sites.values():
+        s["scoped"] = [[h.EMAIL, SCOPED]]
+    env.start_fake(sites=sites)
+    path = token_file(env, SCOPED, "scoped")
+    cred = {"type": "basic", "email": h.EMAIL, "token_file": path, "via": "api_gateway",
+            "rate_limit": "off"}
+    extra = {}
+    certs = os.path.join(env.dir, "certs")
+    if intercept:
+        extra["interception"] = {"ca_cert": os.path.join(certs, "ca.pem"),
+                                 "ca_key": os.path.join(certs, "ca.key")}
+    env.config(extra=extra, credentials={"sc": cred},
+               sites=[{"domain": "acme", "credential": "sc"}])
+    if intercept:
+        p = subprocess.run([h.BIN, "ca", "init", "-c", env.config_path, "--dir", certs],
+                           env=h.clean_env(), capture_output=True, timeout=30)
+        check(p.returncode == 0, "ca init", p.stderr)
+    env.start_proxy(args=["run", "-c", env.config_path])
+    env.extra_texts.append("")
+    return certs
+
+
+def scoped_checks(env, r, mode):
+    check(r.status == 200, "%s: 200 through the gateway" % mode, r)
+    gw = gateway_records(env)
+    acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    check(gw and gw[-1]["target"] == "/ex/jira/%s/rest/api/3/myself" % acme_id,
+          "%s: sent to /ex/jira/{cloudId}/rest/api/3/myself" % mode, gw[-1:] if gw else None)
+    check(gw and gw[-1]["authorization"] == h.basic(h.EMAIL, SCOPED),
+          "%s: with the scoped token" % mode)
+
+
+@h.test
+def scoped_token_forward_mode(env):
+    scoped_start(env)
+    r = get(env)
+    scoped_checks(env, r, "forward")
+    r = get(env, "http://acme.atlassian.net/wiki/rest/api/user/current")
+    check(r.status == 200, "Confluence too", r)
+    acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    check(gateway_records(env)[-1]["target"] ==
+          "/ex/confluence/%s/wiki/rest/api/user/current" % acme_id, "via /ex/confluence/")
+    for text in (env.proxy.stderr(), r.body.decode()):
+        check(SCOPED not in text, "the scoped token appears in no output")
+
+
+@h.test
+def scoped_token_gateway_mode_rewrites_gateway_links(env):
+    scoped_start(env)
+    host = "acme.localhost:%d" % env.port
+    r = h.raw_one(env.port, ("GET /rest/api/3/myself HTTP/1.1\r\nHost: %s\r\n"
+                             "Connection: close\r\n\r\n" % host).encode())
+    scoped_checks(env, r, "gateway")
+    selfurl = r.json().get("self", "")
+    check(selfurl.startswith("http://%s/rest/api/3/user?accountId=" % host),
+          "the gateway's self link is rewritten to the agent's base", selfurl)
+    check(b"api.atlassian.com" not in r.body, "no gateway URL left in the body", r.body)
+
+
+@h.test
+def scoped_token_intercept_mode(env):
+    certs = scoped_start(env, intercept=True)
+    res = env.curl(["-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert",
+                    os.path.join(certs, "ca.pem"), "https://acme.atlassian.net/rest/api/3/myself"])
+    check(res.rc == 0 and res.status == 200, "intercept: 200", res)
+    gw = gateway_records(env)
+    acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    check(gw and gw[-1]["target"] == "/ex/jira/%s/rest/api/3/myself" % acme_id,
+          "intercept: through the gateway")
+
+
+@h.test
+def scoped_token_at_the_site_is_what_atlassian_rejects(env):
+    # Without via: api_gateway the scoped token goes to the site URL, which answers 401: the
+    # reason `check` suggests via: api_gateway.
+    sites = fake_atlassian.default_sites(h.EMAIL, h.TOKEN)
+    for s in sites.values():
+        s["scoped"] = [[h.EMAIL, SCOPED]]
+    env.start_fake(sites=sites)
+    path = token_file(env, SCOPED, "scoped")
+    env.start_proxy(credentials={"sc": {"type": "basic", "email": h.EMAIL, "token_file": path,
+                                        "rate_limit": "off"}},
+                    sites=[{"domain": "acme", "credential": "sc"}])
+    check(get(env).status == 401, "the site refuses a scoped token")
+    check(not gateway_records(env), "nothing went to the gateway")
 
 
 if __name__ == "__main__":
