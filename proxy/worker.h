@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "route.h"
 #include "config.h"
 
 struct event_base;
@@ -51,6 +52,7 @@ struct server_shared {
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;
+    struct route_self self; /* our ports and Via marker, for loop refusal; set before workers */
     atomic_bool draining;
 };
 
