@@ -39,7 +39,6 @@
 #include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
-#include "worker.h"
 #include "world.h"
 
 #define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
@@ -60,15 +59,6 @@ static const char *header_value(const struct conn *c, const char *name, size_t *
         return NULL;
     }
     return http1_header_value(&c->parser, (size_t)i, len);
-}
-
-/* The client must not keep the connection after this response. */
-static bool must_close(const struct conn *c)
-{
-    bool body_complete = c->parser.phase == HTTP1_PHASE_DONE ||
-                         (c->parser.phase == HTTP1_PHASE_BODY && !c->parser.has_body);
-    return !c->parser.keep_alive || !body_complete || c->peer_eof || c->close_after ||
-           c->w->draining;
 }
 
 static char *path_for_log(const char *path, size_t len)
@@ -114,10 +104,10 @@ static void request_log(struct request *r)
         .mode = r->mode ? r->mode : "forward",
     };
     log_audit(&a);
-    metrics_request(c->w->sh->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
+    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
                     r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
                     r->status, (double)(now - r->start_ms) / 1000.0);
-    metrics_upstream_connections(c->w->sh->metrics, upstream_take_new_connections(c->w->up));
+    metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
 /* The response is complete: log, then let the connection move on (frees r). */
@@ -132,16 +122,18 @@ static void reply_error_x(struct request *r, int status, const char *code, const
                           const char *extra, bool force_close)
 {
     struct conn *c = r->c;
-    bool close = force_close || status == 400 || status == 431 || must_close(c);
+    /* A refused CONNECT ends the connection: the client may already be sending TLS. */
+    bool close =
+        force_close || status == 400 || status == 431 || c->parser.is_connect || conn_must_close(c);
     if (r->head_sent) {
         /* Nothing can be said any more: cut the connection. */
-        c->close_after = true;
+        conn_close_after(c);
         r->error = code;
         request_finish(r);
         return;
     }
     if (close)
-        c->close_after = true;
+        conn_close_after(c);
     r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
     r->status = status;
     r->error = code;
@@ -167,18 +159,19 @@ static void reply_429(struct request *r, int64_t retry_after_ms)
     reply_error_x(r, 429, "rate_limited", msg, extra, false);
 }
 
-static struct request *request_new(struct conn *c)
+static struct request *request_new(const struct proxy_services *svc, struct conn *c)
 {
     struct request *r = xcalloc(1, sizeof(*r));
     r->c = c;
-    r->world = shared_world_acquire(c->w->sh);
+    r->svc = svc;
+    r->world = svc->world_acquire(svc->world_arg);
     r->start_ms = util_now_ms();
     r->upstream_ms = -1;
     r->mode = "forward";
     return r;
 }
 
-void proxy_request_free(struct request *r)
+static void proxy_request_free(struct request *r)
 {
     if (!r)
         return;
@@ -193,7 +186,7 @@ void proxy_request_free(struct request *r)
     free(r);
 }
 
-void proxy_request_abort(struct request *r)
+static void proxy_request_abort(struct request *r)
 {
     if (r->ex) {
         r->upstream_ms = upstream_elapsed_ms(r->ex);
@@ -222,9 +215,10 @@ void proxy_request_abort(struct request *r)
     proxy_request_free(r);
 }
 
-void proxy_parse_error(struct conn *c, int status, const char *code, const char *msg)
+static void proxy_parse_error(void *arg, struct conn *c, int status, const char *code,
+                              const char *msg)
 {
-    struct request *r = request_new(c);
+    struct request *r = request_new(arg, c);
     c->req = r;
     r->mode = "forward";
     r->path = xstrdup("");
@@ -356,7 +350,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     if (r->cred) {
         char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX], b3[PROXY_RL_VALUE_MAX],
             b4[PROXY_RL_VALUE_MAX];
-        ratelimit_upstream_response(c->w->sh->rl, cred_name(r->cred), status, rl_value(ra, b1),
+        ratelimit_upstream_response(r->svc->rl, cred_name(r->cred), status, rl_value(ra, b1),
                                     rl_value(reset, b2), rl_value(rem, b3), rl_value(near, b4),
                                     util_now_ms());
     }
@@ -379,10 +373,10 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             r->out_close_delimited = true;
     }
     if (r->out_close_delimited)
-        c->close_after = true;
-    bool close = must_close(c);
+        conn_close_after(c);
+    bool close = conn_must_close(c);
     if (close)
-        c->close_after = true;
+        conn_close_after(c);
 
     struct evbuffer *out = conn_output(c);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http1_reason(status));
@@ -501,7 +495,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         if (r->out_chunked)
             evbuffer_add(conn_output(c), "0\r\n\r\n", 5);
         if (!r->body_done && c->parser.has_body)
-            c->close_after = true; /* the rest of the request body was never read */
+            conn_close_after(c); /* the rest of the request body was never read */
         request_finish(r);
         return;
     }
@@ -511,7 +505,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         log_info("upstream %s failed mid-response (%s); closing the client connection",
                  r->host ? r->host : "?", detail ? detail : "error");
         r->error = code;
-        c->close_after = true;
+        conn_close_after(c);
         request_finish(r);
         return;
     }
@@ -598,10 +592,10 @@ static void forward(struct request *r)
     }
     if (ok && r->gateway_origin)
         ok = slist_add(&hl, "Accept-Encoding: identity");
-    if (ok && c->w->sh->self.token[0]) {
+    if (ok && r->svc->self->token[0]) {
         /* Our loop marker: a request that comes back in carrying it is refused (508). */
         char via[sizeof(ROUTE_VIA_PRODUCT) + ROUTE_TOKEN_MAX + 16];
-        snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, c->w->sh->self.token);
+        snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
         ok = slist_add(&hl, via);
     }
     if (ok && p->content_length >= 0) {
@@ -623,7 +617,7 @@ static void forward(struct request *r)
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
-    r->ex = upstream_start(c->w->up, &req, &up_callbacks, r);
+    r->ex = upstream_start(r->svc->up, &req, &up_callbacks, r);
     if (!r->ex)
         reply_error(r, 502, "could not start the upstream request");
 }
@@ -656,7 +650,7 @@ static void admit_and_forward(struct request *r)
      * ports would otherwise make a lane per connection).
      */
     const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
-    enum ratelimit_result res = ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred),
+    enum ratelimit_result res = ratelimit_acquire(r->svc->rl, r->svc->base, cred_name(r->cred),
                                                   lane, util_now_ms(), &retry, rl_done, r, &wait);
     if (res == RATELIMIT_ADMIT) {
         forward(r);
@@ -729,7 +723,6 @@ static void start_intercept(struct request *r, const struct route *rt)
         reply_error_x(r, 403, "interception_off", msg, NULL, true);
         return;
     }
-    c->close_after = false;
     evbuffer_add(conn_output(c), "HTTP/1.1 200 Connection Established\r\n\r\n", 39);
     r->status = 200;
     r->finished = true;
@@ -747,13 +740,13 @@ static void start_tunnel(struct request *r, const struct route *rt)
 {
     struct conn *c = r->c;
 
-    if (!c->w->dns) {
+    if (!r->svc->dns) {
         reply_error_x(r, 502, "upstream_unreachable",
                       "blind tunnels are unavailable (no DNS resolver)", NULL, true);
         return;
     }
     struct bufferevent *bev = conn_detach_for_tunnel(c);
-    r->tunnel = tunnel_start(c->w->base, c->w->dns, bev, rt->auth.host, rt->auth.port,
+    r->tunnel = tunnel_start(r->svc->base, r->svc->dns, bev, rt->auth.host, rt->auth.port,
                              r->world->cfg, true, &tun_callbacks, r);
     if (!r->tunnel) {
         conn_reattach(c, bev);
@@ -764,10 +757,10 @@ static void start_tunnel(struct request *r, const struct route *rt)
 /* -------------------------------------------------------------- pipeline */
 
 /* True when any Via header of the request carries this process's marker. */
-static bool request_looped(const struct conn *c)
+static bool request_looped(const struct request *r)
 {
-    const struct http1_parser *p = &c->parser;
-    const char *token = c->w->sh->self.token;
+    const struct http1_parser *p = &r->c->parser;
+    const char *token = r->svc->self->token;
 
     for (size_t i = 0; i < p->nheaders; i++) {
         size_t nlen, vlen;
@@ -793,11 +786,11 @@ static void stage_route(struct request *r, struct route *rt)
     struct route_input in = {
         .world = r->world,
         .listener = &ls,
-        .self = &c->w->sh->self,
+        .self = r->svc->self,
         .tunnel = c->intercept ? &c->connect_auth : NULL,
         .is_connect = c->parser.is_connect,
         .upgrade = c->parser.upgrade,
-        .looped = request_looped(c),
+        .looped = request_looped(r),
     };
     in.target = http1_target(&c->parser, &in.target_len);
     in.host = header_value(c, "host", &in.host_len);
@@ -834,9 +827,9 @@ static void route_refused(struct request *r, const struct route *rt)
  * parse (conn) -> route -> identify -> admit -> forward -> respond -> log.
  * Each stage answers and ends the request itself when it refuses.
  */
-void proxy_request_begin(struct conn *c)
+static void proxy_request_begin(void *arg, struct conn *c)
 {
-    struct request *r = request_new(c);
+    struct request *r = request_new(arg, c);
     struct route rt;
 
     c->req = r;
@@ -846,9 +839,6 @@ void proxy_request_begin(struct conn *c)
         route_clear(&rt);
         return;
     }
-    /* A refused CONNECT ends the connection: the client may already be sending TLS. */
-    if (c->parser.is_connect)
-        c->close_after = true;
     if (identify(r) == 0) {
         switch (rt.action) {
         case ROUTE_CONNECT_INTERCEPT:
@@ -865,16 +855,31 @@ void proxy_request_begin(struct conn *c)
     route_clear(&rt);
 }
 
-void proxy_body_available(struct request *r)
+/* Input arrived: resume an upload that waited for body bytes. */
+static void proxy_body_available(struct request *r)
 {
+    if (!r->body_blocked)
+        return;
     r->body_blocked = false;
     if (r->ex)
         upstream_resume_request(r->ex);
 }
 
-void proxy_output_drained(struct request *r)
+/* The client's output drained: resume a response that paused for it. */
+static void proxy_output_drained(struct request *r)
 {
+    if (!r->resp_paused)
+        return;
     r->resp_paused = false;
     if (r->ex)
         upstream_resume_response(r->ex);
 }
+
+const struct conn_pipeline proxy_pipeline = {
+    .begin = proxy_request_begin,
+    .refuse = proxy_parse_error,
+    .input = proxy_body_available,
+    .drained = proxy_output_drained,
+    .abort = proxy_request_abort,
+    .release = proxy_request_free,
+};
