@@ -27,6 +27,7 @@
 
 #include <yaml.h>
 
+#include "hostname.h"
 #include "util.h"
 
 /* The configuration file itself: far larger than any sane config. */
@@ -387,43 +388,16 @@ static int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *pr
 
 /* ------------------------------------------------------- names and hosts */
 
-static bool cfg_is_label_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
-}
-
-/* A lowercase DNS label: 1..63 of [a-z0-9-], no leading or trailing hyphen. */
+/* Label and name rules are hostname.c's, shared with hostmap and the CA. */
 static bool cfg_label_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!cfg_is_label_char(s[i]))
-            return false;
-    }
-    return true;
+    return hostname_label_ok(s, n);
 }
 
-/* A lowercase DNS name (no trailing dot), at most 253 bytes. */
+/* A configured name: lowercase LDH labels, no trailing dot, never an IP address. */
 static bool cfg_dns_name_ok(const char *s)
 {
-    size_t len = strlen(s);
-    const char *p = s;
-
-    if (len == 0 || len > 253)
-        return false;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (!cfg_label_ok(p, n))
-            return false;
-        if (!dot)
-            break;
-        p = dot + 1;
-        if (!*p)
-            return false;
-    }
-    return true;
+    return hostname_is_config_name(s);
 }
 
 /* Names of credentials and ids of clients: [A-Za-z0-9._-]{1,64}. */
@@ -1147,8 +1121,17 @@ static int cfg_site(struct cfg_ctx *c, size_t idx, const yaml_node_t *m, struct 
                             "%s '%.200s' must be a bare host name (no scheme, path, port or user)",
                             what, s);
         }
-        if (!cfg_dns_name_ok(st->host))
+        if (!cfg_dns_name_ok(st->host)) {
+            struct in6_addr a6;
+            struct in_addr a4;
+            if (inet_pton(AF_INET, st->host, &a4) == 1 || inet_pton(AF_INET6, st->host, &a6) == 1)
+                return cfg_fail(c, hn,
+                                "%s '%.200s' is an IP address; a site must be a host name (the "
+                                "interception CA certifies names): name it and map the name to "
+                                "the address with upstream.connect_to",
+                                what, s);
             return cfg_fail(c, hn, "%s '%.200s' is not a valid host name", what, s);
+        }
     }
 
     n = cfg_map_get(c, m, "credential");
