@@ -783,6 +783,7 @@ static void admit_ratelimit(struct request *r)
 
 /* ------------------------------------------------- credential ready (issue 10) */
 
+/* The route said so (route_gateway_site): the credential works only through the gateway. */
 static bool req_via_gateway(const struct request *r)
 {
     return r->site && req_cfg(r)->credentials[r->site->credential].via_gateway;
@@ -1020,6 +1021,8 @@ static void stage_route(struct request *r, struct route *rt)
     };
     struct route_input in = {
         .world = r->world,
+        .cloud_lookup = tokens_site_for_cloud_id,
+        .cloud_arg = r->svc->tokens,
         .listener = &ls,
         .self = r->svc->self,
         .tunnel = c->intercept ? &c->connect_auth : NULL,
@@ -1040,6 +1043,7 @@ static void stage_route(struct request *r, struct route *rt)
     if (rt->action == ROUTE_SITE) {
         r->site = rt->site;
         r->cred = world_site_cred(r->world, rt->site);
+        r->gw_agent_url = rt->gateway_agent_url;
     }
     r->url = rt->url;
     rt->url = NULL;

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "gwroute.h"
 #include "rewrite.h"
 #include "util.h"
 #include "world.h"
@@ -141,6 +142,52 @@ static char *route_pass_url(const struct hostmap_authority *a, bool https, const
         return xasprintf("%s://[%s]:%d%s%.*s", scheme, a->host, a->port, slash, (int)path_len,
                          path);
     return xasprintf("%s://%s:%d%s%.*s", scheme, a->host, a->port, slash, (int)path_len, path);
+}
+
+/*
+ * Issue 10: an absolute request to https://api.atlassian.com/ex/{jira|
+ * confluence}/{cloudId}/... whose cloudId is a configured site's (from
+ * cloud_id: or looked up) and whose credential goes through the gateway:
+ * that site, with the URL kept. Host AND prefix must match; any other
+ * api.atlassian.com path, or a site whose credential is not for the
+ * gateway, stays unmapped (no credential). True when it set out->site.
+ */
+static bool route_gateway_agent(const struct route_input *in, struct route *out, bool https)
+{
+    const struct world *w = in->world;
+    const struct config *cfg = w->cfg;
+    enum gwroute_product product;
+    char id[CONFIG_MAX_CLOUD_ID + 1];
+
+    if (!util_strcaseeq(out->auth.host, CONFIG_GATEWAY_HOST) ||
+        out->auth.port != (https ? 443 : 80) ||
+        !gwroute_parse(out->path, out->path_len, &product, id, sizeof(id)))
+        return false;
+    const struct config_site *site = NULL;
+    for (size_t i = 0; i < cfg->nsites && !site; i++) {
+        if (cfg->sites[i].cloud_id && strcmp(cfg->sites[i].cloud_id, id) == 0)
+            site = &cfg->sites[i];
+    }
+    if (!site && in->cloud_lookup) {
+        struct hostmap_authority a;
+        memset(&a, 0, sizeof(a));
+        if (in->cloud_lookup(in->cloud_arg, id, a.host, sizeof(a.host), &a.port)) {
+            a.port_given = true;
+            site = hostmap_lookup(w->map, &a);
+        }
+    }
+    if (!site || !cfg->credentials[site->credential].via_gateway)
+        return false;
+    out->site = site;
+    out->gateway_agent_url = true;
+    return true;
+}
+
+/* Issue 10: mark a site request whose credential works only through the API gateway. */
+static void route_gateway_site(const struct route_input *in, struct route *out)
+{
+    const struct config *cfg = in->world->cfg;
+    out->via_gateway = cfg->credentials[out->site->credential].via_gateway;
 }
 
 /*
@@ -261,6 +308,8 @@ static void route_absolute(const struct route_input *in, struct route *out)
         return;
     }
     out->site = hostmap_lookup_forward(w->map, &out->auth, https);
+    if (!out->site && !(in->listener && in->listener->is_site))
+        route_gateway_agent(in, out, https);
     if (in->listener && in->listener->is_site) {
         /* A site listener serves its site only: it is no forward proxy. */
         if (!out->site || !util_strcaseeq(out->site->host, in->listener->site_host) ||
@@ -416,7 +465,11 @@ static void route_site_checks(const struct route_input *in, struct route *out)
         return;
     }
     route_set_host(out, out->site->host);
-    out->url = route_site_url(in->world, out->site, out->path, out->path_len);
+    if (out->gateway_agent_url)
+        out->url = xasprintf("https://%s%.*s", CONFIG_GATEWAY_HOST, (int)out->path_len, out->path);
+    else
+        out->url = route_site_url(in->world, out->site, out->path, out->path_len);
+    route_gateway_site(in, out);
     out->action = ROUTE_SITE;
 }
 

@@ -697,6 +697,25 @@ enum tokens_state tokens_cloud_id(struct tokens *t, const char *host, int port, 
     return st;
 }
 
+bool tokens_site_for_cloud_id(void *tokens, const char *cloud_id, char *host, size_t cap, int *port)
+{
+    struct tokens *t = tokens;
+    bool found = false;
+    if (!t || !cloud_id || !*cloud_id)
+        return false;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < TK_MAX_SITES && !found; i++) {
+        struct tk_site *s = &t->sites[i];
+        if (s->configured && s->cloud_id[0] && strcmp(s->cloud_id, cloud_id) == 0) {
+            snprintf(host, cap, "%s", s->host);
+            *port = s->port;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return found;
+}
+
 void tokens_refused(struct tokens *t, const char *cred)
 {
     bool kick = false;

@@ -69,6 +69,12 @@ enum tokens_state tokens_auth_line(struct tokens *t, const char *cred, char *buf
 /* The cloudId of site host:port into buf (at least CONFIG_MAX_CLOUD_ID + 1). */
 enum tokens_state tokens_cloud_id(struct tokens *t, const char *host, int port, char *buf,
                                   size_t cap, char *why, size_t wcap);
+/*
+ * The gateway site whose known cloudId is cloud_id: its host into host and
+ * its port into *port; false when none. Any thread (route_cloud_lookup_fn).
+ */
+bool tokens_site_for_cloud_id(void *tokens, const char *cloud_id, char *host, size_t cap,
+                              int *port);
 /* Atlassian refused the token minted for cred (401): mint a new one now. Any thread. */
 void tokens_refused(struct tokens *t, const char *cred);
 

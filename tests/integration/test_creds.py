@@ -401,6 +401,18 @@ def scoped_token_forward_mode(env):
           "/ex/confluence/%s/wiki/rest/api/user/current" % acme_id, "via /ex/confluence/")
     for text in (env.proxy.stderr(), r.body.decode()):
         check(SCOPED not in text, "the scoped token appears in no output")
+    # A gateway link the agent follows itself (forward mode leaves links as they are).
+    seq = env.fake.last_seq()
+    r = get(env, "http://api.atlassian.com/ex/jira/%s/rest/api/3/myself" % acme_id)
+    check(r.status == 200, "the agent's own gateway URL for the site's cloudId works", r)
+    rec = [x for x in env.fake.records(since=seq) if x["host"] == fake_atlassian.GATEWAY_HOST]
+    check(rec and rec[-1]["authorization"] == h.basic(h.EMAIL, SCOPED), "with the credential")
+    seq = env.fake.last_seq()
+    for url in ("http://api.atlassian.com/oauth/token/accessible-resources",
+                "http://api.atlassian.com/ex/jira/00000000-0000-0000-0000-00000000ffff/x",
+                "http://api.atlassian.com/ex/bitbucket/%s/x" % acme_id):
+        h.proxy_error(get(env, url), 403, "host_not_allowed")
+    check(not env.fake.records(since=seq), "other api.atlassian.com paths never went out")
 
 
 @h.test
