@@ -456,5 +456,68 @@ def scoped_token_at_the_site_is_what_atlassian_rejects(env):
     check(not gateway_records(env), "nothing went to the gateway")
 
 
+# ---------------------------------------------------------------- check
+
+def run_check(env, *args):
+    p = subprocess.run([h.BIN, "check", "-c", env.config_path] + list(args), env=h.clean_env(),
+                       capture_output=True, timeout=60)
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    env.extra_texts += [out, err]
+    return p.returncode, out, err
+
+
+def scoped_sites():
+    sites = fake_atlassian.default_sites(h.EMAIL, h.TOKEN)
+    for s in sites.values():
+        s["scoped"] = [[h.EMAIL, SCOPED]]
+    return sites
+
+
+@h.test
+def check_says_scoped_token_needs_via_api_gateway(env):
+    env.start_fake(sites=scoped_sites())
+    path = token_file(env, SCOPED, "scoped")
+    env.config(credentials={"sc": {"type": "basic", "email": h.EMAIL, "token_file": path}},
+               sites=[{"domain": "acme", "credential": "sc"}])
+    rc, out, err = run_check(env)
+    check(rc == 1, "exit 1: the config is wrong", (rc, out, err))
+    check("this is a scoped token: set `via: api_gateway` on credential sc" in out,
+          "says what to change", out)
+    check(SCOPED not in out + err, "the token is never printed")
+    # With via: api_gateway the same token checks out.
+    env.config(credentials={"sc": {"type": "basic", "email": h.EMAIL, "token_file": path,
+                                   "via": "api_gateway"}},
+               sites=[{"domain": "acme", "credential": "sc"}])
+    rc, out, err = run_check(env)
+    check(rc == 0 and out.count("ok  ") == 2, "via: api_gateway: both products ok", (rc, out, err))
+    acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    check(any(r["target"] == "/ex/jira/%s/rest/api/3/myself" % acme_id
+              for r in gateway_records(env)), "checked through the gateway")
+
+
+@h.test
+def check_oauth_client(env):
+    env.start_fake(oauth_clients={CLIENT_ID: CLIENT_SECRET})
+    path = token_file(env, CLIENT_SECRET, "client-secret")
+    cred = {"type": "oauth_client", "client_id": CLIENT_ID, "client_secret_file": path,
+            "token_url": "https://auth.atlassian.com/oauth/token"}
+    env.config(credentials={"sa": cred}, sites=[{"domain": "acme", "credential": "sa"}])
+    env.extra_texts.append(CLIENT_SECRET)
+    rc, out, err = run_check(env)
+    check(rc == 0 and out.count("ok  ") == 2, "oauth_client: minted and both products ok",
+          (rc, out, err))
+    check(len(token_records(env)) == 1, "one token request")
+    check(all((r["authorization"] or "").startswith("Bearer ") for r in gateway_records(env)),
+          "Bearer through the gateway")
+    minted = [r["authorization"][7:] for r in gateway_records(env)]
+    check(not any(m in out + err for m in minted) and CLIENT_SECRET not in out + err,
+          "neither the secret nor the token is printed")
+    # A wrong secret: said in the user's words.
+    token_file(env, "cs-WRONG-" + os.urandom(6).hex(), "client-secret")
+    rc, out, err = run_check(env)
+    check(rc == 1 and "rejected the client credentials of sa" in out, "wrong secret explained",
+          (rc, out, err))
+
+
 if __name__ == "__main__":
     h.main()
