@@ -276,6 +276,8 @@ def oauth_client_across_three_lifetimes(env):
     check(len(toks) in (4, 5), "one token request per renewal period (%d: %s)"
           % (len(toks), [round(x - times[0], 2) for x in times]))
     gaps = [b - a for a, b in zip(times, times[1:])]
+    h.log("  %d requests, token requests at %s s" % (len(codes), [round(x - times[0], 2)
+                                                            for x in times]))
     check(all(1.3 <= g <= 2.0 for g in gaps), "renewed before expiry, one at a time: %s"
           % [round(g, 2) for g in gaps])
     gw = gateway_records(env)
