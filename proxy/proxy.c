@@ -946,7 +946,9 @@ static const struct tunnel_callbacks tun_callbacks = {
 static void start_intercept(struct request *r, const struct route *rt)
 {
     struct conn *c = r->c;
-    SSL_CTX *ctx = mitm_ctx_for_host(r->world->mitm, rt->site->host);
+    /* A mapped site, or api.atlassian.com for a gateway credential (rt->site NULL). */
+    const char *host = rt->site ? rt->site->host : rt->auth.host;
+    SSL_CTX *ctx = mitm_ctx_for_host(r->world->mitm, host);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
 
     SSL_CTX_free(ctx);
@@ -955,7 +957,7 @@ static void start_intercept(struct request *r, const struct route *rt)
         snprintf(msg, sizeof(msg),
                  "cannot intercept %s: the local CA could not issue a certificate for it "
                  "(see the startup warning; re-run `credproxy ca init --force`)",
-                 rt->site->host);
+                 host);
         reply_error_x(r, 403, "interception_off", msg, NULL, true);
         return;
     }

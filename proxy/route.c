@@ -183,6 +183,35 @@ static bool route_gateway_agent(const struct route_input *in, struct route *out,
     return true;
 }
 
+/* Issue 10: does any credential go through the gateway (then api.atlassian.com is intercepted)? */
+static bool route_gateway_configured(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        if (cfg->credentials[i].via_gateway)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Issue 10: a request inside an intercepted tunnel to api.atlassian.com:
+ * only /ex/{product}/{a gateway site's cloudId}/ gets a site (and its
+ * credential); anything else there is refused. True when the tunnel is
+ * the gateway's (out is then decided).
+ */
+static bool route_gateway_tunnel(const struct route_input *in, struct route *out)
+{
+    if (!util_strcaseeq(in->tunnel->host, CONFIG_GATEWAY_HOST))
+        return false;
+    out->auth = *in->tunnel;
+    if (!route_gateway_agent(in, out, true))
+        route_refuse(out, 403, "host_not_allowed", false,
+                     "on %s only /ex/jira/{cloudId}/ and /ex/confluence/{cloudId}/ of a "
+                     "configured site whose credential has via: api_gateway are served",
+                     CONFIG_GATEWAY_HOST);
+    return true;
+}
+
 /* Issue 10: mark a site request whose credential works only through the API gateway. */
 static void route_gateway_site(const struct route_input *in, struct route *out)
 {
@@ -265,6 +294,16 @@ static void route_connect(const struct route_input *in, struct route *out)
     }
     route_set_host(out, out->auth.host);
     out->site = hostmap_lookup_forward(w->map, &out->auth, true);
+    if (!out->site && out->auth.port == 443 &&
+        util_strcaseeq(out->auth.host, CONFIG_GATEWAY_HOST) && route_gateway_configured(w->cfg)) {
+        /* Issue 10: intercepted so its /ex/{product}/{cloudId}/ requests can be served. */
+        if (!w->mitm) {
+            route_refuse(out, 403, "interception_off", true, "%s", ROUTE_MSG_NO_CA);
+            return;
+        }
+        out->action = ROUTE_CONNECT_INTERCEPT;
+        return;
+    }
     if (out->site) {
         if (!w->mitm) {
             route_refuse(out, 403, "interception_off", true, "%s", ROUTE_MSG_NO_CA);
@@ -301,6 +340,8 @@ static void route_absolute(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
+        if (route_gateway_tunnel(in, out))
+            return;
         out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
         if (!out->site)
             route_refuse(out, 421, "site_unknown", false,
@@ -382,6 +423,8 @@ static void route_origin_form(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
+        if (route_gateway_tunnel(in, out))
+            return;
         out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
         if (!out->site)
             route_refuse(out, 421, "site_unknown", false,

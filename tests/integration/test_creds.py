@@ -440,6 +440,21 @@ def scoped_token_intercept_mode(env):
     acme_id = env.fake.sites["acme.atlassian.net"]["cloud_id"]
     check(gw and gw[-1]["target"] == "/ex/jira/%s/rest/api/3/myself" % acme_id,
           "intercept: through the gateway")
+    # The agent follows a gateway link itself: CONNECT api.atlassian.com is intercepted too, and
+    # only /ex/{product}/{a configured cloudId}/ gets the credential.
+    seq = env.fake.last_seq()
+    res = env.curl(["-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert",
+                    os.path.join(certs, "ca.pem"),
+                    "https://api.atlassian.com/ex/jira/%s/rest/api/3/myself" % acme_id])
+    check(res.rc == 0 and res.status == 200, "intercept: the agent's own gateway URL", res)
+    rec = [x for x in env.fake.records(since=seq) if x["host"] == fake_atlassian.GATEWAY_HOST]
+    check(rec and rec[-1]["authorization"] == h.basic(h.EMAIL, SCOPED), "with the credential")
+    seq = env.fake.last_seq()
+    res = env.curl(["-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert",
+                    os.path.join(certs, "ca.pem"),
+                    "https://api.atlassian.com/oauth/token/accessible-resources"])
+    check(res.status == 403, "intercept: any other api.atlassian.com path is refused", res)
+    check(not env.fake.records(since=seq), "and never went out")
 
 
 @h.test

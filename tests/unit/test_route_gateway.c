@@ -142,6 +142,53 @@ int main(void)
             CHECK_STR(rt.url, row->url);
         route_clear(&rt);
     }
+    /* CONNECT api.atlassian.com:443 with a gateway credential: intercepted (here: no CA, so
+     * interception_off); inside such a tunnel only /ex/{product}/{cloudId}/ gets a site. */
+    {
+        struct route_listener ls = {0};
+        struct route_input in = {.world = w,
+                                 .cloud_lookup = lookup,
+                                 .listener = &ls,
+                                 .is_connect = true,
+                                 .target = "api.atlassian.com:443",
+                                 .target_len = strlen("api.atlassian.com:443")};
+        struct route rt;
+        route_request(&in, &rt);
+        CHECK(rt.action == ROUTE_REFUSE && rt.status == 403 &&
+              strcmp(rt.code, "interception_off") == 0);
+        route_clear(&rt);
+        struct hostmap_authority tun = {.port = 443, .port_given = true};
+        snprintf(tun.host, sizeof(tun.host), "api.atlassian.com");
+        static const struct {
+            const char *target, *host;
+            enum route_action action;
+            int status;
+        } trows[] = {
+            {"/ex/jira/" ID_CFG "/rest/api/3/myself", "api.atlassian.com", ROUTE_SITE, 0},
+            {"https://api.atlassian.com/ex/confluence/" ID_DISC "/wiki/x", "api.atlassian.com",
+             ROUTE_SITE, 0},
+            {"/oauth/token/accessible-resources", "api.atlassian.com", ROUTE_REFUSE, 403},
+            {"/ex/jira/" ID_PLAIN "/x", "api.atlassian.com", ROUTE_REFUSE, 403},
+            {"/ex/jira/" ID_CFG "/x", "acme.atlassian.net", ROUTE_REFUSE, 421},
+        };
+        for (size_t i = 0; i < UTIL_ARRAY_LEN(trows); i++) {
+            struct route_input ti = {.world = w,
+                                     .cloud_lookup = lookup,
+                                     .listener = &ls,
+                                     .tunnel = &tun,
+                                     .target = trows[i].target,
+                                     .target_len = strlen(trows[i].target),
+                                     .host = trows[i].host,
+                                     .host_len = strlen(trows[i].host)};
+            route_request(&ti, &rt);
+            CHECK_MSG(rt.action == trows[i].action && rt.status == trows[i].status,
+                      "tunnel %s: action %d status %d", trows[i].target, rt.action, rt.status);
+            if (trows[i].action == ROUTE_SITE)
+                CHECK(rt.gateway_agent_url && rt.url &&
+                      strncmp(rt.url, "https://api.atlassian.com/ex/", 29) == 0);
+            route_clear(&rt);
+        }
+    }
     world_unref(w);
     TEST_DONE();
 }
