@@ -7,7 +7,8 @@
  * it is held only to copy strings and update tokensched arithmetic, never
  * across an upstream call or a log line. Entries live in fixed arrays and
  * keep their index across reloads (matched by name / host), so a running
- * fetch finds its entry again through (index, generation).
+ * fetch finds its entry again by index; a reload that replaces or drops an
+ * entry cancels its fetch first (no callback follows a cancel).
  */
 #include "tokens.h"
 
@@ -41,7 +42,6 @@ struct tk_fetch {
     struct tokens *t;
     enum tk_kind kind;
     size_t idx;
-    uint64_t gen;
     struct world *world; /* a reference: the exchange borrows its cfg */
     struct upstream_exchange *ex;
     char *body; /* request body (the token request holds the client secret) */
@@ -58,7 +58,6 @@ struct tk_cred {
     struct tokensched sched;
     char *line; /* "Authorization: Bearer <token>" (secret), NULL when none */
     char why[TOKENS_MAX_WHY];
-    uint64_t gen;
     struct tk_fetch *fetch;
 };
 
@@ -70,7 +69,6 @@ struct tk_site {
     char cloud_id[CONFIG_MAX_CLOUD_ID + 1]; /* "" while unknown */
     struct tokensched sched;                /* when to (re)discover; backoff */
     char why[TOKENS_MAX_WHY];
-    uint64_t gen;
     struct tk_fetch *fetch;
 };
 
@@ -394,7 +392,6 @@ static void tk_run(struct tokens *t)
             f->t = t;
             f->kind = TK_TOKEN;
             f->idx = i;
-            f->gen = c->gen;
             f->world = world_ref(t->world);
             f->body = tk_token_body(c, &f->body_len);
             url = xstrdup(c->token_url);
@@ -424,7 +421,6 @@ static void tk_run(struct tokens *t)
             f->t = t;
             f->kind = TK_TENANT;
             f->idx = i;
-            f->gen = s->gen;
             f->world = world_ref(t->world);
             url = s->port == 443 ? xasprintf("https://%s/_edge/tenant_info", s->host)
                                  : xasprintf("https://%s:%d/_edge/tenant_info", s->host, s->port);
@@ -544,9 +540,7 @@ static void tk_configure_creds(struct tokens *t, const struct config *cfg)
             if (!free_slot)
                 continue;
             c = free_slot;
-            uint64_t gen = c->gen + 1;
             memset(c, 0, sizeof(*c));
-            c->gen = gen;
             c->used = true;
             snprintf(c->name, sizeof(c->name), "%s", cc->name);
             c->client_id = xstrdup(cc->client_id);
@@ -585,9 +579,7 @@ static void tk_configure_sites(struct tokens *t, const struct config *cfg)
             if (!free_slot)
                 continue;
             s = free_slot;
-            uint64_t gen = s->gen + 1;
             memset(s, 0, sizeof(*s));
-            s->gen = gen;
             s->used = true;
             snprintf(s->host, sizeof(s->host), "%s", cs->host);
             s->port = cs->port;

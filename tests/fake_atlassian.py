@@ -117,6 +117,7 @@ DEFAULT_SWITCHES = {
     "oauth_lifetime": 3600,
     "oauth_unavailable": False,
     "oauth_delay": 0,
+    "gw_scope_missing": False,
 }
 
 RATE_LIMITED_BODY = {"errorMessages": ["The request has been rate-limited. Please try again later."],
@@ -609,6 +610,9 @@ class FakeAtlassian:
         auth = self._auth(req, site)  # "ok", "none", "bad", or a response (captcha/legacy)
         if isinstance(auth, _Response):
             return auth
+        gw = creds_gateway_answer(self, req, auth)
+        if gw is not None:
+            return gw
         req.authed = auth == "ok"
         base = getattr(req, "gw_base", None) or "https://" + req.host
         acct = site["account"]
@@ -925,7 +929,8 @@ def creds_ratelimit_headers(q):
 # The API gateway and the token endpoint.
 #
 # Host api.atlassian.com: /ex/jira/{cloudId}/PATH and /ex/confluence/{cloudId}/PATH
-# are served as PATH of the site with that cloud_id (links then point at the
+# are served as PATH of the site with that cloud_id or one of its
+# "cloud_id_aliases" (a site whose id changed) (links then point at the
 # gateway, as Atlassian's do); any other path answers 404. There it accepts,
 # besides the site's own credentials, its "scoped" [email, token] pairs
 # (which the site URL rejects like a wrong token) and Bearer access tokens
@@ -934,7 +939,9 @@ def creds_ratelimit_headers(q):
 # checked against switch oauth_clients; answers {"access_token", "expires_in":
 # oauth_lifetime, "token_type": "Bearer"}; a wrong pair 401
 # {"error": "access_denied"}; switch oauth_unavailable: 503; oauth_delay: seconds
-# before answering.
+# before answering. Switch gw_scope_missing: every gateway request with a good
+# credential answers 401 {"code":401,"message":"Unauthorized; scope does not match"}.
+# An expired access token is refused with WWW-Authenticate naming the expiry.
 # creds_revoke_tokens(fake) revokes every token minted so far.
 
 def creds_site(fake, req):
@@ -944,7 +951,7 @@ def creds_site(fake, req):
     if len(parts) < 4 or parts[1] != "ex" or parts[2] not in ("jira", "confluence"):
         return None
     for site in fake.sites.values():
-        if site["cloud_id"] == parts[3].lower():
+        if parts[3].lower() in [site["cloud_id"]] + site.get("cloud_id_aliases", []):
             req.gateway = True
             req.gw_site = site
             req.gw_base = "https://%s/ex/%s/%s" % (GATEWAY_HOST, parts[2], parts[3])
@@ -976,12 +983,26 @@ def creds_gateway_auth(fake, req, site, value):
     return False
 
 
+def creds_gateway_answer(fake, req, auth):
+    """The gateway's own refusals (scope, expired token), or None."""
+    if not getattr(req, "gateway", False):
+        return None
+    if auth == "ok" and fake._switches.get("gw_scope_missing"):
+        return _json(401, {"code": 401, "message": "Unauthorized; scope does not match"})
+    if getattr(req, "creds_refused", None) == "expired":
+        return _json(401, {"code": 401, "message": "Unauthorized"}, [
+            ("WWW-Authenticate", 'Bearer error="invalid_token", '
+                                 'error_description="The access token expired"')])
+    return None
+
+
 def creds_is_gateway_request(fake, rec):
     """A record of a request to api.atlassian.com/ex/{jira|confluence}/{a site's cloudId}/."""
     if rec["host"] != GATEWAY_HOST:
         return False
-    return any(rec["target"].startswith("/ex/%s/%s/" % (p, site["cloud_id"]))
-               for p in ("jira", "confluence") for site in fake.sites.values())
+    return any(rec["target"].startswith("/ex/%s/%s/" % (p, cid))
+               for p in ("jira", "confluence") for site in fake.sites.values()
+               for cid in [site["cloud_id"]] + site.get("cloud_id_aliases", []))
 
 
 def creds_revoke_tokens(fake):

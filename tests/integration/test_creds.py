@@ -536,5 +536,38 @@ def check_oauth_client(env):
           (rc, out, err))
 
 
+@h.test
+def check_names_the_missing_scope(env):
+    env.start_fake(sites=scoped_sites(), gw_scope_missing=True)
+    path = token_file(env, SCOPED, "scoped")
+    env.config(credentials={"sc": {"type": "basic", "email": h.EMAIL, "token_file": path,
+                                   "via": "api_gateway"}},
+               sites=[{"domain": "acme", "credential": "sc"}])
+    rc, out, err = run_check(env)
+    check(rc == 1, "exit 1", (rc, out, err))
+    check("lacks a scope" in out and "needs read:jira-user" in out and
+          "needs read:confluence-user" in out, "names the scope each call needs", out)
+
+
+@h.test
+def cloud_id_is_looked_up_again_on_reload(env):
+    scoped_start(env)
+    check(get(env).status == 200, "first cloudId works")
+    old = env.fake.sites["acme.atlassian.net"]["cloud_id"]
+    new = "00000000-0000-0000-0000-0000000c0ffe"
+    env.fake.sites["acme.atlassian.net"]["cloud_id"] = new
+    env.fake.sites["acme.atlassian.net"]["cloud_id_aliases"] = [old]
+    os.kill(env.proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "cloudId %s" % new not in env.proxy.stderr():
+        time.sleep(0.05)
+    seq = env.fake.last_seq()
+    check(get(env).status == 200, "served after the reload")
+    gw = gateway_records(env, seq)
+    check(gw and gw[-1]["target"].startswith("/ex/jira/%s/" % new), "with the new cloudId",
+          [g["target"] for g in gw])
+    check(old != new, "the id changed")
+
+
 if __name__ == "__main__":
     h.main()
