@@ -124,6 +124,7 @@ static void request_finish(struct request *r)
 
 static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
                           const char *fields, const char *extra, bool force_close);
+static void breaker_probe_gone(struct request *r);
 
 static void reply_error_x(struct request *r, int status, const char *code, const char *msg,
                           const char *extra, bool force_close)
@@ -135,6 +136,7 @@ static void reply_error_x(struct request *r, int status, const char *code, const
 static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
                           const char *fields, const char *extra, bool force_close)
 {
+    breaker_probe_gone(r); /* a probe answered by the proxy itself (429, 503) told nothing */
     struct conn *c = r->c;
     /* A refused CONNECT ends the connection: the client may already be sending TLS. */
     bool close =
@@ -201,8 +203,6 @@ static void proxy_request_free(struct request *r)
     free(r->gateway_origin);
     free(r);
 }
-
-static void breaker_probe_gone(struct request *r);
 
 static void proxy_request_abort(struct request *r)
 {
