@@ -46,6 +46,7 @@ struct cfg_ctx {
     struct config *cfg;
     char *err;
     size_t warn_cap;
+    bool no_secrets; /* config_load_file_nosecrets: check the keys, read no secret */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -819,6 +820,14 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
     if (n->data.scalar.length == 0)
         return cfg_fail(c, n, "%s has no value; give one or remove the key", what);
     v = (const char *)n->data.scalar.value;
+    if (c->no_secrets) {
+        *secret = NULL; /* policy explain: the shape was checked, no secret is read */
+        *source = which == 0   ? CONFIG_SECRET_ENV
+                  : which == 1 ? CONFIG_SECRET_FILE
+                               : CONFIG_SECRET_INLINE;
+        *ref = which == 2 ? NULL : xstrdup(v);
+        return 0;
+    }
 
     if (which == 0) {
         const char *val;
@@ -1265,8 +1274,8 @@ static int cfg_sites(struct cfg_ctx *c, const yaml_node_t *root)
 
 /* ---------------------------------------------------------------- clients */
 
-static const char *const cfg_client_keys[] = {"id",         "key_env", "key_file", "key",
-                                              "rate_limit", "burst",   NULL};
+static const char *const cfg_client_keys[] = {"policy", "id",         "key_env", "key_file",
+                                              "key",    "rate_limit", "burst",   NULL};
 
 static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
 {
@@ -1622,6 +1631,324 @@ static int cfg_upstream(struct cfg_ctx *c, const yaml_node_t *root)
     return 0;
 }
 
+/* -------------------------------------------------------------- policies */
+
+static const char *const cfg_class_names[POLICY_NCLASSES] = {
+    [POLICY_READ] = "read",   [POLICY_COMMENT] = "comment", [POLICY_TRANSITION] = "transition",
+    [POLICY_WRITE] = "write", [POLICY_DELETE] = "delete",   [POLICY_ADMIN] = "admin",
+};
+
+const char *config_class_name(enum policy_class c)
+{
+    return (unsigned)c < POLICY_NCLASSES ? cfg_class_names[c] : NULL;
+}
+
+int config_class_parse(const char *name)
+{
+    for (int i = 0; i < POLICY_NCLASSES; i++) {
+        if (strcmp(name, cfg_class_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static const char *const cfg_policy_keys[] = {"allow", "projects", "spaces", NULL};
+
+/* `full` and `read-only` always exist, first, at CONFIG_POLICY_FULL and CONFIG_POLICY_READ_ONLY. */
+static void cfg_policy_builtins(struct config *cfg)
+{
+    cfg->policies = xcalloc(2, sizeof(*cfg->policies));
+    cfg->npolicies = 2;
+    cfg->policies[CONFIG_POLICY_FULL].name = xstrdup("full");
+    cfg->policies[CONFIG_POLICY_FULL].allow = POLICY_ALL_CLASSES;
+    cfg->policies[CONFIG_POLICY_FULL].builtin = true;
+    cfg->policies[CONFIG_POLICY_READ_ONLY].name = xstrdup("read-only");
+    cfg->policies[CONFIG_POLICY_READ_ONLY].allow = POLICY_CLASS_BIT(POLICY_READ);
+    cfg->policies[CONFIG_POLICY_READ_ONLY].builtin = true;
+    cfg->default_policy = CONFIG_POLICY_FULL;
+}
+
+static void cfg_policies_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        struct config_policy *p = &cfg->policies[i];
+        free(p->name);
+        for (size_t j = 0; j < p->nprojects; j++)
+            free(p->projects[j]);
+        free(p->projects);
+        for (size_t j = 0; j < p->nspaces; j++)
+            free(p->spaces[j]);
+        free(p->spaces);
+    }
+    free(cfg->policies);
+}
+
+int config_policy_index(const struct config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return -1;
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        if (strcmp(cfg->policies[i].name, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const struct config_policy *config_policy_for(const struct config *cfg, const char *client_id)
+{
+    static const struct config_policy full = {.name = "full", .allow = POLICY_ALL_CLASSES};
+    size_t idx = cfg->default_policy;
+
+    if (client_id) {
+        for (size_t i = 0; i < cfg->nclients; i++) {
+            if (strcmp(cfg->clients[i].id, client_id) == 0 && cfg->clients[i].policy >= 0)
+                idx = (size_t)cfg->clients[i].policy;
+        }
+    }
+    return idx < cfg->npolicies ? &cfg->policies[idx] : &full;
+}
+
+/*
+ * Jira project keys: a letter, then letters, digits or '_' (Atlassian's
+ * default key pattern); kept upper-case. Confluence space keys: letters and
+ * digits, or a personal space "~" followed by an account id.
+ */
+static bool cfg_project_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY ||
+        !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool cfg_space_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    size_t i = 0;
+    bool personal = n > 0 && s[0] == '~';
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY || (personal && n == 1))
+        return false;
+    if (personal)
+        i = 1;
+    for (; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (personal)
+            ok = ok || ch == '-' || ch == ':' || ch == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* A non-empty list of scalars under key; *items (caller owns) gets copies. */
+static int cfg_policy_list(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                           const char *key, char ***items, size_t *nitems, bool *present)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *l = cfg_map_get(c, m, key);
+
+    *present = false;
+    if (!l)
+        return 0;
+    cfg_what(what, prefix, key);
+    if (l->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, l, "%s must be a list ([A, B]), not %s", what, cfg_type_name(l));
+    size_t count = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+    if (count == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; it would allow nothing (remove the key to allow "
+                        "every one, or name at least one)",
+                        what);
+    if (count > CONFIG_MAX_POLICY_SCOPE)
+        return cfg_fail(c, l, "%s has %zu entries; at most %d", what, count,
+                        CONFIG_MAX_POLICY_SCOPE);
+    *items = xcalloc(count, sizeof(**items));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *n = cfg_node(c, l->data.sequence.items.start[i]);
+        const char *v = cfg_scalar(c, n, what);
+        if (!v)
+            return -1;
+        (*items)[i] = xstrdup(v);
+        *nitems = i + 1;
+    }
+    *present = true;
+    return 0;
+}
+
+static int cfg_policy(struct cfg_ctx *c, const yaml_node_t *key, const yaml_node_t *m,
+                      struct config_policy *p)
+{
+    char prefix[CFG_MAX_WHAT], what[CFG_MAX_WHAT];
+    const char *name = cfg_scalar(c, key, "a policy name");
+    char **classes = NULL;
+    size_t nclasses = 0;
+    bool present;
+    int rc = -1;
+
+    if (!name)
+        return -1;
+    p->name = xstrdup(name);
+    p->pos = cfg_pos(key);
+    if (!cfg_ident_ok(name))
+        return cfg_fail(c, key,
+                        "policy name '%.64s' may only use letters, digits, '.', '_' and '-' (at "
+                        "most %d)",
+                        name, CFG_MAX_NAME_LEN);
+    if (strcmp(name, "full") == 0 || strcmp(name, "read-only") == 0)
+        return cfg_fail(c, key,
+                        "policy '%s' is built in and cannot be redefined; give yours another name",
+                        name);
+    cfg_bprintf(prefix, sizeof(prefix), "policies.%s", name);
+    if (cfg_map_check(c, m, prefix, cfg_policy_keys) < 0)
+        return -1;
+    if (!cfg_map_get(c, m, "allow"))
+        return cfg_fail(c, m,
+                        "%s has no allow list; add allow: [read, ...] (classes: read, comment, "
+                        "transition, write, delete, admin)",
+                        prefix);
+    if (cfg_policy_list(c, m, prefix, "allow", &classes, &nclasses, &present) < 0)
+        goto out;
+    yaml_node_t *al = cfg_map_get(c, m, "allow");
+    cfg_what(what, prefix, "allow");
+    for (size_t i = 0; i < nclasses; i++) {
+        int cl = config_class_parse(classes[i]);
+        if (cl < 0) {
+            cfg_fail(c, cfg_node(c, al->data.sequence.items.start[i]),
+                     "%s: unknown class '%.64s'; classes are read, comment, transition, write, "
+                     "delete, admin",
+                     what, classes[i]);
+            goto out;
+        }
+        p->allow |= POLICY_CLASS_BIT(cl);
+    }
+    if (cfg_policy_list(c, m, prefix, "projects", &p->projects, &p->nprojects, &p->has_projects) <
+        0)
+        goto out;
+    yaml_node_t *pl = cfg_map_get(c, m, "projects");
+    for (size_t i = 0; i < p->nprojects; i++) {
+        if (!cfg_project_key_ok(p->projects[i])) {
+            cfg_fail(c, cfg_node(c, pl->data.sequence.items.start[i]),
+                     "%s.projects: '%.64s' is not a Jira project key (a letter, then letters, "
+                     "digits or _)",
+                     prefix, p->projects[i]);
+            goto out;
+        }
+        for (char *q = p->projects[i]; *q; q++) {
+            if (*q >= 'a' && *q <= 'z')
+                *q = (char)(*q - 'a' + 'A');
+        }
+    }
+    if (cfg_policy_list(c, m, prefix, "spaces", &p->spaces, &p->nspaces, &p->has_spaces) < 0)
+        goto out;
+    yaml_node_t *sl = cfg_map_get(c, m, "spaces");
+    for (size_t i = 0; i < p->nspaces; i++) {
+        if (!cfg_space_key_ok(p->spaces[i])) {
+            cfg_fail(c, cfg_node(c, sl->data.sequence.items.start[i]),
+                     "%s.spaces: '%.64s' is not a Confluence space key (letters and digits, or "
+                     "~ACCOUNT for a personal space)",
+                     prefix, p->spaces[i]);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < nclasses; i++)
+        free(classes[i]);
+    free(classes);
+    return rc;
+}
+
+/* A policy name given in default_policy: or clients[i].policy:, resolved to its index. */
+static int cfg_policy_ref(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
+                          const char *key, int *out)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *n = cfg_map_get(c, map, key);
+    const char *v;
+
+    if (!n)
+        return 0;
+    cfg_what(what, prefix, key);
+    v = cfg_scalar(c, n, what);
+    if (!v)
+        return -1;
+    *out = config_policy_index(c->cfg, v);
+    if (*out < 0) {
+        char names[512];
+        size_t off = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < c->cfg->npolicies; i++) {
+            int w = cfg_bprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                c->cfg->policies[i].name);
+            if (w > 0 && (size_t)w < sizeof(names) - off)
+                off += (size_t)w;
+        }
+        return cfg_fail(c, n, "%s: unknown policy '%.64s'; defined: %s", what, v, names);
+    }
+    return 0;
+}
+
+/* policies:, default_policy: and clients[i].policy: (after cfg_clients). */
+static int cfg_policies(struct cfg_ctx *c, const yaml_node_t *root)
+{
+    struct config *cfg = c->cfg;
+    yaml_node_t *m = cfg_map_get(c, root, "policies");
+    int idx;
+
+    for (size_t i = 0; i < cfg->nclients; i++)
+        cfg->clients[i].policy = -1;
+    if (m) {
+        if (m->type != YAML_MAPPING_NODE)
+            return cfg_fail(c, m, "policies must be a map (NAME: {allow: [...]}), not %s",
+                            cfg_type_name(m));
+        size_t count = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+        if (count == 0)
+            return cfg_fail(c, m, "policies is empty; define one or remove the key");
+        if (count + 2 > CONFIG_MAX_POLICIES)
+            return cfg_fail(c, m, "too many policies (%zu); at most %d", count,
+                            CONFIG_MAX_POLICIES - 2);
+        cfg->policies = xrealloc(cfg->policies, (count + 2) * sizeof(*cfg->policies));
+        memset(cfg->policies + 2, 0, count * sizeof(*cfg->policies));
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
+            yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+            cfg->npolicies = 2 + i + 1;
+            if (k->type == YAML_SCALAR_NODE) {
+                for (size_t j = 2; j < 2 + i; j++) {
+                    if (strcmp(cfg->policies[j].name, (const char *)k->data.scalar.value) == 0)
+                        return cfg_fail(c, k,
+                                        "duplicate policy '%.64s' (first given at line %d); keep "
+                                        "only one",
+                                        cfg->policies[j].name, cfg->policies[j].pos.line);
+                }
+            }
+            if (cfg_policy(c, k, v, &cfg->policies[2 + i]) < 0)
+                return -1;
+        }
+    }
+    idx = CONFIG_POLICY_FULL;
+    if (cfg_policy_ref(c, root, "", "default_policy", &idx) < 0)
+        return -1;
+    cfg->default_policy = (size_t)idx;
+    yaml_node_t *l = cfg_map_get(c, root, "clients");
+    for (size_t i = 0; l && l->type == YAML_SEQUENCE_NODE && i < cfg->nclients; i++) {
+        yaml_node_t *cm = cfg_node(c, l->data.sequence.items.start[i]);
+        char prefix[CFG_MAX_WHAT];
+        cfg_bprintf(prefix, sizeof(prefix), "clients[%zu]", i);
+        if (cfg_policy_ref(c, cm, prefix, "policy", &cfg->clients[i].policy) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- the rest */
 
 static const char *const cfg_top_keys[] = {"listen",
@@ -1639,6 +1966,8 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "gateway",
                                            "shutdown_timeout",
                                            "log",
+                                           "policies",
+                                           "default_policy",
                                            NULL};
 static const char *const cfg_icpt_keys[] = {"ca_cert", "ca_key", NULL};
 static const char *const cfg_gw_keys[] = {"rewrite_links", NULL};
@@ -1887,6 +2216,7 @@ static void cfg_defaults(struct config *cfg)
     cfg->log.format = LOG_FORMAT_TEXT;
     cfg->log.level = LOG_INFO;
     cfg->log.audit = true;
+    cfg_policy_builtins(cfg);
 }
 
 static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
@@ -1913,6 +2243,8 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
                      &cfg->allow_unauthenticated_remote) < 0)
         return -1;
     if (cfg_upstream(c, root) < 0 || cfg_sections(c, root) < 0)
+        return -1;
+    if (cfg_policies(c, root) < 0)
         return -1;
     return cfg_cross_checks(c, root);
 }
@@ -1971,7 +2303,19 @@ static void cfg_wipe_doc(yaml_document_t *doc)
     }
 }
 
+static int cfg_load_file(const char *path, bool no_secrets, struct config **out, char **err);
+
 int config_load_file(const char *path, struct config **out, char **err)
+{
+    return cfg_load_file(path, false, out, err);
+}
+
+int config_load_file_nosecrets(const char *path, struct config **out, char **err)
+{
+    return cfg_load_file(path, true, out, err);
+}
+
+static int cfg_load_file(const char *path, bool no_secrets, struct config **out, char **err)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -1992,6 +2336,7 @@ int config_load_file(const char *path, struct config **out, char **err)
     c.file = path;
     c.cfg = cfg;
     c.doc = &doc;
+    c.no_secrets = no_secrets;
 
     if (!yaml_parser_initialize(&parser))
         abort();
@@ -2223,6 +2568,7 @@ void config_free(struct config *cfg)
         util_free_secret(cl->key);
     }
     free(cfg->clients);
+    cfg_policies_free(cfg);
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);

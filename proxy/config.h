@@ -32,7 +32,10 @@
 #define CONFIG_MAX_CLIENTS 256
 #define CONFIG_MAX_SECRET_LEN 8192
 #define CONFIG_MAX_WORKERS 64
-#define CONFIG_MAX_CONNECT_TO 64 /* upstream.connect_to entries */
+#define CONFIG_MAX_CONNECT_TO 64    /* upstream.connect_to entries */
+#define CONFIG_MAX_POLICIES 64      /* policies, the two built-in ones included */
+#define CONFIG_MAX_POLICY_SCOPE 256 /* projects or spaces listed in one policy */
+#define CONFIG_MAX_SCOPE_KEY 64     /* longest project or space key */
 
 /* Where a value came from, for messages ("conf.yaml:12:5"). line/col are 1-based. */
 struct config_pos {
@@ -82,6 +85,39 @@ struct config_site {
 enum config_unknown_hosts { CONFIG_UNKNOWN_DENY = 0, CONFIG_UNKNOWN_TUNNEL };
 enum config_when_exhausted { CONFIG_RL_QUEUE = 0, CONFIG_RL_REJECT };
 
+/*
+ * Atlassian operation classes (see policy.h, which classifies requests).
+ * Defined here because the configuration names them in `allow:` lists.
+ */
+enum policy_class {
+    POLICY_READ = 0,
+    POLICY_COMMENT,
+    POLICY_TRANSITION,
+    POLICY_WRITE,
+    POLICY_DELETE,
+    POLICY_ADMIN,
+    POLICY_NCLASSES
+};
+#define POLICY_CLASS_BIT(c) (1u << (unsigned)(c))
+#define POLICY_ALL_CLASSES ((1u << POLICY_NCLASSES) - 1u)
+
+/* One named policy: which classes, and optionally which projects and spaces. */
+struct config_policy {
+    char *name;
+    unsigned allow;  /* POLICY_CLASS_BIT of each allowed class */
+    char **projects; /* upper-case Jira project keys; only when has_projects */
+    size_t nprojects;
+    bool has_projects; /* false: every project */
+    char **spaces;     /* Confluence space keys; only when has_spaces */
+    size_t nspaces;
+    bool has_spaces; /* false: every space */
+    bool builtin;    /* `full` and `read-only` */
+    struct config_pos pos;
+};
+
+#define CONFIG_POLICY_FULL 0      /* index of the built-in `full` in config.policies */
+#define CONFIG_POLICY_READ_ONLY 1 /* index of the built-in `read-only` */
+
 struct config_client {
     char *id;
     enum config_secret_source source;
@@ -91,6 +127,7 @@ struct config_client {
     bool rate_off;
     double rate_per_sec;
     unsigned burst; /* defaults to the credential default */
+    int policy;     /* index into config.policies; -1 = default_policy */
     struct config_pos pos;
 };
 
@@ -133,6 +170,9 @@ struct config {
 
     struct config_client *clients;
     size_t nclients;
+    struct config_policy *policies; /* the built-in ones first (CONFIG_POLICY_*) */
+    size_t npolicies;
+    size_t default_policy;    /* index into policies; CONFIG_POLICY_FULL unless set */
     bool require_client_auth; /* as written, or forced on (see below) */
     bool allow_unauthenticated_remote;
 
@@ -177,6 +217,14 @@ struct config {
 int config_load_file(const char *path, struct config **out, char **err);
 
 /*
+ * The same checks without reading any secret (token_env/token_file/key_*
+ * are checked for shape only; every secret field is NULL): for commands that
+ * must work without the secrets present (`policy explain`). Never give the
+ * result to world_new.
+ */
+int config_load_file_nosecrets(const char *path, struct config **out, char **err);
+
+/*
  * The embedded default from ATLASSIAN_SITE, ATLASSIAN_EMAIL and
  * ATLASSIAN_API_TOKEN. Returns 0 with *out set; 1 when none of the variables
  * is set (the caller then prints config_missing_message()); -1 with *err when
@@ -196,6 +244,16 @@ const char *config_missing_message(void);
 
 /* Frees everything; zeroes secrets first. NULL is a no-op. */
 void config_free(struct config *cfg);
+
+/* "read" ... "admin", or NULL; config_class_parse gives -1 for an unknown name. */
+const char *config_class_name(enum policy_class c);
+int config_class_parse(const char *name);
+
+/* Index of the policy with that name, or -1. */
+int config_policy_index(const struct config *cfg, const char *name);
+
+/* The policy for a client id (NULL = no identity): its own, else default_policy. Borrowed. */
+const struct config_policy *config_policy_for(const struct config *cfg, const char *client_id);
 
 /* Index of the credential with that name, or -1. */
 int config_credential_index(const struct config *cfg, const char *name);

@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 PKGS=(
   build-essential cmake pkg-config git ca-certificates curl openssl
-  libevent-dev libssl-dev libcurl4-openssl-dev libyaml-dev libhiredis-dev
+  libevent-dev libssl-dev libcurl4-openssl-dev libyaml-dev libhiredis-dev libjansson-dev
   node-llhttp
   redis-server
   python3 python3-requests python3-jira nodejs
