@@ -1762,6 +1762,11 @@ static int cfg_policy_list(struct cfg_ctx *c, const yaml_node_t *m, const char *
     if (l->type != YAML_SEQUENCE_NODE)
         return cfg_fail(c, l, "%s must be a list ([A, B]), not %s", what, cfg_type_name(l));
     size_t count = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+    if (count == 0 && strcmp(key, "allow") == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; name at least one class (read, comment, "
+                        "transition, write, delete, admin)",
+                        what);
     if (count == 0)
         return cfg_fail(c, l,
                         "%s is an empty list; it would allow nothing (remove the key to allow "

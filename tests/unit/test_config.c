@@ -275,6 +275,35 @@ static const struct {
      "ATLASSIAN_API_TOKEN}}"},
     {"missing_sites", "bad/missing_sites.yaml:1:1: sites is missing: add at least one, e.g. sites: "
                       "[{domain: acme, credential: svc}]"},
+    {"policy_allow_scalar", "bad/policy_allow_scalar.yaml:10:12: policies.triage.allow must be a "
+                            "list ([A, B]), not a single value"},
+    {"policy_bad_project", "bad/policy_bad_project.yaml:11:21: policies.triage.projects: '1SEC' is "
+                           "not a Jira project key (a letter, then letters, digits or _)"},
+    {"policy_builtin_redefined", "bad/policy_builtin_redefined.yaml:9:3: policy 'read-only' is "
+                                 "built in and cannot be redefined; give yours another name"},
+    {"policy_client_unknown", "bad/policy_client_unknown.yaml:14:13: clients[0].policy: unknown "
+                              "policy 'traige'; defined: full, read-only, triage"},
+    {"policy_default_unknown", "bad/policy_default_unknown.yaml:8:17: default_policy: unknown "
+                               "policy 'readonly'; defined: full, read-only"},
+    {"policy_empty_allow",
+     "bad/policy_empty_allow.yaml:10:12: policies.triage.allow is an empty list; name at least one "
+     "class (read, comment, transition, write, delete, admin)"},
+    {"policy_empty_map",
+     "bad/policy_empty_map.yaml:8:11: policies is empty; define one or remove the key"},
+    {"policy_empty_projects",
+     "bad/policy_empty_projects.yaml:11:15: policies.triage.projects is an empty list; it would "
+     "allow nothing (remove the key to allow every one, or name at least one)"},
+    {"policy_empty_spaces",
+     "bad/policy_empty_spaces.yaml:11:13: policies.docs.spaces is an empty list; it would allow "
+     "nothing (remove the key to allow every one, or name at least one)"},
+    {"policy_no_allow",
+     "bad/policy_no_allow.yaml:10:5: policies.triage has no allow list; add allow: [read, ...] "
+     "(classes: read, comment, transition, write, delete, admin)"},
+    {"policy_unknown_class",
+     "bad/policy_unknown_class.yaml:10:19: policies.triage.allow: unknown class 'comments'; "
+     "classes are read, comment, transition, write, delete, admin"},
+    {"policy_unknown_key", "bad/policy_unknown_key.yaml:11:5: unknown key 'project' in "
+                           "policies.triage; allowed keys: allow, projects, spaces"},
     {"port_range",
      "bad/port_range.yaml:8:11: sites[0].port must be a whole number from 1 to 65535, "
      "got '70000'"},
@@ -766,6 +795,78 @@ static void env_set(const char *site, const char *email, const char *token)
         unsetenv("ATLASSIAN_API_TOKEN");
 }
 
+/* policies:, default_policy: and clients[i].policy: */
+static void test_good_policies(void)
+{
+    struct config *cfg = load_good("policies");
+    if (!cfg)
+        return;
+    CHECK(cfg->npolicies == 4);
+    CHECK_STR(cfg->policies[CONFIG_POLICY_FULL].name, "full");
+    CHECK(cfg->policies[CONFIG_POLICY_FULL].allow == POLICY_ALL_CLASSES);
+    CHECK(cfg->policies[CONFIG_POLICY_FULL].builtin);
+    CHECK_STR(cfg->policies[CONFIG_POLICY_READ_ONLY].name, "read-only");
+    CHECK(cfg->policies[CONFIG_POLICY_READ_ONLY].allow == POLICY_CLASS_BIT(POLICY_READ));
+    int t = config_policy_index(cfg, "triage"), d = config_policy_index(cfg, "docs-writer");
+    CHECK(t == 2 && d == 3);
+    if (t == 2 && d == 3) {
+        const struct config_policy *tp = &cfg->policies[t], *dp = &cfg->policies[d];
+        CHECK(tp->allow == (POLICY_CLASS_BIT(POLICY_READ) | POLICY_CLASS_BIT(POLICY_COMMENT) |
+                            POLICY_CLASS_BIT(POLICY_TRANSITION)));
+        CHECK(tp->has_projects && tp->nprojects == 2);
+        CHECK_STR(tp->projects[0], "OPS");
+        CHECK_STR(tp->projects[1], "SUP"); /* upper-cased */
+        CHECK(tp->has_spaces && tp->nspaces == 1);
+        CHECK_STR(tp->spaces[0], "ENG");
+        CHECK(!dp->has_projects && dp->has_spaces && dp->nspaces == 2);
+        CHECK_STR(dp->spaces[1], "~abc123");
+        CHECK(!(dp->allow & POLICY_CLASS_BIT(POLICY_DELETE)));
+    }
+    CHECK(cfg->default_policy == CONFIG_POLICY_READ_ONLY);
+    CHECK(cfg->nclients == 3 && cfg->clients[0].policy == t && cfg->clients[1].policy == d &&
+          cfg->clients[2].policy == -1);
+    CHECK_STR(config_policy_for(cfg, "triage-bot")->name, "triage");
+    CHECK_STR(config_policy_for(cfg, "docs-bot")->name, "docs-writer");
+    CHECK_STR(config_policy_for(cfg, "plain-bot")->name, "read-only"); /* the default */
+    CHECK_STR(config_policy_for(cfg, NULL)->name, "read-only");
+    CHECK_STR(config_policy_for(cfg, "nobody")->name, "read-only");
+    CHECK(config_policy_index(cfg, "nope") == -1);
+    CHECK(config_class_parse("transition") == POLICY_TRANSITION);
+    CHECK(config_class_parse("Transition") == -1);
+    CHECK_STR(config_class_name(POLICY_ADMIN), "admin");
+    config_free(cfg);
+
+    /* without policies: everything is `full`, as before */
+    cfg = load_good("minimal");
+    if (cfg) {
+        CHECK(cfg->npolicies == 2 && cfg->default_policy == CONFIG_POLICY_FULL);
+        CHECK_STR(config_policy_for(cfg, NULL)->name, "full");
+        config_free(cfg);
+    }
+
+    /* policy explain loads without the secrets: nothing read, nothing required */
+    char *path = fixture_path("good/policies.yaml");
+    char *saved = getenv("CP_TOKEN") ? xstrdup(getenv("CP_TOKEN")) : NULL;
+    unsetenv("CP_TOKEN");
+    char *err = NULL;
+    CHECK(config_load_file(path, &cfg, &err) == -1);
+    free(err);
+    err = NULL;
+    CHECK(config_load_file_nosecrets(path, &cfg, &err) == 0);
+    if (cfg) {
+        CHECK(cfg->credentials[0].secret == NULL);
+        CHECK(cfg->clients[0].key == NULL);
+        CHECK_STR(config_policy_for(cfg, "triage-bot")->name, "triage");
+        config_free(cfg);
+    }
+    free(err);
+    if (saved) {
+        setenv("CP_TOKEN", saved, 1);
+        free(saved);
+    }
+    free(path);
+}
+
 static void test_env(void)
 {
     struct config *cfg = NULL;
@@ -1009,6 +1110,7 @@ int main(void)
     test_good_inline_tunnel();
     test_good_remote();
     test_good_expiry();
+    test_good_policies();
     test_env();
     test_normalize_domain();
     test_parse_listen();
