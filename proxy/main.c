@@ -19,6 +19,7 @@
 #include "envcmd.h"
 #include "log.h"
 #include "mitm.h"
+#include "policycmd.h"
 #include "server.h"
 #include "util.h"
 
@@ -38,6 +39,8 @@ static void usage(FILE *out)
           "                                print what an agent needs to use the proxy\n"
           "  exec [-c FILE] -- CMD [ARG...] run CMD with those variables set\n"
           "  healthcheck [-c FILE]         GET the admin /readyz (for container health checks)\n"
+          "  policy explain [-c FILE] CLIENT METHOD URL [--body FILE]\n"
+          "                                the class, scope and verdict of a request\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE             configuration file (else $CREDPROXY_CONFIG, else the\n"
@@ -148,6 +151,10 @@ int main(int argc, char **argv)
     struct cli cli;
     struct config *cfg;
     int rc;
+
+    /* `policy explain` parses its own arguments (and its own --help). */
+    if (argc >= 2 && strcmp(argv[1], "policy") == 0)
+        return policycmd_main(argc - 2, argv + 2, stdout);
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
