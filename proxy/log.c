@@ -435,6 +435,7 @@ void log_audit(const struct log_audit *a)
         log_audit_json_field(&line, "credential", a->credential);
         log_audit_json_field(&line, "error", a->error);
         log_audit_json_field(&line, "mode", a->mode);
+        log_audit_json_field(&line, "class", a->op_class);
         log_line_puts(&line, "}");
     } else {
         log_line_puts(&line, "audit client=");
@@ -457,6 +458,8 @@ void log_audit(const struct log_audit *a)
         log_line_text_value(&line, a->error);
         log_line_puts(&line, " mode=");
         log_line_text_value(&line, a->mode);
+        log_line_puts(&line, " class=");
+        log_line_text_value(&line, a->op_class);
     }
     log_line_emit(&line, json);
 }

@@ -47,6 +47,7 @@ struct log_audit {
     const char *credential; /* credential name, or NULL when none was injected */
     const char *error;      /* proxy error code, or NULL */
     const char *mode;       /* "forward", "gateway", "intercept", "tunnel" */
+    const char *op_class;   /* policy class ("read", "write", ...), or NULL when unclassified */
 };
 /* Emits the audit line when audit is enabled. Strings are JSON-escaped in JSON mode. */
 void log_audit_enable(bool on);

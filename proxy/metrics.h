@@ -25,6 +25,10 @@
 /* Longest label value kept (longer ones are cut); names are short, this bounds memory. */
 #define METRICS_MAX_LABEL_LEN 256
 
+/* credproxy_policy_denied_total label sets; past this they count as client="other". */
+#define METRICS_MAX_POLICY_SERIES 512
+#define METRICS_POLICY_LABEL_LEN 64
+
 struct metrics;
 struct evbuffer;
 struct ratelimit_stats;
@@ -38,6 +42,8 @@ void metrics_request(struct metrics *m, const char *site, const char *cred, cons
 /* A new upstream TCP/TLS connection was opened (libcurl's num_connects). */
 void metrics_upstream_connections(struct metrics *m, unsigned n);
 void metrics_config_reload(struct metrics *m, bool ok);
+/* A request refused with policy_denied (client id or "anonymous", class name). */
+void metrics_policy_denied(struct metrics *m, const char *client, const char *cls);
 /* Gauges filled at render time: active client connections. */
 void metrics_client_connections(struct metrics *m, int delta);
 
