@@ -24,6 +24,14 @@ struct evbuffer;
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close);
 
+/*
+ * Like errors_write, with more JSON string members after "message":
+ * fields holds nfields (name, value) pairs; a NULL value is written as null.
+ * Names are trusted literals; values are escaped and cut like the message.
+ */
+size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
+                           const char *const *fields, size_t nfields, bool close);
+
 /* The code for a status the proxy answers itself (400 -> "bad_request", ...). */
 const char *errors_code_for(int status);
 

@@ -361,6 +361,9 @@ def policy_world_dispatch(fake, req, base):
                     it["status"] = names[tid]
                     return _Response(204)
             return _json(405, {"errorMessages": ["method not allowed"], "errors": {}})
+        if rest == "field" and m == "GET":
+            return _json(200, [{"id": "summary", "key": "summary", "name": "Summary", "custom": False,
+                                "schema": {"type": "string", "system": "summary"}}])
         pm = re.match(r"^project/([^/]+)/?$", rest)
         if pm and m == "GET":
             for k, pid in POLICY_PROJECTS.items():
