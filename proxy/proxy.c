@@ -796,6 +796,8 @@ static void policy_body_held(struct request *r)
     ps->holding = false;
     ps->body_ready = true;
     r->body_done = true;
+    log_debug("policy: held %zu request body bytes of %s %s for policy %s", ps->held_len,
+              http1_method(&r->c->parser), r->path ? r->path : "", ps->pol->name);
     policy_apply_body(ps->pol, &ps->op, ps->held ? ps->held : "", ps->held_len, &out, &out_len, &d);
     if (out) {
         free(ps->held);
@@ -937,6 +939,8 @@ static void lookup_on_done(void *arg, enum upstream_result result, const char *d
         policy_lookup_parse(ps->lookup, body ? body : "", len, key, sizeof(key)) == 0) {
         policy_cache_put(r->c->w->policy_cache, r->site->host, ps->lookup, ps->lookup_id, key,
                          util_now_ms());
+        log_debug("policy: looked up %s %s -> %s", policy_lookup_name(ps->lookup), ps->lookup_id,
+                  key);
         policy_after_key(r, key);
         return;
     }
