@@ -1974,8 +1974,43 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "policies",
                                            "default_policy",
                                            NULL};
+/* gateway.server_names: a list of host names (no port) that reach this proxy. */
+static int cfg_parse_server_names(struct cfg_ctx *c, yaml_node_t *m, struct config *cfg)
+{
+    yaml_node_t *n = cfg_map_get(c, m, "server_names");
+    size_t count;
+
+    if (!n)
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, n, "gateway.server_names must be a list of host names, not %s",
+                        cfg_type_name(n));
+    count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0 || count > CONFIG_MAX_SERVER_NAMES)
+        return cfg_fail(c, n, "gateway.server_names needs 1 to %d names, got %zu",
+                        CONFIG_MAX_SERVER_NAMES, count);
+    cfg->gateway.server_names = xcalloc(count, sizeof(char *));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = cfg_node(c, n->data.sequence.items.start[i]);
+        char what[CFG_MAX_WHAT];
+        const char *s;
+        cfg_bprintf(what, sizeof(what), "gateway.server_names[%zu]", i);
+        s = cfg_scalar(c, e, what);
+        if (!s)
+            return -1;
+        if (!cfg_dns_name_ok(s))
+            return cfg_fail(c, e,
+                            "%s '%.200s' is not a lowercase host name (no port, no scheme), e.g. "
+                            "credproxy",
+                            what, s);
+        cfg->gateway.server_names[i] = xstrdup(s);
+        cfg->gateway.nserver_names = i + 1;
+    }
+    return 0;
+}
+
 static const char *const cfg_icpt_keys[] = {"ca_cert", "ca_key", NULL};
-static const char *const cfg_gw_keys[] = {"rewrite_links", NULL};
+static const char *const cfg_gw_keys[] = {"rewrite_links", "server_names", NULL};
 static const char *const cfg_log_keys[] = {"format", "level", "audit", NULL};
 
 static int cfg_listen_top(struct cfg_ctx *c, const yaml_node_t *root)
@@ -2088,6 +2123,8 @@ static int cfg_sections(struct cfg_ctx *c, const yaml_node_t *root)
         if (cfg_map_check(c, m, "gateway", cfg_gw_keys) < 0)
             return -1;
         if (cfg_get_bool(c, m, "gateway", "rewrite_links", &cfg->gateway.rewrite_links) < 0)
+            return -1;
+        if (cfg_parse_server_names(c, m, cfg) < 0)
             return -1;
     }
     if (cfg_get_duration(c, root, "", "shutdown_timeout", true, &cfg->shutdown_timeout_ms) < 0)
@@ -2577,6 +2614,9 @@ void config_free(struct config *cfg)
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);
+    for (size_t i = 0; i < cfg->gateway.nserver_names; i++)
+        free(cfg->gateway.server_names[i]);
+    free(cfg->gateway.server_names);
     free(cfg->upstream.connect_to);
     free(cfg->upstream.proxy);
     free(cfg->interception.ca_cert);

@@ -161,7 +161,7 @@ static int hostmap_normalize_name(const char *text, size_t len, char *out)
     out[len] = '\0';
     if (hostmap_label_is_numeric(out + last_label_start, len - last_label_start) &&
         !hostmap_is_dotted_quad(out, len))
-        return -1;
+        return HOSTMAP_ERR_NUMERIC;
     return 0;
 }
 
@@ -225,6 +225,8 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
     } else {
         const char *colon = memchr(text, ':', len);
 
+        int rc;
+
         host_end = colon ? (size_t)(colon - text) : len;
         if (colon) {
             /* A second colon: an unbracketed IPv6 literal or junk. */
@@ -232,8 +234,9 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
                 return -1;
             port_start = host_end + 1;
         }
-        if (hostmap_normalize_name(text, host_end, a.host) < 0)
-            return -1;
+        rc = hostmap_normalize_name(text, host_end, a.host);
+        if (rc < 0)
+            return rc;
     }
 
     if (port_start < len || (port_start == len && text[len - 1] == ':')) {
@@ -283,8 +286,9 @@ int hostmap_parse_absolute(const char *text, size_t len, struct hostmap_authorit
         end++;
     if (end < len && text[end] == '?')
         return -1; /* query without a path */
-    if (hostmap_parse_authority(text + start, end - start, https ? 443 : 80, auth) < 0)
-        return -1;
+    int rc = hostmap_parse_authority(text + start, end - start, https ? 443 : 80, auth);
+    if (rc < 0)
+        return rc;
     *scheme_https = https;
     *path_off = end;
     return 0;
