@@ -1295,7 +1295,7 @@ static void route_refused(struct request *r, const struct route *rt)
 }
 
 /*
- * parse (conn) -> route -> identify -> admit -> forward -> respond -> log.
+ * parse (conn) -> route -> identify -> policy -> admit -> forward -> respond -> log.
  * Each stage answers and ends the request itself when it refuses.
  */
 static void proxy_request_begin(void *arg, struct conn *c)

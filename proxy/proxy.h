@@ -1,6 +1,7 @@
 /*
  * proxy: the request pipeline. parse -> site selection -> client identity
- * -> rate limit -> strip and inject -> forward -> log and count.
+ * -> policy (class, scope, narrowing; policy.h) -> rate limit -> strip and
+ * inject -> forward -> log and count.
  *
  * Layer 4. The only place that decides whether a request gets a
  * credential: only a mapped site chosen by the authority the proxy dials
