@@ -787,6 +787,36 @@ static bool seg_is(const struct segs *sg, size_t i, const char *lit)
     return i < sg->n && strcasecmp(sg->s[i], lit) == 0;
 }
 
+/* Does the query string (after '?') name a jql or cql parameter (percent-decoded names)? */
+static bool query_has_param(const char *path, size_t len, const char *name)
+{
+    const char *q = memchr(path, '?', len);
+    if (!q)
+        return false;
+    size_t i = (size_t)(q - path) + 1, nl = strlen(name);
+    while (i < len) {
+        size_t j = i, o = 0;
+        char dec[8];
+        while (j < len && path[j] != '&' && path[j] != ';' && path[j] != '=') {
+            char ch = path[j];
+            if (ch == '%' && j + 2 < len && hexval(path[j + 1]) >= 0 && hexval(path[j + 2]) >= 0) {
+                ch = (char)(hexval(path[j + 1]) * 16 + hexval(path[j + 2]));
+                j += 2;
+            }
+            if (o < sizeof(dec))
+                dec[o] = ch;
+            o++;
+            j++;
+        }
+        if (o == nl && memcmp(dec, name, nl) == 0)
+            return true;
+        while (j < len && path[j] != '&' && path[j] != ';')
+            j++;
+        i = j + 1;
+    }
+    return false;
+}
+
 void policy_classify(const char *method, const char *path, size_t path_len, struct policy_op *op)
 {
     struct segs *sg = xmalloc(sizeof(*sg));
@@ -797,6 +827,8 @@ void policy_classify(const char *method, const char *path, size_t path_len, stru
     memset(op, 0, sizeof(*op));
     op->rule = "(unknown)";
     op->product = POLICY_PRODUCT_JIRA;
+    op->query_names_query =
+        query_has_param(path, path_len, "jql") || query_has_param(path, path_len, "cql");
     if (split_path(path, path_len, sg) < 0) {
         op->cls = POLICY_ADMIN;
         op->src = POLICY_SCOPE_UNDETERMINABLE;
@@ -956,6 +988,13 @@ void policy_decide(const struct config_policy *pol, const struct policy_op *op,
         return;
     case POLICY_SCOPE_BODY:
     case POLICY_SCOPE_BODY_JQL:
+        if (op->src == POLICY_SCOPE_BODY_JQL && op->query_names_query) {
+            deny(d, "",
+                 "a jql parameter in the query string of a JSON-body search is not allowed "
+                 "under policy %s (it would not be narrowed)",
+                 pol_name(pol));
+            return;
+        }
         d->verdict = POLICY_NEEDS_BODY;
         snprintf(d->reason, sizeof(d->reason), "the %s is read from the request body",
                  scope_noun(op->product));
@@ -1248,6 +1287,11 @@ char *policy_narrow_query(const struct config_policy *pol, const struct policy_o
 
     memset(d, 0, sizeof(*d));
     out[0] = '\0';
+    if (memchr(query, ';', len)) {
+        /* Some servers split parameters at ';' too: a second, unnarrowed jql could hide there. */
+        deny(d, "", "a ';' in the query string of a narrowed search");
+        goto fail;
+    }
     for (size_t i = 0; i <= len;) {
         size_t j = i;
         while (j < len && query[j] != '&')
@@ -1410,6 +1454,10 @@ void policy_apply_body(const struct config_policy *pol, const struct policy_op *
     }
     switch (op->body) {
     case POLICY_BODY_JIRA_ISSUE:
+        if (obj_get(obj_get(root, "update"), "project")) {
+            deny(d, "", "the body sets the project through \"update\"; use fields.project");
+            break;
+        }
         body_issue_project(pol, op, obj_get(root, "fields"), true, d);
         break;
     case POLICY_BODY_JIRA_BULK: {
@@ -1430,6 +1478,13 @@ void policy_apply_body(const struct config_policy *pol, const struct policy_op *
     }
     case POLICY_BODY_CONF_SPACEKEY: {
         json_t *key = obj_get(obj_get(root, "space"), "key");
+        if (obj_get(root, "container")) {
+            /* A comment's space is its container's, which is not checked here. */
+            deny(d, "",
+                 "content with a \"container\" (v1 comments) cannot be checked; use the v2 "
+                 "footer-comments endpoint");
+            break;
+        }
         if (!json_is_string(key) || !space_key_ok(json_string_value(key))) {
             deny(d, "", "the body names no space (space.key)");
             break;

@@ -85,6 +85,7 @@ struct policy_op {
     char key[POLICY_MAX_KEY + 1]; /* project or space key (upper-cased project keys) */
     enum policy_lookup lookup;    /* != NONE: key[] holds a numeric id to resolve */
     enum policy_body body;        /* for SCOPE_BODY and SCOPE_BODY_JQL */
+    bool query_names_query;       /* the query string has a jql= or cql= parameter */
 };
 
 enum policy_verdict {

@@ -420,6 +420,9 @@ static const struct verdict_row verdict_rows[] = {
     {&pol_docs, "GET", "/wiki/rest/api/search?cql=x", POLICY_NARROW_QUERY, ""},
     {&pol_docs, "GET", "/wiki/api/v2/pages", POLICY_DENY, ""},
     {&pol_docs, "POST", "/wiki/api/v2/footer-comments", POLICY_DENY, ""}, /* comment class */
+    {&pol_triage, "POST", "/rest/api/3/search/jql?jql=project%3DSEC", POLICY_DENY, ""},
+    {&pol_triage, "POST", "/rest/api/3/search?%6Aql=x", POLICY_DENY, ""},
+    {&pol_triage, "POST", "/rest/api/3/search?maxResults=5", POLICY_NEEDS_BODY, ""},
     {&pol_ro, "GET", "/rest/api/3/issue/SEC-1", POLICY_ALLOW, ""},
     {&pol_ro, "POST", "/rest/api/3/search", POLICY_ALLOW, ""},
     {&pol_ro, "POST", "/rest/api/3/issue/SEC-1/comment", POLICY_DENY, ""},
@@ -580,6 +583,8 @@ static const struct q_row q_rows[] = {
     {&pol_triage, "/rest/api/3/search", "%6Aql=x",
      "jql=project%20in%20%28OPS%2C%20SUP%29%20AND%20%28x%29"},
     {&pol_triage, "/rest/api/3/search", "jql=a&jql=b", NULL},
+    {&pol_triage, "/rest/api/3/search", "x=1;jql=project%3DSEC&jql=a", NULL},
+    {&pol_triage, "/rest/api/3/search", "jql=a;b", NULL},
     {&pol_triage, "/rest/api/3/search", "jql=%29%20OR%20%28project%3DSECRET", NULL},
     {&pol_triage, "/rest/api/3/search", "jql=%zz", NULL},
     {&pol_triage, "/rest/api/3/search", "jql=a%00b", NULL},
@@ -648,6 +653,13 @@ static const struct b_row b_rows[] = {
     {&pol_triage, "/rest/api/3/issue",
      "{\"fields\":{\"project\":{\"key\":\"OPS\",\"id\":\"10002\"}}}", POLICY_DENY, NULL},
     {&pol_triage, "/rest/api/3/issue", "{\"fields\":{}}", POLICY_DENY, NULL},
+    {&pol_triage, "/rest/api/3/issue",
+     "{\"fields\":{\"project\":{\"key\":\"OPS\"}},\"update\":{\"project\":[{\"set\":{\"key\":"
+     "\"SEC\"}}]}}",
+     POLICY_DENY, NULL},
+    {&pol_docs, "/wiki/rest/api/content",
+     "{\"type\":\"comment\",\"space\":{\"key\":\"DOCS\"},\"container\":{\"id\":\"65602\"}}",
+     POLICY_DENY, NULL},
     {&pol_triage, "/rest/api/3/issue/bulk",
      "{\"issueUpdates\":[{\"fields\":{\"project\":{\"key\":\"OPS\"}}},{\"fields\":{\"project\":{"
      "\"key\":\"SEC\"}}}]}",
