@@ -294,6 +294,18 @@ def policy_lookup_cache_metrics_and_limits(env):
     rec = fake.records(since=seq)[-1]
     check(rec["path"] == "/wiki/rest/api/content" and rec["body_len"] > 0,
           "the held body reached the fake", rec)
+    # a chunked body is held and forwarded with a Content-Length; a chunked one in SEC is refused
+    r = w.req("reporter-bot", "POST", "/rest/api/3/issue",
+              {"fields": {"project": {"key": "OPS"}, "summary": "chunked"}},
+              extra_args=["-H", "Transfer-Encoding: chunked"])
+    check(r.status == 201, "chunked create in OPS forwarded", r)
+    rec = [x for x in fake.records() if x["method"] == "POST" and x["path"] == "/rest/api/3/issue"][-1]
+    check(h.header_of(rec["headers"], "Content-Length") == str(rec["body_len"])
+          and h.header_of(rec["headers"], "Transfer-Encoding") is None,
+          "the held body went upstream with its length", rec["headers"])
+    w.denied("reporter-bot", "POST", "/rest/api/3/issue",
+             {"fields": {"project": {"key": "SEC"}, "summary": "chunked"}}, scope="SEC",
+             what="chunked create in SEC")
     # method override headers are refused under a restricted policy
     r = w.req("triage-bot", "POST", "/rest/api/3/search/jql", {"jql": ""},
               extra_args=["-H", "X-HTTP-Method-Override: DELETE"])
