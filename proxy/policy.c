@@ -368,7 +368,7 @@ static const struct policy_rule policy_rules[] = {
     C1("GET", "content/{content}", READ, S_PATH),
     C1("GET", "content/{content}/**", READ, S_PATH),
     C1("POST", "content/{content}/permission/check", READ, S_PATH),
-    C1("PUT", "content/{content}", WRITE, S_PATH),
+    C1B("PUT", "content/{content}", WRITE, S_PATH, POLICY_BODY_CONF_EDIT),
     C1("DELETE", "content/{content}", DEL, S_PATH),
     C1("POST", "content/{content}/child/attachment", WRITE, S_PATH),
     C1("PUT", "content/{content}/child/attachment", WRITE, S_PATH),
@@ -440,7 +440,7 @@ static const struct policy_rule policy_rules[] = {
     C2B("POST", "inline-comments", COMMENT, S_BODY, POLICY_BODY_CONF_CONTAINER),
     C2("GET", "pages/{content}", READ, S_PATH),
     C2("GET", "pages/{content}/**", READ, S_PATH),
-    C2("PUT", "pages/{content}", WRITE, S_PATH),
+    C2B("PUT", "pages/{content}", WRITE, S_PATH, POLICY_BODY_CONF_EDIT),
     C2("PUT", "pages/{content}/title", WRITE, S_PATH),
     C2("DELETE", "pages/{content}", DEL, S_PATH),
     C2("POST", "pages/{content}/properties", WRITE, S_PATH),
@@ -448,7 +448,7 @@ static const struct policy_rule policy_rules[] = {
     C2("DELETE", "pages/{content}/properties/*", DEL, S_PATH),
     C2("GET", "blogposts/{content}", READ, S_PATH),
     C2("GET", "blogposts/{content}/**", READ, S_PATH),
-    C2("PUT", "blogposts/{content}", WRITE, S_PATH),
+    C2B("PUT", "blogposts/{content}", WRITE, S_PATH, POLICY_BODY_CONF_EDIT),
     C2("DELETE", "blogposts/{content}", DEL, S_PATH),
     C2("POST", "blogposts/{content}/properties", WRITE, S_PATH),
     C2("PUT", "blogposts/{content}/properties/*", WRITE, S_PATH),
@@ -909,6 +909,13 @@ static void deny(struct policy_decision *d, const char *scope, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
     va_end(ap);
+}
+
+static bool scoped_for(const struct config_policy *pol, enum policy_product p);
+
+bool policy_scoped(const struct config_policy *pol, enum policy_product p)
+{
+    return scoped_for(pol, p);
 }
 
 static bool scoped_for(const struct config_policy *pol, enum policy_product p)
@@ -1517,6 +1524,33 @@ void policy_apply_body(const struct config_policy *pol, const struct policy_op *
             break;
         }
         need_lookup(d, POLICY_LOOKUP_CONTENT, buf, op->product);
+        break;
+    }
+    case POLICY_BODY_CONF_EDIT: {
+        /* An edit may name a space: it must be in scope too (no moving a page out). */
+        json_t *key = obj_get(obj_get(root, "space"), "key"), *sid = obj_get(root, "spaceId");
+        if (key && sid) {
+            deny(d, "", "the body names both space.key and spaceId");
+            break;
+        }
+        if (key) {
+            if (!json_is_string(key) || !space_key_ok(json_string_value(key))) {
+                deny(d, "", "space.key in the body is not a space key");
+                break;
+            }
+            policy_check_key(pol, op, json_string_value(key), d);
+            break;
+        }
+        if (sid) {
+            if (!id_text(sid, buf, sizeof(buf))) {
+                deny(d, "", "spaceId in the body is not a numeric id");
+                break;
+            }
+            need_lookup(d, POLICY_LOOKUP_SPACE, buf, op->product);
+            break;
+        }
+        d->verdict = POLICY_ALLOW;
+        snprintf(d->reason, sizeof(d->reason), "the body names no other space");
         break;
     }
     case POLICY_BODY_JQL: {

@@ -73,6 +73,7 @@ enum policy_body {
     POLICY_BODY_CONF_SPACEID,   /* v2: spaceId */
     POLICY_BODY_CONF_CONTAINER, /* v2 comments: pageId | blogPostId | attachmentId | ... */
     POLICY_BODY_JQL,            /* "jql": narrowed in place */
+    POLICY_BODY_CONF_EDIT,      /* page edit: space.key / spaceId, when given, must be in scope */
 };
 
 /* One classified request. Filled by policy_classify; plain data. */
@@ -129,6 +130,9 @@ void policy_classify(const char *method, const char *path, size_t path_len, stru
  */
 void policy_decide(const struct config_policy *pol, const struct policy_op *op,
                    struct policy_decision *d);
+
+/* Does pol limit product p by project/space lists? (NULL = full: no.) */
+bool policy_scoped(const struct config_policy *pol, enum policy_product p);
 
 /* A scope key was found (lookup answer or body field): ALLOW or DENY into *d. */
 void policy_check_key(const struct config_policy *pol, const struct policy_op *op, const char *key,

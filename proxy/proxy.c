@@ -777,13 +777,28 @@ static void policy_deny(struct request *r, const struct policy_decision *d)
 static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id);
 static void policy_hold_begin(struct request *r);
 
+/*
+ * Allowed so far. A page edit under a space-scoped policy still has its body
+ * checked (it must not name another space); everything else goes on.
+ */
+static void policy_allowed(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    if (ps->op.body == POLICY_BODY_CONF_EDIT && !ps->body_ready &&
+        policy_scoped(ps->pol, ps->op.product)) {
+        policy_hold_begin(r);
+        return;
+    }
+    admit_and_forward(r);
+}
+
 /* A scope key was found (cache, lookup or body): allow and go on, or refuse. */
 static void policy_after_key(struct request *r, const char *key)
 {
     struct policy_decision d;
     policy_check_key(r->pol->pol, &r->pol->op, key, &d);
     if (d.verdict == POLICY_ALLOW)
-        admit_and_forward(r);
+        policy_allowed(r);
     else
         policy_deny(r, &d);
 }
@@ -809,7 +824,7 @@ static void policy_body_held(struct request *r)
         ps->held_cap = out_len;
     }
     if (d.verdict == POLICY_ALLOW)
-        admit_and_forward(r);
+        policy_allowed(r);
     else if (d.verdict == POLICY_NEEDS_LOOKUP)
         policy_lookup_begin(r, d.lookup, d.id);
     else
@@ -1101,7 +1116,7 @@ static void policy_stage(struct request *r, const char *path, size_t path_len)
     policy_decide(pol, &ps->op, &d);
     switch (d.verdict) {
     case POLICY_ALLOW:
-        admit_and_forward(r);
+        policy_allowed(r);
         return;
     case POLICY_DENY:
         policy_deny(r, &d);

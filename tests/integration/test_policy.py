@@ -184,6 +184,9 @@ def scenario(env, mode):
               {"type": "page", "title": "Docs home v2", "version": {"number": 2}})
     check(r.status == 200 and r.json().get("version", {}).get("number") == 2,
           mode + ": docs-writer edits a page in DOCS", r)
+    w.denied("docs-bot", "PUT", "/wiki/rest/api/content/65601",
+             {"type": "page", "title": "moved", "space": {"key": "ENG"}, "version": {"number": 3}},
+             cls="write", scope="ENG", what="an edit of a DOCS page naming space ENG")
     w.denied("docs-bot", "PUT", "/wiki/rest/api/content/65602",
              {"type": "page", "title": "x", "version": {"number": 2}}, cls="write", scope="ENG",
              what="edit a page in ENG")

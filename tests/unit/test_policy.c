@@ -676,6 +676,16 @@ static const struct b_row b_rows[] = {
     {&pol_docs, "/wiki/api/v2/pages", "{\"spaceId\":\"98306\",\"title\":\"x\"}",
      POLICY_NEEDS_LOOKUP, "98306"},
     {&pol_docs, "/wiki/api/v2/pages", "{\"spaceId\":\"DOCS\"}", POLICY_DENY, NULL},
+    {&pol_docs, "/wiki/rest/api/content/65601",
+     "{\"type\":\"page\",\"title\":\"t\",\"version\":{\"number\":2}}", POLICY_ALLOW, NULL},
+    {&pol_docs, "/wiki/rest/api/content/65601",
+     "{\"type\":\"page\",\"space\":{\"key\":\"DOCS\"},\"version\":{\"number\":2}}", POLICY_ALLOW,
+     NULL},
+    {&pol_docs, "/wiki/rest/api/content/65601",
+     "{\"type\":\"page\",\"space\":{\"key\":\"ENG\"},\"version\":{\"number\":2}}", POLICY_DENY,
+     NULL},
+    {&pol_docs, "/wiki/api/v2/pages/65601", "{\"spaceId\":\"98302\",\"title\":\"t\"}",
+     POLICY_NEEDS_LOOKUP, "98302"},
     {&pol_triage, "/wiki/api/v2/footer-comments", "{\"pageId\":\"65601\"}", POLICY_NEEDS_LOOKUP,
      "65601"},
     {&pol_triage, "/wiki/api/v2/footer-comments", "{\"pageId\":\"1\",\"blogPostId\":\"2\"}",
@@ -690,7 +700,10 @@ static void test_bodies(void)
         struct policy_decision d;
         char *out = NULL;
         size_t olen = 0;
-        policy_classify("POST", r->path, strlen(r->path), &op);
+        /* Paths ending in an id are edits (PUT); the others create or search (POST). */
+        size_t pl = strlen(r->path);
+        const char *method = r->path[pl - 1] >= '0' && r->path[pl - 1] <= '9' ? "PUT" : "POST";
+        policy_classify(method, r->path, pl, &op);
         policy_apply_body(r->pol, &op, r->body, strlen(r->body), &out, &olen, &d);
         CHECK_MSG(d.verdict == r->verdict, "%s %s: verdict %d want %d (%s)", r->path, r->body,
                   d.verdict, r->verdict, d.reason);
