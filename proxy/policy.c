@@ -750,29 +750,30 @@ static bool pattern_match(const char *pattern, const struct segs *sg, size_t fro
     op->key[0] = '\0';
     op->lookup = POLICY_LOOKUP_NONE;
     for (;;) {
-        char tok[64];
         const char *slash = strchr(p, '/');
         size_t tl = slash ? (size_t)(slash - p) : strlen(p);
-        if (tl >= sizeof(tok))
-            return false;
-        memcpy(tok, p, tl);
-        tok[tl] = '\0';
-        if (strcmp(tok, "**") == 0)
+        if (tl == 2 && p[0] == '*' && p[1] == '*')
             return true;
         if (i >= sg->n)
             return false;
-        if (tok[0] == '{') {
+        const char *seg = sg->s[i];
+        if (p[0] == '{') {
+            char tok[32];
+            if (tl >= sizeof(tok))
+                return false;
+            memcpy(tok, p, tl);
+            tok[tl] = '\0';
             if (captured) {
                 /* Only the first capture names the scope; later ones just have to fit. */
                 struct policy_op tmp = *op;
-                if (!capture(tok, sg->s[i], &tmp))
+                if (!capture(tok, seg, &tmp))
                     return false;
-            } else if (!capture(tok, sg->s[i], op)) {
+            } else if (!capture(tok, seg, op)) {
                 return false;
             }
             captured = true;
-        } else if (strcmp(tok, "*") != 0 && strcasecmp(tok, sg->s[i]) != 0) {
-            return false;
+        } else if (!(tl == 1 && p[0] == '*') && (strncasecmp(p, seg, tl) != 0 || seg[tl] != '\0')) {
+            return false; /* a literal, matched case-insensitively */
         }
         i++;
         if (!slash)
@@ -819,7 +820,8 @@ static bool query_has_param(const char *path, size_t len, const char *name)
 
 void policy_classify(const char *method, const char *path, size_t path_len, struct policy_op *op)
 {
-    struct segs *sg = xmalloc(sizeof(*sg));
+    struct segs segs; /* about 8 KiB: on the stack, this runs for every request */
+    struct segs *sg = &segs;
     enum policy_api api;
     size_t from = 0;
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -835,7 +837,6 @@ void policy_classify(const char *method, const char *path, size_t path_len, stru
         op->rule = "(path refused: encoded separators, dot segments or matrix parameters)";
         if (path_len >= 6 && strncasecmp(path, "/wiki/", 6) == 0)
             op->product = POLICY_PRODUCT_CONFLUENCE;
-        free(sg);
         return;
     }
     if (seg_is(sg, 0, "rest") && seg_is(sg, 1, "api") &&
@@ -879,7 +880,6 @@ void policy_classify(const char *method, const char *path, size_t path_len, stru
             op->key[0] = '\0';
             op->lookup = POLICY_LOOKUP_NONE;
         }
-        free(sg);
         return;
     }
     op->key[0] = '\0';
@@ -894,7 +894,6 @@ void policy_classify(const char *method, const char *path, size_t path_len, stru
         op->cls = POLICY_ADMIN;
         op->src = POLICY_SCOPE_UNDETERMINABLE;
     }
-    free(sg);
 }
 
 /* ------------------------------------------------------------ verdicts */

@@ -1093,16 +1093,18 @@ static void policy_stage(struct request *r, const char *path, size_t path_len)
         return;
     }
     pol = config_policy_for(req_cfg(r), r->client_id);
-    ps = xcalloc(1, sizeof(*ps));
-    ps->pol = pol;
-    r->pol = ps;
-    policy_classify(http1_method(&c->parser), path, path_len, &ps->op);
-    r->op_class = policy_class_name(ps->op.cls);
+    struct policy_op op;
+    policy_classify(http1_method(&c->parser), path, path_len, &op);
+    r->op_class = policy_class_name(op.cls);
     bool unrestricted = pol->allow == POLICY_ALL_CLASSES && !pol->has_projects && !pol->has_spaces;
     if (unrestricted) {
-        admit_and_forward(r);
+        admit_and_forward(r); /* `full`: only the class, for the audit line */
         return;
     }
+    ps = xcalloc(1, sizeof(*ps));
+    ps->pol = pol;
+    ps->op = op;
+    r->pol = ps;
     if (policy_method_override(c)) {
         memset(&d, 0, sizeof(d));
         d.verdict = POLICY_DENY;
