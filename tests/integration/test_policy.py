@@ -349,6 +349,42 @@ def policy_gateway_identity_and_reload(env):
     w.denied("triage-bot", "GET", "/rest/api/3/issue/OPS-1", scope="OPS", what="after reload")
 
 
+@h.test(timeout=60)
+def policy_node_gateway_and_hostile_paths(env):
+    """Node 20 fetch with basic auth = (client id, key), as jira.js `basic` sends it; and paths
+    that could mean something else upstream never pass a restricted policy."""
+    w = World(env, "gateway")
+    agent = os.path.join(h.HERE, "clients", "agent.mjs")
+
+    def node(client, path):
+        e = {"AGENT_AUTH": "%s:%s" % (client, KEYS[client])} if client else {}
+        p = subprocess.run(["node", agent, "gateway", w.url(path)], env=h.clean_env(e),
+                           capture_output=True, text=True, timeout=30)
+        try:
+            return json.loads(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"error": p.stderr[-500:]}
+
+    out = node("triage-bot", "/rest/api/3/issue/OPS-1")
+    check(out.get("status") == 200, "node fetch as triage-bot reads OPS-1", out)
+    out = node("triage-bot", "/rest/api/3/issue/SEC-1")
+    check(out.get("status") == 403 and "policy_denied" in out.get("body", ""),
+          "node fetch as triage-bot: SEC-1 refused", out)
+    out = node(None, "/rest/api/3/issue/SEC-1")
+    check(out.get("status") == 200, "node fetch without identity: read-only allows reads", out)
+    seq = env.fake.last_seq()
+    for method, path in (("GET", "/rest/api/3/issue/OPS-1/..%2F..%2Fissue%2FSEC-1"),
+                         ("GET", "/rest/api/3/issue/OPS-1/../SEC-1"),
+                         ("GET", "/rest/api/3/issue;x=1/SEC-1"),
+                         ("DELETE", "/REST/API/3/ISSUE/OPS-1"),
+                         ("POST", "/rest/api/3/not-in-the-table")):
+        r = env.curl(["--path-as-is", "-X", method, "-u", "triage-bot:%s" % KEYS["triage-bot"],
+                      w.url(path)])
+        h.proxy_error(r, 403, "policy_denied")
+    check(env.fake.last_seq() == seq, "none of the hostile paths reached Atlassian",
+          [(x["method"], x["target"]) for x in env.fake.records(since=seq)])
+
+
 @h.test(timeout=30)
 def policy_explain_cli(env):
     env.start_fake(policy_world=True)
