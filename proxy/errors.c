@@ -18,6 +18,8 @@ const char *errors_code_for(int status)
         return "host_not_allowed";
     case 405:
         return "method_not_allowed";
+    case 408:
+        return "request_timeout";
     case 413:
         return "body_too_large";
     case 407:

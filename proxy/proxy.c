@@ -47,6 +47,11 @@
 
 /* The policy stage's state per request (see "policy stage" below). */
 #define PROXY_LOOKUP_URL_MAX 512
+#define PROXY_HOLD_INITIAL                                                                         \
+    (16 * 1024)                  /* first size of a held-body buffer; doubles to the limit         \
+                                  */
+#define PROXY_HOLD_MIN_READ 4096 /* grow the buffer when less room than this is left */
+#define PROXY_HOLD_TIMEOUT_MS (30 * 1000) /* a held body must arrive within this */
 
 struct policy_stage {
     const struct config_policy *pol; /* in r->world->cfg */
@@ -56,6 +61,7 @@ struct policy_stage {
     bool body_ready; /* held completely: forward sends these bytes instead of the stream */
     char *held;
     size_t held_len, held_cap, held_off;
+    struct event *hold_timer; /* PROXY_HOLD_TIMEOUT_MS while holding */
     /* one id lookup */
     enum policy_lookup lookup;
     char lookup_id[POLICY_MAX_KEY + 1];
@@ -69,6 +75,8 @@ static void policy_stage_free(struct policy_stage *ps)
     if (!ps)
         return;
     free(ps->held);
+    if (ps->hold_timer)
+        event_free(ps->hold_timer);
     if (ps->lookup_body)
         evbuffer_free(ps->lookup_body);
     free(ps);
@@ -814,6 +822,8 @@ static void policy_body_held(struct request *r)
     ps->holding = false;
     ps->body_ready = true;
     r->body_done = true;
+    if (ps->hold_timer)
+        evtimer_del(ps->hold_timer);
     log_debug("policy: held %zu request body bytes of %s %s for policy %s", ps->held_len,
               http1_method(&r->c->parser), r->path ? r->path : "", ps->pol->name);
     policy_apply_body(ps->pol, &ps->op, ps->held ? ps->held : "", ps->held_len, &out, &out_len, &d);
@@ -839,14 +849,15 @@ static void policy_hold_continue(struct request *r)
 
     for (;;) {
         bool done = false;
-        if (ps->held_cap - ps->held_len < 4096) {
-            ps->held_cap = ps->held_cap ? ps->held_cap * 2 : 16384;
+        if (ps->held_cap - ps->held_len < PROXY_HOLD_MIN_READ) {
+            ps->held_cap = ps->held_cap ? ps->held_cap * 2 : PROXY_HOLD_INITIAL;
             if (ps->held_cap > POLICY_MAX_BODY + 1)
                 ps->held_cap = POLICY_MAX_BODY + 1;
             ps->held = xrealloc(ps->held, ps->held_cap + 1);
         }
         size_t room = ps->held_cap - ps->held_len;
         if (room == 0) {
+            ps->holding = false;
             reply_error_x(r, 413, "body_too_large",
                           "the request body is larger than the policy check reads (1 MiB); this "
                           "client's policy needs to read it before forwarding",
@@ -859,6 +870,7 @@ static void policy_hold_continue(struct request *r)
             return;
         }
         if (n < 0) {
+            ps->holding = false;
             if (c->parser.phase == HTTP1_PHASE_ERROR)
                 reply_error_x(r, 400, "bad_request",
                               c->parser.err_msg ? c->parser.err_msg : "malformed request body",
@@ -870,6 +882,7 @@ static void policy_hold_continue(struct request *r)
         ps->held_len += (size_t)n;
         r->bytes_in += (uint64_t)n;
         if (ps->held_len > POLICY_MAX_BODY) {
+            ps->holding = false;
             reply_error_x(r, 413, "body_too_large",
                           "the request body is larger than the policy check reads (1 MiB); this "
                           "client's policy needs to read it before forwarding",
@@ -881,6 +894,16 @@ static void policy_hold_continue(struct request *r)
             return;
         }
     }
+}
+
+static void policy_hold_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct request *r = arg;
+    if (!r->pol->holding || r->finished)
+        return; /* the hold already ended (answered or complete) */
+    r->pol->holding = false;
+    reply_error_x(r, 408, "request_timeout",
+                  "the request body did not arrive in time for the policy check", NULL, true);
 }
 
 static void policy_hold_begin(struct request *r)
@@ -901,6 +924,11 @@ static void policy_hold_begin(struct request *r)
         return;
     }
     ps->holding = true;
+    ps->hold_timer = evtimer_new(r->svc->base, policy_hold_timeout, r);
+    if (ps->hold_timer) {
+        struct timeval tv = {PROXY_HOLD_TIMEOUT_MS / 1000, (PROXY_HOLD_TIMEOUT_MS % 1000) * 1000};
+        evtimer_add(ps->hold_timer, &tv);
+    }
     conn_send_continue(c);
     policy_hold_continue(r);
 }

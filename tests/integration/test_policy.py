@@ -15,9 +15,11 @@ mode; python3-jira in gateway mode with basic_auth=(client id, key).
 
 Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_policy.py [TEST...]
 """
+import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -309,6 +311,20 @@ def policy_lookup_cache_metrics_and_limits(env):
     w.denied("reporter-bot", "POST", "/rest/api/3/issue",
              {"fields": {"project": {"key": "SEC"}, "summary": "chunked"}}, scope="SEC",
              what="chunked create in SEC")
+    # a client that goes away in the middle of a held body: nothing forwarded, the proxy goes on
+    seq = fake.last_seq()
+    auth = base64.b64encode(("docs-bot:%s" % KEYS["docs-bot"]).encode()).decode()
+    raw = ("POST http://%s/wiki/rest/api/content HTTP/1.1\r\nHost: %s\r\n"
+           "Proxy-Authorization: Basic %s\r\nContent-Type: application/json\r\n"
+           "Content-Length: 1000\r\n\r\n{\"type\":\"page\"" % (SITE, SITE, auth)).encode()
+    sock = socket.create_connection(("127.0.0.1", env.port), timeout=5)
+    sock.sendall(raw)
+    time.sleep(0.3)
+    sock.close()
+    time.sleep(0.3)
+    check(fake.last_seq() == seq, "a half-sent held body reached nothing upstream")
+    r = w.req("docs-bot", "GET", "/wiki/rest/api/content/65601")
+    check(r.status == 200, "the proxy serves on after an abandoned hold", r)
     # method override headers are refused under a restricted policy
     r = w.req("triage-bot", "POST", "/rest/api/3/search/jql", {"jql": ""},
               extra_args=["-H", "X-HTTP-Method-Override: DELETE"])
