@@ -949,7 +949,7 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
     struct cfg_secret_what w = {owner, "token", prefix, "token_env", "token_file", "token"};
     if (cfg_secret_load(c, m, &w, &cr->secret, &cr->source, &cr->source_ref) < 0)
         return -1;
-    if (cr->type == CONFIG_CRED_BEARER && strchr(cr->secret, ' '))
+    if (cr->type == CONFIG_CRED_BEARER && cr->secret && strchr(cr->secret, ' '))
         return cfg_fail(c, cfg_map_get(c, m, "token_env") ?: cfg_map_get(c, m, "token_file")
                                                                ?: cfg_map_get(c, m, "token"),
                         "%s: a bearer token cannot contain spaces (the token itself is not shown)",

@@ -867,11 +867,26 @@ static void test_good_policies(void)
         config_free(cfg);
     }
     free(err);
+    free(path);
+    /* every key of the interface, a bearer token file among them, without the secrets */
+    path = fixture_path("good/full.yaml");
+    unsetenv("CP_KEY1");
+    err = NULL;
+    cfg = NULL;
+    CHECK(config_load_file_nosecrets(path, &cfg, &err) == 0);
+    CHECK_MSG(err == NULL, "full.yaml without secrets: %s", err ? err : "");
+    if (cfg) {
+        for (size_t i = 0; i < cfg->ncredentials; i++)
+            CHECK(cfg->credentials[i].secret == NULL);
+        config_free(cfg);
+    }
+    free(err);
+    free(path);
+    setenv("CP_KEY1", "key-SECRET-one", 1);
     if (saved) {
         setenv("CP_TOKEN", saved, 1);
         free(saved);
     }
-    free(path);
 }
 
 static void test_env(void)
