@@ -111,9 +111,13 @@ static void request_log(struct request *r)
         .mode = r->mode ? r->mode : "forward",
     };
     log_audit(&a);
-    metrics_request(c->w->sh->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
-                    r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
-                    r->status, (double)(now - r->start_ms) / 1000.0);
+    /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
+    metrics_request(c->w->sh->metrics, r->site ? r->site->host : NULL,
+                    a.method && strcmp(a.method, "CONNECT") == 0 ? METRICS_CRED_CONNECT
+                    : r->cred                                    ? cred_name(r->cred)
+                                                                 : NULL,
+                    metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
+                    (double)(now - r->start_ms) / 1000.0);
     metrics_upstream_connections(c->w->sh->metrics, upstream_take_new_connections(c->w->up));
 }
 

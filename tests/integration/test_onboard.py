@@ -309,5 +309,47 @@ def healthcheck_with_and_without_admin(env):
               "healthcheck (admin=%s) with the proxy stopped: 1 and a reason" % admin, (rc, err))
 
 
+# ---------------------------------------------------------------- item 9
+@h.test(timeout=120)
+def metrics_labels_bounded(env):
+    import re
+    env.start_fake()
+    aport = h.free_port()
+    env.start_proxy(extra={"admin": "127.0.0.1:%d" % aport})
+    env.wait_listen(aport, proc=env.proxy)
+    denied = ["denied-%03d.example.com" % i for i in range(100)]
+    for host in denied[:50]:
+        r = h.raw_one(env.port, ("GET http://%s/x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                                 % (host, host)).encode())
+        check(r.status == 403, "absolute-form to %s: 403" % host, r)
+    for host in denied[50:]:
+        r = h.raw_one(env.port, ("CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n"
+                                 % (host, host)).encode())
+        check(r.status == 403, "CONNECT to %s: 403" % host, r)
+    r = env.curl_proxy("http://acme.atlassian.net/rest/api/3/myself")
+    check(r.status == 200, "one mapped request", r)
+    body = ""
+    end = h.time.monotonic() + 5
+    while h.time.monotonic() < end:
+        body = h.raw_one(aport, ("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 "Connection: close\r\n\r\n").encode()).body.decode()
+        if 'code="200"' in body and body.count("(unmapped)") >= 2:
+            break
+        h.time.sleep(0.1)
+    series = re.findall(r'^credproxy_requests_total\{site="([^"]*)",credential="([^"]*)",'
+                        r'client="[^"]*",code="(\d+)"\} (\d+)$', body, re.M)
+    sites = sorted(set(s[0] for s in series))
+    check(sites == ["(unmapped)", "acme.atlassian.net"],
+          "after 100 distinct denied hosts the site labels are (unmapped) and the mapped site",
+          sites)
+    check(not any(hh in body for hh in denied), "no denied host name anywhere in /metrics")
+    by = {(s[0], s[1], s[2]): int(s[3]) for s in series}
+    check(by.get(("(unmapped)", "", "403")) == 50, "50 absolute-form denials in one series", by)
+    check(by.get(("(unmapped)", "(connect)", "403")) == 50,
+          "50 CONNECT denials counted under credential=\"(connect)\"", by)
+    check(by.get(("acme.atlassian.net", "svc", "200")) == 1, "the mapped request as before", by)
+    check(len(series) <= 3, "three series in all", series)
+
+
 if __name__ == "__main__":
     h.main()
