@@ -351,5 +351,22 @@ def metrics_labels_bounded(env):
     check(len(series) <= 3, "three series in all", series)
 
 
+# ---------------------------------------------------------------- item 5
+@h.test
+def check_without_dns_embedded_default(env):
+    # The test namespace has no DNS: what a user without network sees, in their config's words.
+    rc, out, err = run(env, ["check"], extra={"ATLASSIAN_SITE": "acme", "ATLASSIAN_EMAIL": h.EMAIL,
+                                              "ATLASSIAN_API_TOKEN": h.TOKEN}, timeout=60)
+    check(rc == 1, "check exits 1 without DNS", (rc, err))
+    lines = [ln for ln in out.splitlines() if ln.startswith("FAIL acme.atlassian.net")]
+    check(len(lines) == 2 and all("acme.atlassian.net could not be resolved" in ln and
+                                  "check DNS, network or upstream.proxy" in ln for ln in lines),
+          "both products: could not be resolved; check DNS, network or upstream.proxy", out)
+    check("unknown site" not in out and "Verify your Atlassian domain" not in out,
+          "not blamed on the site name", out)
+    check("domain:" not in out, "no file words (domain:) for the embedded default", out)
+    # The unknown-site advice in ATLASSIAN_SITE= words: tests/unit/test_check.c ("embedded
+    # default" rows); here the embedded default cannot reach the fake (no connect_to).
+
 if __name__ == "__main__":
     h.main()
