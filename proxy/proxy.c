@@ -109,6 +109,7 @@ static void request_log(struct request *r)
         .credential = r->cred ? cred_name(r->cred) : NULL,
         .error = r->error,
         .mode = r->mode ? r->mode : "forward",
+        .reason = r->reason[0] ? r->reason : NULL,
     };
     log_audit(&a);
     /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
@@ -144,6 +145,8 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     if (close)
         c->close_after = true;
     r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
+    if (status == 502 || status == 504) /* the audit line says why upstream failed */
+        snprintf(r->reason, sizeof(r->reason), "%s", msg ? msg : "");
     r->status = status;
     r->error = code;
     r->head_sent = true;

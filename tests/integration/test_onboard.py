@@ -368,5 +368,26 @@ def check_without_dns_embedded_default(env):
     # The unknown-site advice in ATLASSIAN_SITE= words: tests/unit/test_check.c ("embedded
     # default" rows); here the embedded default cannot reach the fake (no connect_to).
 
+# ---------------------------------------------------------------- item 4 (the log part)
+@h.test
+def upstream_failure_reason_in_audit(env):
+    env.start_fake()
+    env.start_proxy(sites=[{"host": "nonexistent.invalid", "credential": "svc"}])
+    r = env.curl_proxy("http://nonexistent.invalid/rest/api/3/myself")
+    h.proxy_error(r, 502, "upstream_unreachable")
+    log = ""
+    end = h.time.monotonic() + 5
+    while h.time.monotonic() < end and "error=upstream_unreachable" not in log:
+        h.time.sleep(0.05)
+        log = env.proxy.stderr()
+    lines = [ln for ln in log.splitlines() if "error=upstream_unreachable" in ln]
+    check(len(lines) == 1 and ' reason="' in lines[0] and "resolve" in lines[0].lower(),
+          "the audit line carries a short reason (DNS) next to error=upstream_unreachable",
+          log[-1500:])
+    if lines:
+        reason = lines[0].split(' reason="', 1)[-1]
+        check(len(reason) <= 170, "the reason is short", reason)
+
+
 if __name__ == "__main__":
     h.main()
