@@ -50,12 +50,13 @@ struct request {
     struct rewrite *rw;    /* body rewriter (gateway JSON), or NULL */
     struct tunnel *tunnel; /* blind tunnel (CONNECT to an unmapped host), or NULL */
     uint64_t bytes_in, bytes_out;
-    int status;                        /* status sent to the client (0 = none yet) */
-    const char *error;                 /* proxy error code, or NULL */
-    char reason[LOG_MAX_AUDIT_REASON]; /* upstream failure detail for the audit line, or "" */
-    bool body_done;                    /* the request body was read to its end */
-    bool body_blocked;                 /* read_body answered WOULD_BLOCK: resume on input */
-    bool resp_paused;                  /* on_body answered PAUSE: resume on drain */
+    int status;        /* status sent to the client (0 = none yet) */
+    const char *error; /* proxy error code, or NULL */
+    bool body_done;    /* the request body was read to its end */
+    bool body_blocked; /* read_body answered WOULD_BLOCK: resume on input */
+    bool resp_paused;  /* on_body answered PAUSE: resume on drain */
+    /* Upstream failure detail for the audit line, or "". */
+    char reason[LOG_MAX_AUDIT_REASON];
     bool head_sent;
     bool out_chunked;
     bool out_no_body;
