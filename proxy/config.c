@@ -27,6 +27,7 @@
 
 #include <yaml.h>
 
+#include "hostname.h"
 #include "util.h"
 
 /* The configuration file itself: far larger than any sane config. */
@@ -389,43 +390,16 @@ static int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *pr
 
 /* ------------------------------------------------------- names and hosts */
 
-static bool cfg_is_label_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
-}
-
-/* A lowercase DNS label: 1..63 of [a-z0-9-], no leading or trailing hyphen. */
+/* Label and name rules are hostname.c's, shared with hostmap and the CA. */
 static bool cfg_label_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!cfg_is_label_char(s[i]))
-            return false;
-    }
-    return true;
+    return hostname_label_ok(s, n);
 }
 
-/* A lowercase DNS name (no trailing dot), at most 253 bytes. */
+/* A configured name: lowercase LDH labels, no trailing dot, never an IP address. */
 static bool cfg_dns_name_ok(const char *s)
 {
-    size_t len = strlen(s);
-    const char *p = s;
-
-    if (len == 0 || len > 253)
-        return false;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (!cfg_label_ok(p, n))
-            return false;
-        if (!dot)
-            break;
-        p = dot + 1;
-        if (!*p)
-            return false;
-    }
-    return true;
+    return hostname_is_config_name(s);
 }
 
 /* Names of credentials and ids of clients: [A-Za-z0-9._-]{1,64}. */
@@ -1352,8 +1326,17 @@ static int cfg_site(struct cfg_ctx *c, size_t idx, const yaml_node_t *m, struct 
                             "%s '%.200s' must be a bare host name (no scheme, path, port or user)",
                             what, s);
         }
-        if (!cfg_dns_name_ok(st->host))
+        if (!cfg_dns_name_ok(st->host)) {
+            struct in6_addr a6;
+            struct in_addr a4;
+            if (inet_pton(AF_INET, st->host, &a4) == 1 || inet_pton(AF_INET6, st->host, &a6) == 1)
+                return cfg_fail(c, hn,
+                                "%s '%.200s' is an IP address; a site must be a host name (the "
+                                "interception CA certifies names): name it and map the name to "
+                                "the address with upstream.connect_to",
+                                what, s);
             return cfg_fail(c, hn, "%s '%.200s' is not a valid host name", what, s);
+        }
     }
 
     n = cfg_map_get(c, m, "credential");
@@ -1847,8 +1830,43 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "shutdown_timeout",
                                            "log",
                                            NULL};
+/* gateway.server_names: a list of host names (no port) that reach this proxy. */
+static int cfg_parse_server_names(struct cfg_ctx *c, yaml_node_t *m, struct config *cfg)
+{
+    yaml_node_t *n = cfg_map_get(c, m, "server_names");
+    size_t count;
+
+    if (!n)
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, n, "gateway.server_names must be a list of host names, not %s",
+                        cfg_type_name(n));
+    count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0 || count > CONFIG_MAX_SERVER_NAMES)
+        return cfg_fail(c, n, "gateway.server_names needs 1 to %d names, got %zu",
+                        CONFIG_MAX_SERVER_NAMES, count);
+    cfg->gateway.server_names = xcalloc(count, sizeof(char *));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = cfg_node(c, n->data.sequence.items.start[i]);
+        char what[CFG_MAX_WHAT];
+        const char *s;
+        cfg_bprintf(what, sizeof(what), "gateway.server_names[%zu]", i);
+        s = cfg_scalar(c, e, what);
+        if (!s)
+            return -1;
+        if (!cfg_dns_name_ok(s))
+            return cfg_fail(c, e,
+                            "%s '%.200s' is not a lowercase host name (no port, no scheme), e.g. "
+                            "credproxy",
+                            what, s);
+        cfg->gateway.server_names[i] = xstrdup(s);
+        cfg->gateway.nserver_names = i + 1;
+    }
+    return 0;
+}
+
 static const char *const cfg_icpt_keys[] = {"ca_cert", "ca_key", NULL};
-static const char *const cfg_gw_keys[] = {"rewrite_links", NULL};
+static const char *const cfg_gw_keys[] = {"rewrite_links", "server_names", NULL};
 static const char *const cfg_log_keys[] = {"format", "level", "audit", NULL};
 
 static int cfg_listen_top(struct cfg_ctx *c, const yaml_node_t *root)
@@ -1961,6 +1979,8 @@ static int cfg_sections(struct cfg_ctx *c, const yaml_node_t *root)
         if (cfg_map_check(c, m, "gateway", cfg_gw_keys) < 0)
             return -1;
         if (cfg_get_bool(c, m, "gateway", "rewrite_links", &cfg->gateway.rewrite_links) < 0)
+            return -1;
+        if (cfg_parse_server_names(c, m, cfg) < 0)
             return -1;
     }
     if (cfg_get_duration(c, root, "", "shutdown_timeout", true, &cfg->shutdown_timeout_ms) < 0)
@@ -2485,6 +2505,9 @@ void config_free(struct config *cfg)
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);
+    for (size_t i = 0; i < cfg->gateway.nserver_names; i++)
+        free(cfg->gateway.server_names[i]);
+    free(cfg->gateway.server_names);
     free(cfg->upstream.connect_to);
     free(cfg->upstream.proxy);
     free(cfg->interception.ca_cert);

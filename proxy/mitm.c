@@ -37,6 +37,7 @@
 #include <openssl/x509v3.h>
 
 #include "hostmap.h"
+#include "hostname.h"
 #include "util.h"
 
 #define MITM_SERIAL_BYTES 16
@@ -78,38 +79,10 @@ static char *ssl_error_text(const char *what)
     return xasprintf("%s (%s)", what, buf);
 }
 
-/* A DNS host name we are willing to put in a certificate: [a-z0-9-] labels, no wildcard, no IP. */
+/* A name we are willing to put in a certificate: the configured-name grammar (hostname.h). */
 static bool mitm_host_valid(const char *host)
 {
-    size_t len = host ? strlen(host) : 0, label = 0;
-    bool last_label_numeric = true;
-    unsigned char tmp[sizeof(struct in6_addr)];
-
-    if (len == 0 || len > HOSTMAP_MAX_HOST)
-        return false;
-    if (inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        char c = host[i];
-        if (c == '.' || c == '\0') {
-            if (label == 0 || label > 63 || host[i - 1] == '-')
-                return false;
-            if (c == '.') {
-                label = 0;
-                last_label_numeric = true;
-            }
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return false;
-        if (label == 0 && c == '-')
-            return false;
-        if (!(c >= '0' && c <= '9'))
-            last_label_numeric = false;
-        label++;
-    }
-    /* "1.2.3.999" or "10.0.0.1." are not names (RFC 1123 hosts never end all-numeric). */
-    return !last_label_numeric;
+    return hostname_is_config_name(host);
 }
 
 /* A random positive serial of MITM_SERIAL_BYTES bytes. 0 or -1. */
