@@ -8,7 +8,7 @@ follows the redirect; under exec its HTTPS_PROXY sends that as a CONNECT to the
 proxy, which must pass it as a credential-less blind tunnel (never intercepted,
 never given the Atlassian credential) even though unknown hosts are denied.
 
-DEPENDS ON THE LEAD'S ROUTE STAGE (proxy/route.c: Atlassian media hosts are
+RELIES ON THE ROUTE STAGE (proxy/route.c, merged from main: Atlassian media hosts are
 blind tunnels by default). Until that is merged the CONNECT is refused with
 403 and this file SKIPs with that reason; once proxy/route.c exists it is
 enforced.
