@@ -198,6 +198,11 @@ static int parse_cli(int argc, char **argv, struct cli *cli)
     memset(cli, 0, sizeof(*cli));
     cli->command = "run";
     cli->format = "sh";
+    /* `credproxy -c FILE COMMAND` works too: a leading -c is everyone's option. */
+    while (i + 1 < argc && (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)) {
+        cli->config_path = argv[i + 1];
+        i += 2;
+    }
     if (i < argc && argv[i][0] != '-') {
         cli->command = argv[i++];
         if (strcmp(cli->command, "ca") == 0) {

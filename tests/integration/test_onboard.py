@@ -238,6 +238,9 @@ def first_messages(env):
     rc, out, err = run(env, ["run", "-c", missing])
     check(rc == 2 and err.strip() == "credproxy: cannot read %s: No such file or directory"
           % missing, "missing config: one plain sentence, no :1:1", err)
+    rc, out, err2 = run(env, ["-c", missing, "lint"])
+    check(rc == 2 and err2 == err, "`credproxy -c FILE lint` (option first) reads the same file",
+          err2)
     path = os.path.join(env.dir, "port-only.yaml")
     with open(path, "w") as f:
         f.write("listen: 8080\ncredentials:\n  svc:\n    email: a@example.com\n"
