@@ -710,68 +710,55 @@ static int cfg_secret_check(struct cfg_ctx *c, const yaml_node_t *n,
 static char *cfg_secret_read_file(struct cfg_ctx *c, const yaml_node_t *n,
                                   const struct cfg_secret_what *w, const char *path)
 {
-    char what[CFG_MAX_WHAT];
+    char what[CFG_MAX_WHAT], from[600];
     bool show = cfg_path_showable(path);
-    struct stat st;
     char *buf = NULL;
-    size_t cap = CONFIG_MAX_SECRET_LEN + 3, len = 0;
-    int fd;
+    size_t len = 0;
+    unsigned mode = 0;
+    int errnum = 0;
 
     cfg_what(what, w->prefix, w->k_file);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
+    cfg_bprintf(from, sizeof(from), "%s", path);
+    /* Room for the secret plus a trailing "\r\n"; longer is refused below. */
+    switch (util_read_file(path, CONFIG_MAX_SECRET_LEN + 2, &buf, &len, &mode, &errnum)) {
+    case UTIL_READ_OK:
+        break;
+    case UTIL_READ_NOT_REGULAR:
+        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
+                 show ? path : "(value not shown)");
+        return NULL;
+    case UTIL_READ_TOO_LARGE:
+        cfg_fail(c, n, "%s: the %s from %s is longer than %d bytes; check that it is the %s",
+                 w->owner, w->noun, from, CONFIG_MAX_SECRET_LEN, w->noun);
+        return NULL;
+    default:
+        if (errnum == 0)
+            errnum = ENOENT;
         if (show)
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
+            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path,
+                     strerror(errnum));
         else
             cfg_fail(c, n,
                      "%s: cannot read %s: %s (the value is not shown in case it is the %s "
                      "itself; %s takes a file path)",
-                     w->owner, what, strerror(errno), w->noun, w->k_file);
+                     w->owner, what, strerror(errnum), w->noun, w->k_file);
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
-                 show ? path : "(value not shown)");
-        close(fd);
-        return NULL;
-    }
-    buf = xmalloc(cap + 1);
-    for (;;) {
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
-            goto fail;
-        }
-        if (r == 0 || (len += (size_t)r) == cap)
-            break;
-    }
-    close(fd);
-    fd = -1;
-    buf[len] = '\0';
     if (len > 0 && buf[len - 1] == '\n') {
         len--;
         if (len > 0 && buf[len - 1] == '\r')
             len--;
         buf[len] = '\0';
     }
-    {
-        char from[600];
-        cfg_bprintf(from, sizeof(from), "%s", path);
-        if (cfg_secret_check(c, n, w, from, buf, len) < 0)
-            goto fail;
+    if (cfg_secret_check(c, n, w, from, buf, len) < 0) {
+        util_secure_zero(buf, len);
+        free(buf);
+        return NULL;
     }
-    if (st.st_mode & 077)
+    if (util_secret_mode_check(mode, UTIL_SECRET_MOUNTED) != UTIL_MODE_OK)
         cfg_warn(c, n, "%s: %s %s is readable by group or others (mode %04o); run chmod 600 %s",
-                 w->owner, w->k_file, path, (unsigned)(st.st_mode & 07777), path);
+                 w->owner, w->k_file, path, mode, path);
     return buf;
-fail:
-    if (fd >= 0)
-        close(fd);
-    util_secure_zero(buf, cap + 1);
-    free(buf);
-    return NULL;
 }
 
 /*
