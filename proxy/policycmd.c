@@ -120,18 +120,15 @@ int policycmd_main(int argc, char **argv, FILE *out)
         fprintf(stderr, "credproxy: policy explain: give CLIENT METHOD URL\n%s", pcmd_usage);
         return PCMD_USAGE;
     }
-    if (!cfg_path)
-        cfg_path = getenv("CREDPROXY_CONFIG");
-    if (cfg_path && *cfg_path) {
-        if (config_load_file_nosecrets(cfg_path, &cfg, &err) < 0) {
-            fprintf(stderr, "%s\n", err ? err : "credproxy: configuration error");
-            free(err);
-            return PCMD_USAGE;
-        }
-    } else {
-        int lr = config_load_env(&cfg, &err);
+    {
+        /* No secret is read: explain works where the tokens and keys are not set. */
+        const struct config_load_opts opts = {CONFIG_LOAD_NO_SECRETS, NULL};
+        int lr = config_load_with(cfg_path, &opts, &cfg, &err);
         if (lr != 0) {
-            fprintf(stderr, "credproxy: %s\n", lr == 1 ? config_missing_message() : err);
+            fprintf(stderr, "%s%s\n", lr == 1 ? "credproxy: " : "",
+                    lr == 1 ? config_missing_message()
+                    : err   ? err
+                            : "configuration error");
             free(err);
             return PCMD_USAGE;
         }

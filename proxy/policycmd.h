@@ -2,7 +2,7 @@
  * policycmd: `credproxy policy explain [-c FILE] CLIENT METHOD URL [--body FILE]`.
  * Prints the class, the scope found and the verdict a request would get,
  * without contacting Atlassian and without needing any secret (the
- * configuration is loaded with config_load_file_nosecrets).
+ * configuration is loaded with CONFIG_LOAD_NO_SECRETS).
  *
  * Layer 5 (a command). Never prints a secret: none is loaded.
  */

@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "cred.h"
 #include "errors.h"
+#include "framing.h"
 #include "hostmap.h"
 #include "http1.h"
 #include "log.h"
@@ -141,11 +142,16 @@ static void request_log(struct request *r)
         .error = r->error,
         .mode = r->mode ? r->mode : "forward",
         .op_class = r->op_class,
+        .reason = r->reason[0] ? r->reason : NULL,
     };
     log_audit(&a);
-    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
-                    r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
-                    r->status, (double)(now - r->start_ms) / 1000.0);
+    /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
+    metrics_request(r->svc->metrics, r->site ? r->site->host : NULL,
+                    a.method && strcmp(a.method, "CONNECT") == 0 ? METRICS_CRED_CONNECT
+                    : r->cred                                    ? cred_name(r->cred)
+                                                                 : NULL,
+                    metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
+                    (double)(now - r->start_ms) / 1000.0);
     metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
@@ -174,6 +180,8 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     if (close)
         conn_close_after(c);
     r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
+    if (status == 502 || status == 504) /* the audit line says why upstream failed */
+        snprintf(r->reason, sizeof(r->reason), "%s", msg ? msg : "");
     r->status = status;
     r->error = code;
     r->head_sent = true;
@@ -418,24 +426,25 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
                                     util_now_ms());
     }
 
-    bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;
+    bool no_body = c->parser.is_head || framing_status_has_no_body(status);
     bool encoded = cenc && !(cenc->value_len == 8 && util_memcaseeq(cenc->value, "identity", 8));
     bool json = ctype && contains_ci(ctype->value, ctype->value_len, "json");
     if (r->gateway_origin && !no_body && json && !encoded) {
         r->rw = rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin,
                             r->gateway_origin);
     }
-    bool keep_cl = cl && !r->rw;
-    bool http11 = c->parser.http_minor >= 1;
-    if (no_body) {
-        r->out_no_body = true;
-    } else if (!keep_cl) {
-        if (http11)
-            r->out_chunked = true;
-        else
-            r->out_close_delimited = true;
-    }
-    if (r->out_close_delimited)
+    struct framing_input fin = {
+        .status = status,
+        .head = c->parser.is_head,
+        .client_http11 = c->parser.http_minor >= 1,
+        .length_known = cl != NULL,
+        .body_rewritten = r->rw != NULL,
+    };
+    struct framing fr = framing_decide(&fin);
+    r->out_no_body = fr.mode == FRAMING_NONE;
+    r->out_chunked = fr.mode == FRAMING_CHUNKED;
+    r->out_close_delimited = fr.mode == FRAMING_CLOSE;
+    if (fr.must_close)
         conn_close_after(c);
     bool close = conn_must_close(c);
     if (close)
@@ -446,8 +455,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     for (size_t i = 0; i < n; i++) {
         if (hdr_is(&h[i], "content-length")) {
             /* Framing is ours: keep the upstream's length only when the bytes pass unchanged. */
-            if (&h[i] == cl && (keep_cl || (no_body && c->parser.is_head)) && status != 204 &&
-                status >= 200) {
+            if (&h[i] == cl && fr.send_length) {
                 evbuffer_add(out, "Content-Length: ", 16);
                 evbuffer_add(out, h[i].value, h[i].value_len);
                 evbuffer_add(out, "\r\n", 2);
