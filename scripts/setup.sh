@@ -21,7 +21,7 @@ TEST_PKGS=(
   git curl
   redis-server
   python3 python3-requests python3-jira nodejs
-  iproute2 util-linux
+  iproute2 util-linux systemd
   podman runc debootstrap uidmap fuse-overlayfs slirp4netns
 )
 BENCH_PKGS=(wrk nginx-light haproxy squid-openssl mitmproxy nghttp2-client linux-perf)
