@@ -48,6 +48,8 @@ struct cfg_ctx {
     struct config *cfg;
     char *err;
     size_t warn_cap;
+    const struct config_load_opts *opts; /* never NULL inside the loader */
+    bool keep_secret;                    /* NO_SECRETS, but this is the --client's key */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -531,6 +533,12 @@ static int cfg_listen_parse(const char *text, struct config_listen *out, const c
         portstr = close + 2;
     } else {
         colon = strrchr(text, ':');
+        if (!colon && *text && strspn(text, "0123456789") == strlen(text)) {
+            /* "listen: 8080": a port alone; the host decides who can reach it. */
+            *why = "the host is missing; write 127.0.0.1:PORT for local use or 0.0.0.0:PORT for "
+                   "every interface";
+            return -1;
+        }
         if (!colon) {
             *why = "the port is missing; write HOST:PORT, e.g. 127.0.0.1:8080";
             return -1;
@@ -651,6 +659,12 @@ static bool cfg_path_showable(const char *s)
     return strlen(s) <= 512 && (strchr(s, '/') || strchr(s, '.'));
 }
 
+/* CONFIG_LOAD_NO_SECRETS is in force for the secret being loaded now. */
+static bool cfg_secrets_skipped(const struct cfg_ctx *c)
+{
+    return (c->opts->flags & CONFIG_LOAD_NO_SECRETS) && !c->keep_secret;
+}
+
 /*
  * Checks secret bytes (after the one trailing newline of a file was cut):
  * not empty, not too long, no leading/trailing white space, no control
@@ -697,68 +711,55 @@ static int cfg_secret_check(struct cfg_ctx *c, const yaml_node_t *n,
 static char *cfg_secret_read_file(struct cfg_ctx *c, const yaml_node_t *n,
                                   const struct cfg_secret_what *w, const char *path)
 {
-    char what[CFG_MAX_WHAT];
+    char what[CFG_MAX_WHAT], from[600];
     bool show = cfg_path_showable(path);
-    struct stat st;
     char *buf = NULL;
-    size_t cap = CONFIG_MAX_SECRET_LEN + 3, len = 0;
-    int fd;
+    size_t len = 0;
+    unsigned mode = 0;
+    int errnum = 0;
 
     cfg_what(what, w->prefix, w->k_file);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
+    cfg_bprintf(from, sizeof(from), "%s", path);
+    /* Room for the secret plus a trailing "\r\n"; longer is refused below. */
+    switch (util_read_file(path, CONFIG_MAX_SECRET_LEN + 2, &buf, &len, &mode, &errnum)) {
+    case UTIL_READ_OK:
+        break;
+    case UTIL_READ_NOT_REGULAR:
+        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
+                 show ? path : "(value not shown)");
+        return NULL;
+    case UTIL_READ_TOO_LARGE:
+        cfg_fail(c, n, "%s: the %s from %s is longer than %d bytes; check that it is the %s",
+                 w->owner, w->noun, from, CONFIG_MAX_SECRET_LEN, w->noun);
+        return NULL;
+    default:
+        if (errnum == 0)
+            errnum = ENOENT;
         if (show)
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
+            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path,
+                     strerror(errnum));
         else
             cfg_fail(c, n,
                      "%s: cannot read %s: %s (the value is not shown in case it is the %s "
                      "itself; %s takes a file path)",
-                     w->owner, what, strerror(errno), w->noun, w->k_file);
+                     w->owner, what, strerror(errnum), w->noun, w->k_file);
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
-                 show ? path : "(value not shown)");
-        close(fd);
-        return NULL;
-    }
-    buf = xmalloc(cap + 1);
-    for (;;) {
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
-            goto fail;
-        }
-        if (r == 0 || (len += (size_t)r) == cap)
-            break;
-    }
-    close(fd);
-    fd = -1;
-    buf[len] = '\0';
     if (len > 0 && buf[len - 1] == '\n') {
         len--;
         if (len > 0 && buf[len - 1] == '\r')
             len--;
         buf[len] = '\0';
     }
-    {
-        char from[600];
-        cfg_bprintf(from, sizeof(from), "%s", path);
-        if (cfg_secret_check(c, n, w, from, buf, len) < 0)
-            goto fail;
+    if (cfg_secret_check(c, n, w, from, buf, len) < 0) {
+        util_secure_zero(buf, len);
+        free(buf);
+        return NULL;
     }
-    if (st.st_mode & 077)
+    if (util_secret_mode_check(mode, UTIL_SECRET_MOUNTED) != UTIL_MODE_OK)
         cfg_warn(c, n, "%s: %s %s is readable by group or others (mode %04o); run chmod 600 %s",
-                 w->owner, w->k_file, path, (unsigned)(st.st_mode & 07777), path);
+                 w->owner, w->k_file, path, mode, path);
     return buf;
-fail:
-    if (fd >= 0)
-        close(fd);
-    util_secure_zero(buf, cap + 1);
-    free(buf);
-    return NULL;
 }
 
 /*
@@ -807,6 +808,12 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
             cfg_bprintf(from, sizeof(from), "the environment variable named by %s", what);
         else
             cfg_bprintf(from, sizeof(from), "environment variable %s", v);
+        if (cfg_secrets_skipped(c)) {
+            *secret = NULL;
+            *source = CONFIG_SECRET_ENV;
+            *ref = xstrdup(v);
+            return 0;
+        }
         val = getenv(v);
         if (!val)
             return cfg_fail(c, n, "%s: %s is not set; export it before starting credproxy",
@@ -823,6 +830,12 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
     if (which == 1) {
         if (strlen(v) != n->data.scalar.length)
             return cfg_fail(c, n, "%s contains a NUL character", what);
+        if (cfg_secrets_skipped(c)) {
+            *secret = NULL;
+            *source = CONFIG_SECRET_FILE;
+            *ref = xstrdup(v);
+            return 0;
+        }
         *secret = cfg_secret_read_file(c, n, w, v);
         if (!*secret)
             return -1;
@@ -840,10 +853,188 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
              "%s: the %s is written in the configuration file (%s:); prefer %s or %s and keep "
              "the file private",
              w->owner, w->noun, keys[2], keys[0], keys[1]);
-    *secret = xstrdup(v);
+    *secret = cfg_secrets_skipped(c) ? NULL : xstrdup(v);
     *source = CONFIG_SECRET_INLINE;
     *ref = NULL;
     return 0;
+}
+
+/* ------------------------------------------------------------- onboarding */
+/*
+ * What `env`/`exec`/`lint` need beyond the plain keys: the names of the
+ * variables that hold credential secrets (exec removes them from an agent's
+ * environment), CA paths relative to the configuration file, and warnings
+ * about tokens that are evidently placeholders or of the wrong type.
+ */
+
+/* Shorter than any Atlassian token (about 190 characters today, 24 for old ones, 44 for DC PATs).
+ */
+#define CFG_MIN_PLAUSIBLE_TOKEN 12
+/* What people paste from documentation instead of a token (compared case-insensitively). */
+static const char *const cfg_placeholder_tokens[] = {
+    "\xe2\x80\xa6", "...",       "changeme", "change-me", "<token>", "token",      "your-token",
+    "your_token",   "yourtoken", "secret",   "xxx",       "todo",    "replace-me", "api-token",
+};
+
+/* Records one variable name (deduplicated, bounded by CONFIG_MAX_SECRET_ENVS). */
+static void cfg_secret_env_add(struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsecret_envs; i++) {
+        if (strcmp(cfg->secret_envs[i], name) == 0)
+            return;
+    }
+    if (cfg->nsecret_envs >= CONFIG_MAX_SECRET_ENVS)
+        return;
+    if (!cfg->secret_envs)
+        cfg->secret_envs = xcalloc(CONFIG_MAX_SECRET_ENVS, sizeof(*cfg->secret_envs));
+    cfg->secret_envs[cfg->nsecret_envs++] = xstrdup(name);
+}
+
+/*
+ * Every "*_env" key of one credential's map names a variable holding a secret
+ * of that credential (token_env today, client_secret_env for oauth_client):
+ * taken generically, so a new credential kind is covered without a change here.
+ */
+static void cfg_note_secret_envs(struct cfg_ctx *c, const yaml_node_t *m)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+        const char *ks, *vs;
+        size_t kl;
+        if (!k || !v || k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
+            continue;
+        ks = (const char *)k->data.scalar.value;
+        vs = (const char *)v->data.scalar.value;
+        kl = strlen(ks);
+        if (kl > 4 && strcmp(ks + kl - 4, "_env") == 0 && cfg_env_name_ok(vs))
+            cfg_secret_env_add(c->cfg, vs);
+    }
+}
+
+/* A relative path made absolute against dir; a new string (or a copy when already absolute). */
+static char *cfg_path_join(const char *dir, const char *p)
+{
+    if (p[0] == '/' || !dir)
+        return xstrdup(p);
+    return xasprintf("%s/%s", dir, p);
+}
+
+/*
+ * interception.ca_cert/ca_key written relative (or left at the default
+ * certs/ca.pem) mean "next to the configuration file" (file NULL: the
+ * embedded default, the current directory), whatever directory
+ * the proxy, `env` or an MCP host starts in. The directory itself is made
+ * absolute so every command agrees on one path.
+ */
+static void cfg_resolve_ca_paths(struct config *cfg, const char *file)
+{
+    char *dir = xstrdup(file ? file : "./"), *slash = strrchr(dir, '/'), *abs = NULL, *tmp;
+
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        strcpy(dir, ".");
+    if (dir[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (cwd) {
+            abs = strcmp(dir, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, dir);
+            free(cwd);
+        }
+    }
+    tmp = abs ? abs : dir;
+    if (cfg->interception.ca_cert && cfg->interception.ca_cert[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_cert);
+        free(cfg->interception.ca_cert);
+        cfg->interception.ca_cert = p;
+    }
+    if (cfg->interception.ca_key && cfg->interception.ca_key[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_key);
+        free(cfg->interception.ca_key);
+        cfg->interception.ca_key = p;
+    }
+    free(abs);
+    free(dir);
+}
+
+/* The token is one of the documentation's placeholders, or too short to be an API token. */
+static bool cfg_token_is_placeholder(const char *t)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cfg_placeholder_tokens); i++) {
+        if (strcasecmp(t, cfg_placeholder_tokens[i]) == 0)
+            return true;
+    }
+    if (strstr(t, "\xe2\x80\xa6") || (t[0] == '<' && t[strlen(t) - 1] == '>'))
+        return true;
+    return strlen(t) < CFG_MIN_PLAUSIBLE_TOKEN;
+}
+
+/* The credential is used by at least one *.atlassian.net site. */
+static bool cfg_cred_on_cloud(const struct config *cfg, size_t idx)
+{
+    size_t sl = strlen(CFG_ATLASSIAN_SUFFIX);
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const char *h = cfg->sites[i].host;
+        size_t hl = h ? strlen(h) : 0;
+        if (cfg->sites[i].credential == idx && hl > sl &&
+            strcmp(h + hl - sl, CFG_ATLASSIAN_SUFFIX) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Lint warnings about the secret itself (only when it was read): a
+ * placeholder, and a Cloud API token sent as Bearer. The token's bytes never
+ * reach a message; "ATATT" is Atlassian's public prefix, not part of a secret.
+ */
+static void cfg_token_warnings(struct cfg_ctx *c)
+{
+    const struct config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        const struct config_credential *cr = &cfg->credentials[i];
+        const char *from = cr->source == CONFIG_SECRET_ENV    ? "environment variable"
+                           : cr->source == CONFIG_SECRET_FILE ? "file"
+                                                              : "configuration";
+        if (!cr->secret)
+            continue;
+        if (cfg_token_is_placeholder(cr->secret))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': the token from %s %s looks like a placeholder (%zu "
+                        "characters; Atlassian API tokens are much longer): paste the real token "
+                        "from id.atlassian.com -> Security -> API tokens",
+                        cr->name, from, cr->source_ref ? cr->source_ref : "(inline)",
+                        strlen(cr->secret));
+        if (cr->type == CONFIG_CRED_BEARER && strncmp(cr->secret, "ATATT", 5) == 0 &&
+            cfg_cred_on_cloud(cfg, i))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': type bearer with an Atlassian Cloud API token (ATATT...) "
+                        "on an *.atlassian.net site: Cloud API tokens need type: basic and the "
+                        "account's email; Atlassian answers 401 to them as Bearer",
+                        cr->name);
+    }
+}
+
+/* After a successful load: relative CA paths, token warnings, the no-secrets marker. */
+static void cfg_onboard_finish(struct cfg_ctx *c, const char *file)
+{
+    cfg_resolve_ca_paths(c->cfg, file); /* NULL: the embedded default, the current directory */
+    cfg_token_warnings(c);
+    c->cfg->no_secrets = (c->opts->flags & CONFIG_LOAD_NO_SECRETS) != 0;
+    /* The embedded default's variable, under whichever configuration: an agent never needs it. */
+    cfg_secret_env_add(c->cfg, "ATLASSIAN_API_TOKEN");
+}
+
+int config_client_index(const struct config *cfg, const char *id)
+{
+    if (!cfg || !id)
+        return -1;
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        if (cfg->clients[i].id && strcmp(cfg->clients[i].id, id) == 0)
+            return (int)i;
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ credentials */
@@ -1095,7 +1286,7 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
             "client_secret"};
     if (cfg_secret_load(c, m, &w, &cr->secret, &cr->source, &cr->source_ref) < 0)
         return -1;
-    if (cr->type == CONFIG_CRED_BEARER && strchr(cr->secret, ' '))
+    if (cr->type == CONFIG_CRED_BEARER && cr->secret && strchr(cr->secret, ' '))
         return cfg_fail(c, cfg_map_get(c, m, "token_env") ?: cfg_map_get(c, m, "token_file")
                                                                ?: cfg_map_get(c, m, "token"),
                         "%s: a bearer token cannot contain spaces (the token itself is not shown)",
@@ -1157,6 +1348,7 @@ static int cfg_credentials(struct cfg_ctx *c, const yaml_node_t *root)
         cfg->ncredentials = i + 1;
         if (cfg_credential(c, key, val, &cfg->credentials[i]) < 0)
             return -1;
+        cfg_note_secret_envs(c, val);
     }
     return 0;
 }
@@ -1413,8 +1605,8 @@ static int cfg_sites(struct cfg_ctx *c, const yaml_node_t *root)
 
 /* ---------------------------------------------------------------- clients */
 
-static const char *const cfg_client_keys[] = {"id",         "key_env", "key_file", "key",
-                                              "rate_limit", "burst",   NULL};
+static const char *const cfg_client_keys[] = {"policy", "id",         "key_env", "key_file",
+                                              "key",    "rate_limit", "burst",   NULL};
 
 static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
 {
@@ -1467,8 +1659,10 @@ static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
         }
         cfg_bprintf(owner, sizeof(owner), "client '%s'", cl->id);
         struct cfg_secret_what w = {owner, "key", prefix, "key_env", "key_file", "key"};
+        c->keep_secret = c->opts->client_id && strcmp(c->opts->client_id, cl->id) == 0;
         if (cfg_secret_load(c, m, &w, &cl->key, &cl->source, &cl->source_ref) < 0)
             return -1;
+        c->keep_secret = false;
         if (cfg_get_rate(c, m, prefix, "rate_limit", &cl->has_rate, &cl->rate_off,
                          &cl->rate_per_sec) < 0)
             return -1;
@@ -1770,6 +1964,329 @@ static int cfg_upstream(struct cfg_ctx *c, const yaml_node_t *root)
     return 0;
 }
 
+/* -------------------------------------------------------------- policies */
+
+static const char *const cfg_class_names[POLICY_NCLASSES] = {
+    [POLICY_READ] = "read",   [POLICY_COMMENT] = "comment", [POLICY_TRANSITION] = "transition",
+    [POLICY_WRITE] = "write", [POLICY_DELETE] = "delete",   [POLICY_ADMIN] = "admin",
+};
+
+const char *config_class_name(enum policy_class c)
+{
+    return (unsigned)c < POLICY_NCLASSES ? cfg_class_names[c] : NULL;
+}
+
+int config_class_parse(const char *name)
+{
+    for (int i = 0; i < POLICY_NCLASSES; i++) {
+        if (strcmp(name, cfg_class_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static const char *const cfg_policy_keys[] = {"allow", "projects", "spaces", NULL};
+
+/* `full` and `read-only` always exist, first, at CONFIG_POLICY_FULL and CONFIG_POLICY_READ_ONLY. */
+static void cfg_policy_builtins(struct config *cfg)
+{
+    cfg->policies = xcalloc(2, sizeof(*cfg->policies));
+    cfg->npolicies = 2;
+    cfg->policies[CONFIG_POLICY_FULL].name = xstrdup("full");
+    cfg->policies[CONFIG_POLICY_FULL].allow = POLICY_ALL_CLASSES;
+    cfg->policies[CONFIG_POLICY_FULL].builtin = true;
+    cfg->policies[CONFIG_POLICY_READ_ONLY].name = xstrdup("read-only");
+    cfg->policies[CONFIG_POLICY_READ_ONLY].allow = POLICY_CLASS_BIT(POLICY_READ);
+    cfg->policies[CONFIG_POLICY_READ_ONLY].builtin = true;
+    cfg->default_policy = CONFIG_POLICY_FULL;
+}
+
+static void cfg_policies_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        struct config_policy *p = &cfg->policies[i];
+        free(p->name);
+        for (size_t j = 0; j < p->nprojects; j++)
+            free(p->projects[j]);
+        free(p->projects);
+        for (size_t j = 0; j < p->nspaces; j++)
+            free(p->spaces[j]);
+        free(p->spaces);
+    }
+    free(cfg->policies);
+}
+
+int config_policy_index(const struct config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return -1;
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        if (strcmp(cfg->policies[i].name, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const struct config_policy *config_policy_for(const struct config *cfg, const char *client_id)
+{
+    static const struct config_policy full = {.name = "full", .allow = POLICY_ALL_CLASSES};
+    size_t idx = cfg->default_policy;
+
+    if (client_id) {
+        for (size_t i = 0; i < cfg->nclients; i++) {
+            if (strcmp(cfg->clients[i].id, client_id) == 0 && cfg->clients[i].policy >= 0)
+                idx = (size_t)cfg->clients[i].policy;
+        }
+    }
+    return idx < cfg->npolicies ? &cfg->policies[idx] : &full;
+}
+
+/*
+ * Jira project keys: a letter, then letters, digits or '_' (Atlassian's
+ * default key pattern); kept upper-case. Confluence space keys: letters and
+ * digits, or a personal space "~" followed by an account id.
+ */
+static bool cfg_project_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY ||
+        !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool cfg_space_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    size_t i = 0;
+    bool personal = n > 0 && s[0] == '~';
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY || (personal && n == 1))
+        return false;
+    if (personal)
+        i = 1;
+    for (; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (personal)
+            ok = ok || ch == '-' || ch == ':' || ch == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* A non-empty list of scalars under key; *items (caller owns) gets copies. */
+static int cfg_policy_list(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                           const char *key, char ***items, size_t *nitems, bool *present)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *l = cfg_map_get(c, m, key);
+
+    *present = false;
+    if (!l)
+        return 0;
+    cfg_what(what, prefix, key);
+    if (l->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, l, "%s must be a list ([A, B]), not %s", what, cfg_type_name(l));
+    size_t count = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+    if (count == 0 && strcmp(key, "allow") == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; name at least one class (read, comment, "
+                        "transition, write, delete, admin)",
+                        what);
+    if (count == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; it would allow nothing (remove the key to allow "
+                        "every one, or name at least one)",
+                        what);
+    if (count > CONFIG_MAX_POLICY_SCOPE)
+        return cfg_fail(c, l, "%s has %zu entries; at most %d", what, count,
+                        CONFIG_MAX_POLICY_SCOPE);
+    *items = xcalloc(count, sizeof(**items));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *n = cfg_node(c, l->data.sequence.items.start[i]);
+        const char *v = cfg_scalar(c, n, what);
+        if (!v)
+            return -1;
+        (*items)[i] = xstrdup(v);
+        *nitems = i + 1;
+    }
+    *present = true;
+    return 0;
+}
+
+static int cfg_policy(struct cfg_ctx *c, const yaml_node_t *key, const yaml_node_t *m,
+                      struct config_policy *p)
+{
+    char prefix[CFG_MAX_WHAT], what[CFG_MAX_WHAT];
+    const char *name = cfg_scalar(c, key, "a policy name");
+    char **classes = NULL;
+    size_t nclasses = 0;
+    bool present;
+    int rc = -1;
+
+    if (!name)
+        return -1;
+    p->name = xstrdup(name);
+    p->pos = cfg_pos(key);
+    if (!cfg_ident_ok(name))
+        return cfg_fail(c, key,
+                        "policy name '%.64s' may only use letters, digits, '.', '_' and '-' (at "
+                        "most %d)",
+                        name, CFG_MAX_NAME_LEN);
+    if (strcmp(name, "full") == 0 || strcmp(name, "read-only") == 0)
+        return cfg_fail(c, key,
+                        "policy '%s' is built in and cannot be redefined; give yours another name",
+                        name);
+    cfg_bprintf(prefix, sizeof(prefix), "policies.%s", name);
+    if (cfg_map_check(c, m, prefix, cfg_policy_keys) < 0)
+        return -1;
+    if (!cfg_map_get(c, m, "allow"))
+        return cfg_fail(c, m,
+                        "%s has no allow list; add allow: [read, ...] (classes: read, comment, "
+                        "transition, write, delete, admin)",
+                        prefix);
+    if (cfg_policy_list(c, m, prefix, "allow", &classes, &nclasses, &present) < 0)
+        goto out;
+    yaml_node_t *al = cfg_map_get(c, m, "allow");
+    cfg_what(what, prefix, "allow");
+    for (size_t i = 0; i < nclasses; i++) {
+        int cl = config_class_parse(classes[i]);
+        if (cl < 0) {
+            cfg_fail(c, cfg_node(c, al->data.sequence.items.start[i]),
+                     "%s: unknown class '%.64s'; classes are read, comment, transition, write, "
+                     "delete, admin",
+                     what, classes[i]);
+            goto out;
+        }
+        p->allow |= POLICY_CLASS_BIT(cl);
+    }
+    if (cfg_policy_list(c, m, prefix, "projects", &p->projects, &p->nprojects, &p->has_projects) <
+        0)
+        goto out;
+    yaml_node_t *pl = cfg_map_get(c, m, "projects");
+    for (size_t i = 0; i < p->nprojects; i++) {
+        if (!cfg_project_key_ok(p->projects[i])) {
+            cfg_fail(c, cfg_node(c, pl->data.sequence.items.start[i]),
+                     "%s.projects: '%.64s' is not a Jira project key (a letter, then letters, "
+                     "digits or _)",
+                     prefix, p->projects[i]);
+            goto out;
+        }
+        for (char *q = p->projects[i]; *q; q++) {
+            if (*q >= 'a' && *q <= 'z')
+                *q = (char)(*q - 'a' + 'A');
+        }
+    }
+    if (cfg_policy_list(c, m, prefix, "spaces", &p->spaces, &p->nspaces, &p->has_spaces) < 0)
+        goto out;
+    yaml_node_t *sl = cfg_map_get(c, m, "spaces");
+    for (size_t i = 0; i < p->nspaces; i++) {
+        if (!cfg_space_key_ok(p->spaces[i])) {
+            cfg_fail(c, cfg_node(c, sl->data.sequence.items.start[i]),
+                     "%s.spaces: '%.64s' is not a Confluence space key (letters and digits, or "
+                     "~ACCOUNT for a personal space)",
+                     prefix, p->spaces[i]);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < nclasses; i++)
+        free(classes[i]);
+    free(classes);
+    return rc;
+}
+
+/* A policy name given in default_policy: or clients[i].policy:, resolved to its index. */
+static int cfg_policy_ref(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
+                          const char *key, int *out)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *n = cfg_map_get(c, map, key);
+    const char *v;
+
+    if (!n)
+        return 0;
+    cfg_what(what, prefix, key);
+    v = cfg_scalar(c, n, what);
+    if (!v)
+        return -1;
+    *out = config_policy_index(c->cfg, v);
+    if (*out < 0) {
+        char names[512];
+        size_t off = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < c->cfg->npolicies; i++) {
+            int w = cfg_bprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                c->cfg->policies[i].name);
+            if (w > 0 && (size_t)w < sizeof(names) - off)
+                off += (size_t)w;
+        }
+        return cfg_fail(c, n, "%s: unknown policy '%.64s'; defined: %s", what, v, names);
+    }
+    return 0;
+}
+
+/* policies:, default_policy: and clients[i].policy: (after cfg_clients). */
+static int cfg_policies(struct cfg_ctx *c, const yaml_node_t *root)
+{
+    struct config *cfg = c->cfg;
+    yaml_node_t *m = cfg_map_get(c, root, "policies");
+    int idx;
+
+    for (size_t i = 0; i < cfg->nclients; i++)
+        cfg->clients[i].policy = -1;
+    if (m) {
+        if (m->type != YAML_MAPPING_NODE)
+            return cfg_fail(c, m, "policies must be a map (NAME: {allow: [...]}), not %s",
+                            cfg_type_name(m));
+        size_t count = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+        if (count == 0)
+            return cfg_fail(c, m, "policies is empty; define one or remove the key");
+        if (count + 2 > CONFIG_MAX_POLICIES)
+            return cfg_fail(c, m, "too many policies (%zu); at most %d", count,
+                            CONFIG_MAX_POLICIES - 2);
+        cfg->policies = xrealloc(cfg->policies, (count + 2) * sizeof(*cfg->policies));
+        memset(cfg->policies + 2, 0, count * sizeof(*cfg->policies));
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
+            yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+            cfg->npolicies = 2 + i + 1;
+            if (k->type == YAML_SCALAR_NODE) {
+                for (size_t j = 2; j < 2 + i; j++) {
+                    if (strcmp(cfg->policies[j].name, (const char *)k->data.scalar.value) == 0)
+                        return cfg_fail(c, k,
+                                        "duplicate policy '%.64s' (first given at line %d); keep "
+                                        "only one",
+                                        cfg->policies[j].name, cfg->policies[j].pos.line);
+                }
+            }
+            if (cfg_policy(c, k, v, &cfg->policies[2 + i]) < 0)
+                return -1;
+        }
+    }
+    idx = CONFIG_POLICY_FULL;
+    if (cfg_policy_ref(c, root, "", "default_policy", &idx) < 0)
+        return -1;
+    cfg->default_policy = (size_t)idx;
+    yaml_node_t *l = cfg_map_get(c, root, "clients");
+    for (size_t i = 0; l && l->type == YAML_SEQUENCE_NODE && i < cfg->nclients; i++) {
+        yaml_node_t *cm = cfg_node(c, l->data.sequence.items.start[i]);
+        char prefix[CFG_MAX_WHAT];
+        cfg_bprintf(prefix, sizeof(prefix), "clients[%zu]", i);
+        if (cfg_policy_ref(c, cm, prefix, "policy", &cfg->clients[i].policy) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- the rest */
 
 static const char *const cfg_top_keys[] = {"listen",
@@ -1787,6 +2304,8 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "gateway",
                                            "shutdown_timeout",
                                            "log",
+                                           "policies",
+                                           "default_policy",
                                            NULL};
 /* gateway.server_names: a list of host names (no port) that reach this proxy. */
 static int cfg_parse_server_names(struct cfg_ctx *c, yaml_node_t *m, struct config *cfg)
@@ -2072,6 +2591,7 @@ static void cfg_defaults(struct config *cfg)
     cfg->log.format = LOG_FORMAT_TEXT;
     cfg->log.level = LOG_INFO;
     cfg->log.audit = true;
+    cfg_policy_builtins(cfg);
 }
 
 static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
@@ -2099,6 +2619,8 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
         return -1;
     if (cfg_upstream(c, root) < 0 || cfg_sections(c, root) < 0)
         return -1;
+    if (cfg_policies(c, root) < 0)
+        return -1;
     return cfg_cross_checks(c, root);
 }
 
@@ -2111,7 +2633,8 @@ static int cfg_read_file(const char *path, unsigned char **out, size_t *len, cha
     size_t n;
 
     if (!f) {
-        *err = xasprintf("%s:1:1: cannot read the configuration file: %s", path, strerror(errno));
+        /* No position: there is no file to point into. */
+        *err = xasprintf("credproxy: cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     buf = xmalloc(CFG_MAX_FILE_SIZE + 1);
@@ -2156,7 +2679,10 @@ static void cfg_wipe_doc(yaml_document_t *doc)
     }
 }
 
-int config_load_file(const char *path, struct config **out, char **err)
+static const struct config_load_opts cfg_no_opts = {0, NULL};
+
+static int cfg_load_file(const char *path, const struct config_load_opts *opts, struct config **out,
+                         char **err)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -2177,6 +2703,7 @@ int config_load_file(const char *path, struct config **out, char **err)
     c.file = path;
     c.cfg = cfg;
     c.doc = &doc;
+    c.opts = opts;
 
     if (!yaml_parser_initialize(&parser))
         abort();
@@ -2215,8 +2742,8 @@ int config_load_file(const char *path, struct config **out, char **err)
             cfg_wipe_doc(&extra);
             yaml_document_delete(&extra);
         }
-        if (!c.err)
-            cfg_document(&c, root);
+        if (!c.err && cfg_document(&c, root) == 0)
+            cfg_onboard_finish(&c, path);
     }
     cfg_wipe_doc(&doc);
     yaml_document_delete(&doc);
@@ -2241,7 +2768,12 @@ const char *config_missing_message(void)
     return cfg_missing_text;
 }
 
-int config_load_env(struct config **out, char **err)
+int config_load_file(const char *path, struct config **out, char **err)
+{
+    return cfg_load_file(path, &cfg_no_opts, out, err);
+}
+
+static int cfg_load_env(const struct config_load_opts *opts, struct config **out, char **err)
 {
     static const char *const names[] = {"ATLASSIAN_SITE", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN"};
     const char *vals[3];
@@ -2259,12 +2791,25 @@ int config_load_env(struct config **out, char **err)
         if (vals[i] && *vals[i])
             nset++;
     }
-    if (nset == 0)
+    if (nset == 0 && !(opts->flags & CONFIG_LOAD_DEFAULT_ANY))
         return 1;
-    if (nset < 3) {
-        int nmiss = 3 - nset, k = 0;
+    if (opts->flags & CONFIG_LOAD_DEFAULT_ANY) {
+        /* env/exec: only the site matters (and not even that); the rest is the proxy's. */
+        if (!vals[1] || !*vals[1])
+            vals[1] = "unknown@localhost";
+    }
+    /* Which variables this command needs: all three; only the site without secrets; none
+     * for env/exec. */
+    bool need[3] = {!(opts->flags & CONFIG_LOAD_DEFAULT_ANY),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS)};
+    int nmiss = 0;
+    for (int i = 0; i < 3; i++)
+        nmiss += need[i] && !(vals[i] && *vals[i]);
+    if (nmiss > 0) {
+        int k = 0;
         for (int i = 0; i < 3; i++) {
-            if (vals[i] && *vals[i])
+            if (!need[i] || (vals[i] && *vals[i]))
                 continue;
             int w = cfg_bprintf(missing + off, sizeof(missing) - off, "%s%s %s",
                                 k == 0 ? "" : (k == nmiss - 1 ? " and " : ", "), names[i],
@@ -2285,6 +2830,7 @@ int config_load_env(struct config **out, char **err)
     memset(&c, 0, sizeof(c));
     c.file = CFG_ENV_FILE;
     c.cfg = cfg;
+    c.opts = opts;
 
     cfg->listen = xcalloc(1, sizeof(*cfg->listen));
     cfg->nlisten = 1;
@@ -2318,6 +2864,12 @@ int config_load_env(struct config **out, char **err)
     st->credential = 0;
 
     bool changed;
+    if (!vals[0] || !*vals[0]) {
+        /* DEFAULT_ANY without ATLASSIAN_SITE: no site (env/exec need none). */
+        cfg->nsites = 0;
+        cr->email = xstrdup(vals[1]);
+        goto done;
+    }
     st->domain = config_normalize_domain(vals[0], &changed);
     if (!st->domain) {
         cfg_fail(&c, NULL,
@@ -2331,9 +2883,16 @@ int config_load_env(struct config **out, char **err)
         cfg_warn(&c, NULL, "ATLASSIAN_SITE '%.200s' normalized to '%s'", vals[0], st->domain);
     st->host = xasprintf("%s%s", st->domain, CFG_ATLASSIAN_SUFFIX);
 
+    if (!vals[1] || !*vals[1]) {
+        /* NO_SECRETS (lint --no-secrets, ca init): the email belongs with the token. */
+        cr->email = xstrdup("unknown@localhost");
+        goto done;
+    }
     if (cfg_email_check(&c, NULL, "ATLASSIAN_EMAIL", vals[1]) < 0)
         goto fail;
     cr->email = xstrdup(vals[1]);
+    if (cfg_secrets_skipped(&c))
+        goto done;
     {
         struct cfg_secret_what w = {"credential 'default'", "token", "", "token_env",
                                     "token_file",           "token"};
@@ -2342,6 +2901,8 @@ int config_load_env(struct config **out, char **err)
             goto fail;
     }
     cr->secret = xstrdup(vals[2]);
+done:
+    cfg_onboard_finish(&c, NULL);
     *out = cfg;
     return 0;
 fail:
@@ -2350,16 +2911,29 @@ fail:
     return -1;
 }
 
-int config_load(const char *path, struct config **out, char **err)
+int config_load_env(struct config **out, char **err)
+{
+    return cfg_load_env(&cfg_no_opts, out, err);
+}
+
+int config_load_with(const char *path, const struct config_load_opts *opts, struct config **out,
+                     char **err)
 {
     const char *env;
 
+    if (!opts)
+        opts = &cfg_no_opts;
     if (path)
-        return config_load_file(path, out, err);
+        return cfg_load_file(path, opts, out, err);
     env = getenv("CREDPROXY_CONFIG");
     if (env && *env)
-        return config_load_file(env, out, err);
-    return config_load_env(out, err);
+        return cfg_load_file(env, opts, out, err);
+    return cfg_load_env(opts, out, err);
+}
+
+int config_load(const char *path, struct config **out, char **err)
+{
+    return config_load_with(path, NULL, out, err);
 }
 
 int config_credential_index(const struct config *cfg, const char *name)
@@ -2413,6 +2987,7 @@ void config_free(struct config *cfg)
         util_free_secret(cl->key);
     }
     free(cfg->clients);
+    cfg_policies_free(cfg);
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);
@@ -2426,6 +3001,9 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nwarnings; i++)
         free(cfg->warnings[i].text);
     free(cfg->warnings);
+    for (size_t i = 0; i < cfg->nsecret_envs; i++)
+        free(cfg->secret_envs[i]);
+    free(cfg->secret_envs);
     util_secure_zero(cfg, sizeof(*cfg));
     free(cfg);
 }

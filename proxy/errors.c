@@ -18,6 +18,10 @@ const char *errors_code_for(int status)
         return "host_not_allowed";
     case 405:
         return "method_not_allowed";
+    case 408:
+        return "request_timeout";
+    case 413:
+        return "body_too_large";
     case 407:
         return "client_auth_required";
     case 421:
@@ -40,11 +44,11 @@ const char *errors_code_for(int status)
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close)
 {
-    return errors_write_fields(out, status, code, message, NULL, extra_headers, close);
+    return errors_write_json(out, status, code, message, NULL, extra_headers, close);
 }
 
-size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
-                           const char *fields, const char *extra_headers, bool close)
+size_t errors_write_json(struct evbuffer *out, int status, const char *code, const char *message,
+                         const char *fields, const char *extra_headers, bool close)
 {
     char msg[ERRORS_MAX_MESSAGE * 6 + 3];
     char body[sizeof(msg) + ERRORS_MAX_FIELDS + 128];
@@ -71,4 +75,40 @@ size_t errors_write_fields(struct evbuffer *out, int status, const char *code, c
                         close ? "Connection: close\r\n" : "");
     evbuffer_add(out, body, (size_t)n);
     return (size_t)n;
+}
+
+size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
+                           const char *const *fields, size_t nfields, bool close)
+{
+    char esc[ERRORS_MAX_MESSAGE * 6 + 3];
+    char cut[ERRORS_MAX_MESSAGE + 1];
+    struct evbuffer *body = evbuffer_new();
+    size_t n;
+
+    if (!body)
+        return 0;
+    snprintf(cut, sizeof(cut), "%s", message ? message : "");
+    if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
+        snprintf(esc, sizeof(esc), "\"\"");
+    evbuffer_add_printf(body, "{\"error\": \"%s\", \"message\": %s", code, esc);
+    for (size_t i = 0; i + 1 < 2 * nfields; i += 2) {
+        snprintf(cut, sizeof(cut), "%s", fields[i + 1] ? fields[i + 1] : "");
+        if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
+            snprintf(esc, sizeof(esc), "\"\"");
+        evbuffer_add_printf(body, ", \"%s\": %s", fields[i], fields[i + 1] ? esc : "null");
+    }
+    evbuffer_add(body, "}\n", 2);
+    n = evbuffer_get_length(body);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n"
+                        "X-Credproxy-Error: %s\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "%s\r\n",
+                        status, http1_reason(status), n, code,
+                        close ? "Connection: close\r\n" : "");
+    evbuffer_add_buffer(out, body);
+    evbuffer_free(body);
+    return n;
 }

@@ -435,6 +435,9 @@ void log_audit(const struct log_audit *a)
         log_audit_json_field(&line, "credential", a->credential);
         log_audit_json_field(&line, "error", a->error);
         log_audit_json_field(&line, "mode", a->mode);
+        log_audit_json_field(&line, "class", a->op_class);
+        if (a->reason)
+            log_audit_json_field(&line, "reason", a->reason);
         log_line_puts(&line, "}");
     } else {
         log_line_puts(&line, "audit client=");
@@ -457,6 +460,12 @@ void log_audit(const struct log_audit *a)
         log_line_text_value(&line, a->error);
         log_line_puts(&line, " mode=");
         log_line_text_value(&line, a->mode);
+        log_line_puts(&line, " class=");
+        log_line_text_value(&line, a->op_class);
+        if (a->reason) {
+            log_line_puts(&line, " reason=");
+            log_line_text_value(&line, a->reason);
+        }
     }
     log_line_emit(&line, json);
 }

@@ -30,11 +30,13 @@
 #include "credstate.h"
 #include "cred.h"
 #include "errors.h"
+#include "framing.h"
 #include "hostmap.h"
 #include "http1.h"
 #include "log.h"
 #include "metrics.h"
 #include "mitm.h"
+#include "policy.h"
 #include "ratelimit.h"
 #include "rewrite.h"
 #include "gwroute.h"
@@ -47,6 +49,43 @@
 
 #define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
 #define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
+
+/* The policy stage's state per request (see "policy stage" below). */
+#define PROXY_LOOKUP_URL_MAX 512
+#define PROXY_HOLD_INITIAL                                                                         \
+    (16 * 1024)                  /* first size of a held-body buffer; doubles to the limit         \
+                                  */
+#define PROXY_HOLD_MIN_READ 4096 /* grow the buffer when less room than this is left */
+#define PROXY_HOLD_TIMEOUT_MS (30 * 1000) /* a held body must arrive within this */
+
+struct policy_stage {
+    const struct config_policy *pol; /* in r->world->cfg */
+    struct policy_op op;
+    /* the held request body (only when the scoped policy needs it) */
+    bool holding;    /* reading it now */
+    bool body_ready; /* held completely: forward sends these bytes instead of the stream */
+    char *held;
+    size_t held_len, held_cap, held_off;
+    struct event *hold_timer; /* PROXY_HOLD_TIMEOUT_MS while holding */
+    /* one id lookup */
+    enum policy_lookup lookup;
+    char lookup_id[POLICY_MAX_KEY + 1];
+    struct evbuffer *lookup_body;
+    int lookup_status;
+    bool lookup_too_big;
+};
+
+static void policy_stage_free(struct policy_stage *ps)
+{
+    if (!ps)
+        return;
+    free(ps->held);
+    if (ps->hold_timer)
+        event_free(ps->hold_timer);
+    if (ps->lookup_body)
+        evbuffer_free(ps->lookup_body);
+    free(ps);
+}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -106,11 +145,17 @@ static void request_log(struct request *r)
         .credential = r->cred ? cred_name(r->cred) : NULL,
         .error = r->error,
         .mode = r->mode ? r->mode : "forward",
+        .op_class = r->op_class,
+        .reason = r->reason[0] ? r->reason : NULL,
     };
     log_audit(&a);
-    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
-                    r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
-                    r->status, (double)(now - r->start_ms) / 1000.0);
+    /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
+    metrics_request(r->svc->metrics, r->site ? r->site->host : NULL,
+                    a.method && strcmp(a.method, "CONNECT") == 0 ? METRICS_CRED_CONNECT
+                    : r->cred                                    ? cred_name(r->cred)
+                                                                 : NULL,
+                    metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
+                    (double)(now - r->start_ms) / 1000.0);
     metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
@@ -132,7 +177,7 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     reply_error_f(r, status, code, msg, NULL, extra, force_close);
 }
 
-/* reply_error_x with more JSON members in the body (see errors_write_fields). */
+/* reply_error_x with more JSON members in the body (see errors_write_json). */
 static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
                           const char *fields, const char *extra, bool force_close)
 {
@@ -150,7 +195,9 @@ static void reply_error_f(struct request *r, int status, const char *code, const
     }
     if (close)
         conn_close_after(c);
-    r->bytes_out = errors_write_fields(conn_output(c), status, code, msg, fields, extra, close);
+    r->bytes_out = errors_write_json(conn_output(c), status, code, msg, fields, extra, close);
+    if (status == 502 || status == 504) /* the audit line says why upstream failed */
+        snprintf(r->reason, sizeof(r->reason), "%s", msg ? msg : "");
     r->status = status;
     r->error = code;
     r->head_sent = true;
@@ -195,6 +242,7 @@ static void proxy_request_free(struct request *r)
         event_free(r->credwait_ev);
     world_unref(r->world);
     rewrite_free(r->rw);
+    policy_stage_free(r->pol);
     free(r->client_id);
     free(r->client_label);
     free(r->host);
@@ -319,6 +367,29 @@ static int identify(struct request *r)
         const char *v = header_value(c, "proxy-authorization", &len);
         const struct config_client *cl = NULL;
         enum clientauth_result res = clientauth_check(cfg, v, len, &cl);
+        bool gateway = strcmp(r->mode, "gateway") == 0;
+        if (res == CLIENTAUTH_NONE && gateway && cfg->nclients > 0) {
+            /*
+             * Base-URL clients (python3-jira basic_auth, jira.js basic) cannot send
+             * Proxy-Authorization but do send Authorization: Basic base64(id:key). One
+             * that matches a configured client identifies it; any other value is ignored
+             * (and, like every client Authorization, never forwarded).
+             */
+            size_t alen;
+            const char *av = header_value(c, "authorization", &alen);
+            const struct config_client *acl = NULL;
+            if (av && clientauth_check(cfg, av, alen, &acl) == CLIENTAUTH_OK && acl) {
+                res = CLIENTAUTH_OK;
+                cl = acl;
+            }
+        }
+        if (res == CLIENTAUTH_NONE && gateway && cfg->require_client_auth) {
+            reply_error_x(r, 401, "client_auth_required",
+                          "this gateway requires a client identity: send Authorization: Basic "
+                          "base64(id:key) of a configured client (basic_auth=(id, key))",
+                          "WWW-Authenticate: Basic realm=\"credproxy\"\r\n", false);
+            return -1;
+        }
         /* With no clients configured a stray Proxy-Authorization is just dropped. */
         if ((res == CLIENTAUTH_BAD && (cfg->nclients > 0 || cfg->require_client_auth)) ||
             (res == CLIENTAUTH_NONE && cfg->require_client_auth))
@@ -460,7 +531,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             tokens_refused(r->svc->tokens, cred_name(r->cred)); /* revoked early: mint anew */
     }
 
-    bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;
+    bool no_body = c->parser.is_head || framing_status_has_no_body(status);
     bool encoded = cenc && !(cenc->value_len == 8 && util_memcaseeq(cenc->value, "identity", 8));
     bool json = ctype && contains_ci(ctype->value, ctype->value_len, "json");
     if (r->gateway_origin && !no_body && json && !encoded) {
@@ -469,17 +540,18 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
         if (r->rw && r->gw_prefix[0])
             rewrite_add_source(r->rw, GWROUTE_ORIGIN, r->gw_prefix);
     }
-    bool keep_cl = cl && !r->rw;
-    bool http11 = c->parser.http_minor >= 1;
-    if (no_body) {
-        r->out_no_body = true;
-    } else if (!keep_cl) {
-        if (http11)
-            r->out_chunked = true;
-        else
-            r->out_close_delimited = true;
-    }
-    if (r->out_close_delimited)
+    struct framing_input fin = {
+        .status = status,
+        .head = c->parser.is_head,
+        .client_http11 = c->parser.http_minor >= 1,
+        .length_known = cl != NULL,
+        .body_rewritten = r->rw != NULL,
+    };
+    struct framing fr = framing_decide(&fin);
+    r->out_no_body = fr.mode == FRAMING_NONE;
+    r->out_chunked = fr.mode == FRAMING_CHUNKED;
+    r->out_close_delimited = fr.mode == FRAMING_CLOSE;
+    if (fr.must_close)
         conn_close_after(c);
     bool close = conn_must_close(c);
     if (close)
@@ -490,8 +562,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     for (size_t i = 0; i < n; i++) {
         if (hdr_is(&h[i], "content-length")) {
             /* Framing is ours: keep the upstream's length only when the bytes pass unchanged. */
-            if (&h[i] == cl && (keep_cl || (no_body && c->parser.is_head)) && status != 204 &&
-                status >= 200) {
+            if (&h[i] == cl && fr.send_length) {
                 evbuffer_add(out, "Content-Length: ", 16);
                 evbuffer_add(out, h[i].value, h[i].value_len);
                 evbuffer_add(out, "\r\n", 2);
@@ -564,6 +635,15 @@ static ssize_t up_read_body(void *arg, char *buf, size_t cap)
     struct request *r = arg;
     struct conn *c = r->c;
     bool done = false;
+    if (r->pol && r->pol->body_ready) {
+        /* The policy stage held (and may have rewritten) the body: send those bytes. */
+        size_t n = r->pol->held_len - r->pol->held_off;
+        if (n > cap)
+            n = cap;
+        memcpy(buf, r->pol->held + r->pol->held_off, n);
+        r->pol->held_off += n;
+        return (ssize_t)n;
+    }
     ssize_t n = conn_read_body(c, buf, cap, &done);
     if (n == UPSTREAM_WOULD_BLOCK) {
         r->body_blocked = true;
@@ -722,9 +802,11 @@ static void forward(struct request *r)
         snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
         ok = slist_add(&hl, via);
     }
-    if (ok && p->content_length >= 0) {
+    bool held = r->pol && r->pol->body_ready;
+    int64_t body_len = held ? (int64_t)r->pol->held_len : p->content_length;
+    if (ok && (held || p->content_length >= 0)) {
         char line[48];
-        snprintf(line, sizeof(line), "Content-Length: %lld", (long long)p->content_length);
+        snprintf(line, sizeof(line), "Content-Length: %lld", (long long)body_len);
         ok = slist_add(&hl, line);
     }
     if (!ok) {
@@ -737,7 +819,9 @@ static void forward(struct request *r)
         .method = http1_method(p),
         .url = r->url,
         .headers = hl,
-        .body_len = p->chunked ? -1 : (p->content_length > 0 ? p->content_length : 0),
+        .body_len = held         ? body_len
+                    : p->chunked ? -1
+                                 : (p->content_length > 0 ? p->content_length : 0),
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
@@ -895,6 +979,446 @@ static void admit_and_forward(struct request *r)
     if (breaker_admit_request(r) < 0)
         return;
     stage_credential(r);
+}
+
+/* ---------------------------------------------------------- policy stage */
+
+/*
+ * After identify(), before admit: the client's policy (policy.h) decides.
+ * Allowed requests go on unchanged, or with a narrowed query, or with a
+ * held (and possibly rewritten) body. Where the scope needs an id lookup,
+ * one GET with the same credential goes upstream first (through the rate
+ * limit and this worker's upstream engine; its answer never reaches the
+ * client) and is cached per worker. A refusal is 403 policy_denied and
+ * nothing of the request reaches upstream.
+ */
+
+static void policy_deny(struct request *r, const struct policy_decision *d)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    char uidbuf[32];
+    const char *cls = policy_class_name(ps->op.cls);
+    const char *noun = ps->op.product == POLICY_PRODUCT_CONFLUENCE ? "space" : "project";
+    const char *client = metric_client(r, uidbuf, sizeof(uidbuf));
+    char msg[512];
+    const char *fields[8] = {"client", client,       "class",
+                             cls,      noun,         d->scope[0] ? d->scope : NULL,
+                             "policy", ps->pol->name};
+
+    metrics_policy_denied(r->svc->metrics, client, cls);
+    snprintf(msg, sizeof(msg), "credproxy's policy for client %s refused this %s request: %s",
+             client, cls, d->reason);
+    r->cred = NULL;
+    if (r->head_sent) {
+        conn_close_after(c);
+        r->error = "policy_denied";
+        request_finish(r);
+        return;
+    }
+    bool close = conn_must_close(c);
+    if (close)
+        conn_close_after(c);
+    r->bytes_out = errors_write_fields(conn_output(c), 403, "policy_denied", msg, fields, 4, close);
+    r->status = 403;
+    r->error = "policy_denied";
+    r->head_sent = true;
+    request_finish(r);
+}
+
+static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id);
+static void policy_hold_begin(struct request *r);
+
+/*
+ * Allowed so far. A page edit under a space-scoped policy still has its body
+ * checked (it must not name another space); everything else goes on.
+ */
+static void policy_allowed(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    if (ps->op.body == POLICY_BODY_CONF_EDIT && !ps->body_ready &&
+        policy_scoped(ps->pol, ps->op.product)) {
+        policy_hold_begin(r);
+        return;
+    }
+    admit_and_forward(r);
+}
+
+/* A scope key was found (cache, lookup or body): allow and go on, or refuse. */
+static void policy_after_key(struct request *r, const char *key)
+{
+    struct policy_decision d;
+    policy_check_key(r->pol->pol, &r->pol->op, key, &d);
+    if (d.verdict == POLICY_ALLOW)
+        policy_allowed(r);
+    else
+        policy_deny(r, &d);
+}
+
+/* The held body is complete: check (and for searches rewrite) it. */
+static void policy_body_held(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    struct policy_decision d;
+    char *out = NULL;
+    size_t out_len = 0;
+
+    ps->holding = false;
+    ps->body_ready = true;
+    r->body_done = true;
+    if (ps->hold_timer)
+        evtimer_del(ps->hold_timer);
+    log_debug("policy: held %zu request body bytes of %s %s for policy %s", ps->held_len,
+              http1_method(&r->c->parser), r->path ? r->path : "", ps->pol->name);
+    policy_apply_body(ps->pol, &ps->op, ps->held ? ps->held : "", ps->held_len, &out, &out_len, &d);
+    if (out) {
+        free(ps->held);
+        ps->held = out;
+        ps->held_len = out_len;
+        ps->held_cap = out_len;
+    }
+    if (d.verdict == POLICY_ALLOW)
+        policy_allowed(r);
+    else if (d.verdict == POLICY_NEEDS_LOOKUP)
+        policy_lookup_begin(r, d.lookup, d.id);
+    else
+        policy_deny(r, &d);
+}
+
+/* Read what the client has sent of the body; resumes from proxy_body_available. */
+static void policy_hold_continue(struct request *r)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+
+    for (;;) {
+        bool done = false;
+        if (ps->held_cap - ps->held_len < PROXY_HOLD_MIN_READ) {
+            ps->held_cap = ps->held_cap ? ps->held_cap * 2 : PROXY_HOLD_INITIAL;
+            if (ps->held_cap > POLICY_MAX_BODY + 1)
+                ps->held_cap = POLICY_MAX_BODY + 1;
+            ps->held = xrealloc(ps->held, ps->held_cap + 1);
+        }
+        size_t room = ps->held_cap - ps->held_len;
+        if (room == 0) {
+            ps->holding = false;
+            reply_error_x(r, 413, "body_too_large",
+                          "the request body is larger than the policy check reads (1 MiB); this "
+                          "client's policy needs to read it before forwarding",
+                          NULL, true);
+            return;
+        }
+        ssize_t n = conn_read_body(c, ps->held + ps->held_len, room, &done);
+        if (n == UPSTREAM_WOULD_BLOCK) {
+            r->body_blocked = true;
+            return;
+        }
+        if (n < 0) {
+            ps->holding = false;
+            if (c->parser.phase == HTTP1_PHASE_ERROR)
+                reply_error_x(r, 400, "bad_request",
+                              c->parser.err_msg ? c->parser.err_msg : "malformed request body",
+                              NULL, true);
+            else
+                conn_close(c, "request body ended early");
+            return;
+        }
+        ps->held_len += (size_t)n;
+        r->bytes_in += (uint64_t)n;
+        if (ps->held_len > POLICY_MAX_BODY) {
+            ps->holding = false;
+            reply_error_x(r, 413, "body_too_large",
+                          "the request body is larger than the policy check reads (1 MiB); this "
+                          "client's policy needs to read it before forwarding",
+                          NULL, true);
+            return;
+        }
+        if (done) {
+            policy_body_held(r);
+            return;
+        }
+    }
+}
+
+static void policy_hold_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct request *r = arg;
+    if (!r->pol->holding || r->finished)
+        return; /* the hold already ended (answered or complete) */
+    r->pol->holding = false;
+    reply_error_x(r, 408, "request_timeout",
+                  "the request body did not arrive in time for the policy check", NULL, true);
+}
+
+static void policy_hold_begin(struct request *r)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    const struct http1_parser *p = &c->parser;
+
+    if (p->content_length > POLICY_MAX_BODY) {
+        reply_error_x(r, 413, "body_too_large",
+                      "the request body is larger than the policy check reads (1 MiB); this "
+                      "client's policy needs to read it before forwarding",
+                      NULL, true);
+        return;
+    }
+    if (!p->has_body || p->content_length == 0) {
+        policy_body_held(r);
+        return;
+    }
+    ps->holding = true;
+    ps->hold_timer = evtimer_new(r->svc->base, policy_hold_timeout, r);
+    if (ps->hold_timer) {
+        struct timeval tv = {PROXY_HOLD_TIMEOUT_MS / 1000, (PROXY_HOLD_TIMEOUT_MS % 1000) * 1000};
+        evtimer_add(ps->hold_timer, &tv);
+    }
+    conn_send_continue(c);
+    policy_hold_continue(r);
+}
+
+static int lookup_on_head(void *arg, int status, const struct upstream_header *h, size_t n)
+{
+    struct request *r = arg;
+    r->pol->lookup_status = status;
+    if (r->cred) {
+        const struct upstream_header *ra = NULL, *reset = NULL;
+        char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX];
+        for (size_t i = 0; i < n; i++) {
+            if (hdr_is(&h[i], "retry-after"))
+                ra = &h[i];
+            else if (hdr_is(&h[i], "x-ratelimit-reset"))
+                reset = &h[i];
+        }
+        ratelimit_upstream_response(r->svc->rl, cred_name(r->cred), status, rl_value(ra, b1),
+                                    rl_value(reset, b2), NULL, NULL, util_now_ms());
+    }
+    return 0;
+}
+
+static int lookup_on_body(void *arg, const char *data, size_t len)
+{
+    struct request *r = arg;
+    struct policy_stage *ps = r->pol;
+    if (evbuffer_get_length(ps->lookup_body) + len > POLICY_MAX_LOOKUP_BODY) {
+        ps->lookup_too_big = true;
+        return UPSTREAM_ABORT;
+    }
+    evbuffer_add(ps->lookup_body, data, len);
+    return 0;
+}
+
+static ssize_t lookup_read_body(void *arg, char *buf, size_t cap)
+{
+    return 0;
+}
+
+static void lookup_on_done(void *arg, enum upstream_result result, const char *detail)
+{
+    struct request *r = arg;
+    struct policy_stage *ps = r->pol;
+    struct policy_decision d;
+    char key[POLICY_MAX_KEY + 1];
+    const char *noun = ps->op.product == POLICY_PRODUCT_CONFLUENCE ? "space" : "project";
+    char msg[400];
+
+    r->ex = NULL;
+    size_t len = evbuffer_get_length(ps->lookup_body);
+    const char *body = (const char *)evbuffer_pullup(ps->lookup_body, (ev_ssize_t)len);
+    if (result == UPSTREAM_OK && ps->lookup_status == 200 &&
+        policy_lookup_parse(ps->lookup, body ? body : "", len, key, sizeof(key)) == 0) {
+        policy_cache_put(r->svc->policy_cache, r->site->host, ps->lookup, ps->lookup_id, key,
+                         util_now_ms());
+        log_debug("policy: looked up %s %s -> %s", policy_lookup_name(ps->lookup), ps->lookup_id,
+                  key);
+        policy_after_key(r, key);
+        return;
+    }
+    if (result == UPSTREAM_OK && (ps->lookup_status == 200 || ps->lookup_status == 401 ||
+                                  ps->lookup_status == 403 || ps->lookup_status == 404)) {
+        /* Not visible to the account, gone, or an answer without the field: fail closed. */
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason),
+                 "the %s of %s %s could not be determined (Atlassian answered %d to the lookup)",
+                 noun, policy_lookup_name(ps->lookup), ps->lookup_id, ps->lookup_status);
+        policy_deny(r, &d);
+        return;
+    }
+    if (result == UPSTREAM_OK)
+        snprintf(msg, sizeof(msg),
+                 "the policy check could not resolve %s %s to its %s: Atlassian answered %d",
+                 policy_lookup_name(ps->lookup), ps->lookup_id, noun, ps->lookup_status);
+    else
+        snprintf(msg, sizeof(msg), "the policy check could not resolve %s %s to its %s: %s",
+                 policy_lookup_name(ps->lookup), ps->lookup_id, noun,
+                 ps->lookup_too_big ? "the answer was too large"
+                 : detail           ? detail
+                                    : "error");
+    int status = result == UPSTREAM_ERR_TIMEOUT ? 504 : 502;
+    reply_error_x(r, status, errors_code_for(status), msg, NULL,
+                  !r->body_done && r->c->parser.has_body);
+}
+
+static const struct upstream_callbacks lookup_callbacks = {
+    .on_head = lookup_on_head,
+    .on_body = lookup_on_body,
+    .read_body = lookup_read_body,
+    .on_done = lookup_on_done,
+};
+
+static void policy_lookup_fetch(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    struct world *w = r->world;
+    char path[PROXY_LOOKUP_URL_MAX];
+    struct curl_slist *hl = NULL;
+
+    if (policy_lookup_path(ps->lookup, ps->lookup_id, path, sizeof(path)) < 0) {
+        struct policy_decision d;
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason), "the id %s cannot be looked up", ps->lookup_id);
+        policy_deny(r, &d);
+        return;
+    }
+    char *url = xasprintf("%s%s", w->sites[world_site_index(w, r->site)].origin, path);
+    const char *hh = w->sites[world_site_index(w, r->site)].host_header;
+    bool ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) &&
+              slist_add(&hl, cred_header(r->cred)) && slist_add(&hl, "Accept: application/json");
+    if (!ok) {
+        curl_slist_free_all(hl);
+        free(url);
+        reply_error(r, 502, "out of memory building the policy lookup");
+        return;
+    }
+    if (!ps->lookup_body)
+        ps->lookup_body = evbuffer_new();
+    struct upstream_request req = {
+        .cfg = req_cfg(r), .method = "GET", .url = url, .headers = hl, .body_len = 0};
+    r->ex = upstream_start(r->svc->up, &req, &lookup_callbacks, r);
+    free(url);
+    if (!r->ex)
+        reply_error(r, 502, "could not start the policy lookup");
+}
+
+static void lookup_rl_done(void *arg, bool admitted, int64_t retry_after_ms, int64_t waited_ms)
+{
+    struct request *r = arg;
+    r->rlwait = NULL;
+    r->wait_ms += waited_ms;
+    if (admitted)
+        policy_lookup_fetch(r);
+    else
+        reply_429(r, retry_after_ms);
+}
+
+/* Resolve an id: from this worker's cache, else one upstream GET (which takes a rate token). */
+static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    char key[POLICY_MAX_KEY + 1];
+
+    ps->lookup = lookup;
+    snprintf(ps->lookup_id, sizeof(ps->lookup_id), "%s", id);
+    if (policy_cache_get(r->svc->policy_cache, r->site->host, lookup, id, util_now_ms(), key,
+                         sizeof(key))) {
+        policy_after_key(r, key);
+        return;
+    }
+    int64_t retry = 0;
+    struct ratelimit_wait *wait = NULL;
+    const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
+    enum ratelimit_result res =
+        ratelimit_acquire(r->svc->rl, r->svc->base, cred_name(r->cred), lane, util_now_ms(), &retry,
+                          lookup_rl_done, r, &wait);
+    if (res == RATELIMIT_ADMIT)
+        policy_lookup_fetch(r);
+    else if (res == RATELIMIT_REJECT)
+        reply_429(r, retry);
+    else
+        r->rlwait = wait;
+}
+
+/* Headers that could make Atlassian run another method than the one classified. */
+static bool policy_method_override(const struct conn *c)
+{
+    static const char *const names[] = {"x-http-method-override", "x-http-method",
+                                        "x-method-override"};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(names); i++) {
+        if (http1_find_header(&c->parser, names[i]) >= 0)
+            return true;
+    }
+    return false;
+}
+
+static void policy_stage(struct request *r, const char *path, size_t path_len)
+{
+    struct conn *c = r->c;
+    const struct config_policy *pol;
+    struct policy_stage *ps;
+    struct policy_decision d;
+
+    if (!r->cred || !r->site) {
+        admit_and_forward(r); /* no credential is injected: nothing to guard */
+        return;
+    }
+    pol = config_policy_for(req_cfg(r), r->client_id);
+    struct policy_op op;
+    policy_classify(http1_method(&c->parser), path, path_len, &op);
+    r->op_class = policy_class_name(op.cls);
+    bool unrestricted = pol->allow == POLICY_ALL_CLASSES && !pol->has_projects && !pol->has_spaces;
+    if (unrestricted) {
+        admit_and_forward(r); /* `full`: only the class, for the audit line */
+        return;
+    }
+    ps = xcalloc(1, sizeof(*ps));
+    ps->pol = pol;
+    ps->op = op;
+    r->pol = ps;
+    if (policy_method_override(c)) {
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason),
+                 "a method-override header (X-HTTP-Method-Override and the like) is not allowed "
+                 "under policy %s",
+                 pol->name);
+        policy_deny(r, &d);
+        return;
+    }
+    policy_decide(pol, &ps->op, &d);
+    switch (d.verdict) {
+    case POLICY_ALLOW:
+        policy_allowed(r);
+        return;
+    case POLICY_DENY:
+        policy_deny(r, &d);
+        return;
+    case POLICY_NEEDS_LOOKUP:
+        policy_lookup_begin(r, d.lookup, d.id);
+        return;
+    case POLICY_NEEDS_BODY:
+        policy_hold_begin(r);
+        return;
+    case POLICY_NARROW_QUERY: {
+        char *q = strchr(r->url, '?');
+        size_t prefix = q ? (size_t)(q - r->url) : strlen(r->url);
+        char *hash = q ? strchr(q, '#') : NULL;
+        size_t qlen = q ? (hash ? (size_t)(hash - q - 1) : strlen(q + 1)) : 0;
+        char *nq = policy_narrow_query(pol, &ps->op, q ? q + 1 : "", qlen, &d);
+        if (!nq) {
+            policy_deny(r, &d);
+            return;
+        }
+        char *url = xasprintf("%.*s%s%s", (int)prefix, r->url, *nq ? "?" : "", nq);
+        free(nq);
+        free(r->url);
+        r->url = url;
+        admit_and_forward(r);
+        return;
+    }
+    }
 }
 
 /* --------------------------------------------------------------- CONNECT */
@@ -1065,7 +1589,7 @@ static void route_refused(struct request *r, const struct route *rt)
 }
 
 /*
- * parse (conn) -> route -> identify -> admit -> forward -> respond -> log.
+ * parse (conn) -> route -> identify -> policy -> admit -> forward -> respond -> log.
  * Each stage answers and ends the request itself when it refuses.
  */
 static void proxy_request_begin(void *arg, struct conn *c)
@@ -1089,7 +1613,7 @@ static void proxy_request_begin(void *arg, struct conn *c)
             start_tunnel(r, &rt);
             break;
         default:
-            admit_and_forward(r);
+            policy_stage(r, rt.path, rt.path_len);
             break;
         }
     }
@@ -1102,6 +1626,10 @@ static void proxy_body_available(struct request *r)
     if (!r->body_blocked)
         return;
     r->body_blocked = false;
+    if (r->pol && r->pol->holding) {
+        policy_hold_continue(r);
+        return;
+    }
     if (r->ex)
         upstream_resume_request(r->ex);
 }

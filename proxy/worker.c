@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "policy.h"
 #include "upstream.h"
 #include "util.h"
 #include "world.h"
@@ -105,6 +106,7 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
         return -1;
     }
     w->up = upstream_new(w->base);
+    w->policy_cache = policy_cache_new();
     if (!w->up) {
         *err = xstrdup("cannot set up libcurl for a worker");
         return -1;
@@ -115,6 +117,7 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
     w->svc = (struct proxy_services){
         .base = w->base,
         .up = w->up,
+        .policy_cache = w->policy_cache,
         .dns = w->dns,
         .rl = sh->rl,
         .breaker = sh->breaker,
@@ -207,6 +210,7 @@ void worker_destroy(struct worker *w)
     if (w->dns)
         evdns_base_free(w->dns, 0);
     upstream_free(w->up);
+    policy_cache_free(w->policy_cache);
     if (w->ev_drain)
         event_free(w->ev_drain);
     if (w->base)

@@ -25,6 +25,7 @@ struct event_base;
 struct event;
 struct evconnlistener;
 struct upstream;
+struct policy_cache;
 struct evdns_base;
 struct ratelimit;
 struct breaker;
@@ -59,6 +60,7 @@ struct worker {
     unsigned index;
     struct event_base *base;
     struct upstream *up;
+    struct policy_cache *policy_cache; /* id -> project/space lookups of this worker (policy.h) */
     struct evdns_base *dns; /* for blind tunnels; NULL when no resolver could be set up */
     pthread_t thread;
     bool started;

@@ -64,6 +64,8 @@ Switches (constructor keyword arguments, fake.set(...), or POST /__control):
   burst            None | {"rate": R, "capacity": C}: per (host, method)
                    token bucket; when empty answer 429 jira-burst-based
   close_after      None | N: close each connection after N responses
+  policy_world     False | True: projects OPS/SUP/SEC and spaces DOCS/ENG with
+                   issues and pages (see "Policy world" below)
 Debug endpoints (every host, any method): /__echo, /__download?size=N[&chunked=1],
 /__upload, /__slow?head_delay=H&delay=S&chunks=N, /__redirect?to=URL[&code=302],
 /__status?code=N[&retry_after=S], /__set_cookie.
@@ -112,6 +114,7 @@ DEFAULT_SWITCHES = {
     "chunked": False,
     "burst": None,
     "close_after": None,
+    "policy_world": False,
     # issue 10 (credentials section): {client_id: secret}; token lifetime (s); answers
     "oauth_clients": {},
     "oauth_lifetime": 3600,
@@ -209,6 +212,247 @@ class _BadRequest(Exception):
     pass
 
 
+# ---------------------------------------------------------------------------
+# Policy world (issue 9, least privilege): projects OPS, SUP, SEC with issues
+# (keys and numeric ids; 10099 is SEC-1) and Confluence spaces DOCS and ENG
+# with pages (numeric ids). Searches honour JQL `project in (...)` /
+# `project = X` and CQL `space in (...)` / `space = X` (every such clause
+# narrows the result: simple parsing, enough to see whether the proxy
+# narrowed). Off unless the switch policy_world is set, so every other test
+# sees the fake unchanged. Every JQL/CQL the fake received is kept in
+# FakeAtlassian.policy_queries (method, path, query text).
+
+POLICY_PROJECTS = {"OPS": "10000", "SUP": "10001", "SEC": "10002"}
+POLICY_ISSUES = [("OPS-1", "10010"), ("OPS-2", "10011"), ("SUP-1", "10020"), ("SEC-1", "10099"),
+                 ("SEC-2", "10098")]
+POLICY_SPACES = {"DOCS": "98301", "ENG": "98302"}
+POLICY_PAGES = [("65601", "DOCS", "Docs home"), ("65602", "ENG", "Engineering home"),
+                ("65603", "DOCS", "Runbook")]
+POLICY_TRANSITIONS = [{"id": "11", "name": "To Do"}, {"id": "21", "name": "In Progress"},
+                      {"id": "31", "name": "Done"}]
+
+
+def _policy_scope_filter(text, field):
+    """The set of keys `field in (...)` / `field = X` clauses allow (None: no clause)."""
+    import re
+    allowed = None
+    pat = re.compile(r'\b%s\s*(?:in\s*\(([^)]*)\)|=\s*("?[\w~-]+"?))' % field, re.I)
+    for m in pat.finditer(text or ""):
+        vals = m.group(1) if m.group(1) is not None else m.group(2)
+        keys = {v.strip().strip('"').strip("'").upper() for v in vals.split(",") if v.strip()}
+        allowed = keys if allowed is None else allowed & keys
+    return allowed
+
+
+class _PolicyWorld:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.issues = {}
+        for key, iid in POLICY_ISSUES:
+            self.issues[iid] = {"key": key, "project": key.split("-")[0], "summary": "Issue " + key,
+                                "status": "To Do", "comments": []}
+        self.pages = {pid: {"space": sp, "title": t, "version": 1, "body": "<p>%s</p>" % t}
+                      for pid, sp, t in POLICY_PAGES}
+        self.next_issue = 10200
+        self.next_page = 66000
+
+    def find_issue(self, id_or_key):
+        for iid, it in self.issues.items():
+            if iid == id_or_key or it["key"] == id_or_key.upper():
+                return iid, it
+        return None, None
+
+
+def _policy_issue_json(base, v, iid, it):
+    pk = it["project"]
+    return {"id": iid, "key": it["key"], "self": "%s/rest/api/%s/issue/%s" % (base, v, iid),
+            "fields": {"summary": it["summary"], "status": {"name": it["status"]},
+                       "project": {"id": POLICY_PROJECTS[pk], "key": pk, "name": pk + " project",
+                                   "self": "%s/rest/api/%s/project/%s" % (base, v,
+                                                                          POLICY_PROJECTS[pk])},
+                       "comment": {"comments": it["comments"], "total": len(it["comments"])}}}
+
+
+def _policy_page_json(base, pid, pg, v1=True):
+    if v1:
+        return {"id": pid, "type": "page", "status": "current", "title": pg["title"],
+                "space": {"key": pg["space"], "id": int(POLICY_SPACES[pg["space"]])},
+                "version": {"number": pg["version"]},
+                "body": {"storage": {"value": pg["body"], "representation": "storage"}},
+                "_links": {"self": "%s/wiki/rest/api/content/%s" % (base, pid)}}
+    return {"id": pid, "status": "current", "title": pg["title"],
+            "spaceId": POLICY_SPACES[pg["space"]], "version": {"number": pg["version"]},
+            "_links": {"base": base + "/wiki"}}
+
+
+def _policy_body(req):
+    try:
+        return json.loads(req.body or b"{}")
+    except ValueError:
+        return None
+
+
+def policy_world_dispatch(fake, req, base):
+    """The answer for a policy-world path, or None to fall through to the usual fake."""
+    import re
+    w = fake.policy_world
+    p, m = req.path, req.method
+    jm = re.match(r"^/rest/api/(2|3)/(.*)$", p)
+    if jm:
+        v, rest = jm.group(1), jm.group(2)
+        if rest in ("search", "search/jql"):
+            q = dict(req.q)
+            if m == "POST":
+                body = _policy_body(req)
+                if not isinstance(body, dict):
+                    return _json(400, {"errorMessages": ["Invalid request payload."], "errors": {}})
+                q.update(body)
+            jql = q.get("jql", "")
+            with fake._lock:
+                fake.policy_queries.append((m, p, jql))
+            allowed = _policy_scope_filter(jql, "project")
+            with w.lock:
+                found = [_policy_issue_json(base, v, iid, it) for iid, it in sorted(w.issues.items())
+                         if allowed is None or it["project"] in allowed]
+            return _json(200, {"startAt": 0, "maxResults": 50, "total": len(found),
+                               "issues": found, "isLast": True})
+        if rest == "issue" and m == "POST":
+            body = _policy_body(req) or {}
+            proj = ((body.get("fields") or {}).get("project") or {})
+            pk = proj.get("key") or {v2: k for k, v2 in POLICY_PROJECTS.items()}.get(str(proj.get("id")))
+            if pk not in POLICY_PROJECTS:
+                return _json(400, {"errorMessages": [], "errors": {"project": "valid project is required"}})
+            with w.lock:
+                iid = str(w.next_issue)
+                w.next_issue += 1
+                n = 1 + sum(1 for it in w.issues.values() if it["project"] == pk)
+                key = "%s-%d" % (pk, n + 100)
+                w.issues[iid] = {"key": key, "project": pk, "summary":
+                                 (body.get("fields") or {}).get("summary", ""), "status": "To Do",
+                                 "comments": []}
+            return _json(201, {"id": iid, "key": key,
+                               "self": "%s/rest/api/%s/issue/%s" % (base, v, iid)})
+        im = re.match(r"^issue/([^/]+)(?:/(comment|transitions))?/?$", rest)
+        if im:
+            with w.lock:
+                iid, it = w.find_issue(im.group(1))
+                if it is None:
+                    return _json(404, {"errorMessages": ["Issue does not exist or you do not have "
+                                                         "permission to see it."], "errors": {}})
+                sub = im.group(2)
+                if sub is None and m == "GET":
+                    return _json(200, _policy_issue_json(base, v, iid, it))
+                if sub is None and m == "PUT":
+                    body = _policy_body(req) or {}
+                    it["summary"] = (body.get("fields") or {}).get("summary", it["summary"])
+                    return _Response(204)
+                if sub is None and m == "DELETE":
+                    del w.issues[iid]
+                    return _Response(204)
+                if sub == "comment" and m == "GET":
+                    return _json(200, {"comments": it["comments"], "total": len(it["comments"])})
+                if sub == "comment" and m == "POST":
+                    body = _policy_body(req) or {}
+                    c = {"id": str(20000 + len(it["comments"])), "body": body.get("body"),
+                         "self": "%s/rest/api/%s/issue/%s/comment/%d" % (
+                             base, v, iid, 20000 + len(it["comments"]))}
+                    it["comments"].append(c)
+                    return _json(201, c)
+                if sub == "transitions" and m == "GET":
+                    return _json(200, {"transitions": POLICY_TRANSITIONS})
+                if sub == "transitions" and m == "POST":
+                    body = _policy_body(req) or {}
+                    tid = str((body.get("transition") or {}).get("id"))
+                    names = {t["id"]: t["name"] for t in POLICY_TRANSITIONS}
+                    if tid not in names:
+                        return _json(400, {"errorMessages": ["bad transition"], "errors": {}})
+                    it["status"] = names[tid]
+                    return _Response(204)
+            return _json(405, {"errorMessages": ["method not allowed"], "errors": {}})
+        if rest == "field" and m == "GET":
+            return _json(200, [{"id": "summary", "key": "summary", "name": "Summary", "custom": False,
+                                "schema": {"type": "string", "system": "summary"}}])
+        pm = re.match(r"^project/([^/]+)/?$", rest)
+        if pm and m == "GET":
+            for k, pid in POLICY_PROJECTS.items():
+                if pm.group(1) in (k, pid):
+                    return _json(200, {"id": pid, "key": k, "name": k + " project",
+                                       "self": "%s/rest/api/%s/project/%s" % (base, v, pid)})
+            return _json(404, {"errorMessages": ["No project could be found"], "errors": {}})
+        return None
+    if p in ("/wiki/rest/api/search", "/wiki/rest/api/content/search") and m == "GET":
+        cql = req.q.get("cql", "")
+        with fake._lock:
+            fake.policy_queries.append((m, p, cql))
+        allowed = _policy_scope_filter(cql, "space")
+        with w.lock:
+            res = [_policy_page_json(base, pid, pg) for pid, pg in sorted(w.pages.items())
+                   if allowed is None or pg["space"] in allowed]
+        if p.endswith("/content/search"):
+            return _json(200, {"results": res, "size": len(res)})
+        return _json(200, {"results": [{"content": r, "title": r["title"]} for r in res],
+                           "size": len(res)})
+    cm = re.match(r"^/wiki/rest/api/content(?:/(\d+))?/?$", p)
+    if cm:
+        pid = cm.group(1)
+        with w.lock:
+            if pid is None and m == "POST":
+                body = _policy_body(req) or {}
+                sk = (body.get("space") or {}).get("key")
+                if sk not in POLICY_SPACES:
+                    return _json(400, {"message": "space not found", "statusCode": 400})
+                npid = str(w.next_page)
+                w.next_page += 1
+                w.pages[npid] = {"space": sk, "title": body.get("title", ""), "version": 1,
+                                 "body": ""}
+                return _json(200, _policy_page_json(base, npid, w.pages[npid]))
+            pg = w.pages.get(pid) if pid else None
+            if pg is None:
+                return _json(404, {"message": "No content found with id", "statusCode": 404})
+            if m == "GET":
+                return _json(200, _policy_page_json(base, pid, pg))
+            if m == "PUT":
+                body = _policy_body(req) or {}
+                pg["version"] += 1
+                pg["title"] = body.get("title", pg["title"])
+                return _json(200, _policy_page_json(base, pid, pg))
+            if m == "DELETE":
+                del w.pages[pid]
+                return _Response(204)
+        return None
+    vm = re.match(r"^/wiki/api/v2/(pages|spaces)(?:/(\d+))?/?$", p)
+    if vm:
+        kind, oid = vm.group(1), vm.group(2)
+        with w.lock:
+            if kind == "spaces":
+                for k, sid in POLICY_SPACES.items():
+                    if oid == sid:
+                        return _json(200, {"id": sid, "key": k, "name": k + " space"})
+                return _json(404, {"errors": [{"status": 404, "title": "Not Found"}]})
+            if oid is None and m == "POST":
+                body = _policy_body(req) or {}
+                sk = {sid: k for k, sid in POLICY_SPACES.items()}.get(str(body.get("spaceId")))
+                if sk is None:
+                    return _json(400, {"errors": [{"status": 400, "title": "bad spaceId"}]})
+                npid = str(w.next_page)
+                w.next_page += 1
+                w.pages[npid] = {"space": sk, "title": body.get("title", ""), "version": 1,
+                                 "body": ""}
+                return _json(200, _policy_page_json(base, npid, w.pages[npid], v1=False))
+            pg = w.pages.get(oid) if oid else None
+            if pg is None:
+                return _json(404, {"errors": [{"status": 404, "title": "Not Found"}]})
+            if m == "GET":
+                return _json(200, _policy_page_json(base, oid, pg, v1=False))
+            if m == "PUT":
+                pg["version"] += 1
+                return _json(200, _policy_page_json(base, oid, pg, v1=False))
+            if m == "DELETE":
+                del w.pages[oid]
+                return _Response(204)
+    return None
+
+
 class FakeAtlassian:
     """See the module docstring."""
 
@@ -229,6 +473,8 @@ class FakeAtlassian:
         self._buckets = {}
         self._media = {}  # file uuid -> (token, bytes, name)
         self._media_key = os.urandom(16)
+        self.policy_world = _PolicyWorld()  # used only with the policy_world switch
+        self.policy_queries = []
         self._stop = threading.Event()
         self._socks = []
         self._threads = []
@@ -617,6 +863,10 @@ class FakeAtlassian:
         base = getattr(req, "gw_base", None) or "https://" + req.host
         acct = site["account"]
         p = req.path
+        if self._switches.get("policy_world") and auth == "ok":
+            resp = policy_world_dispatch(self, req, base)
+            if resp is not None:
+                return resp
         for v in ("2", "3"):
             api = "/rest/api/%s/" % v
             if p == api + "serverInfo":
