@@ -1282,10 +1282,19 @@ static void policy_lookup_fetch(struct request *r)
         policy_deny(r, &d);
         return;
     }
-    char *url = xasprintf("%s%s", w->sites[world_site_index(w, r->site)].origin, path);
+    char *url = NULL;
+    if (req_via_gateway(r)) {
+        /* Issue 10: a gateway credential looks ids up through the gateway too. */
+        char id[CONFIG_MAX_CLOUD_ID + 1];
+        if (tokens_cloud_id(r->svc->tokens, r->site->host, r->site->port, id, sizeof(id), NULL,
+                            0) == TOKENS_READY)
+            url = gwroute_url(path, strlen(path), id);
+    }
+    if (!url)
+        url = xasprintf("%s%s", w->sites[world_site_index(w, r->site)].origin, path);
     const char *hh = w->sites[world_site_index(w, r->site)].host_header;
-    bool ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) &&
-              slist_add(&hl, cred_header(r->cred)) && slist_add(&hl, "Accept: application/json");
+    bool ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl) &&
+              slist_add(&hl, "Accept: application/json");
     if (!ok) {
         curl_slist_free_all(hl);
         free(url);

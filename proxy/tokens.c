@@ -59,6 +59,7 @@ struct tk_cred {
     char *line; /* "Authorization: Bearer <token>" (secret), NULL when none */
     char why[TOKENS_MAX_WHY];
     struct tk_fetch *fetch;
+    int64_t refused_remint_ms; /* last re-mint after a 401 (0: none yet) */
 };
 
 struct tk_site {
@@ -714,8 +715,11 @@ void tokens_refused(struct tokens *t, const char *cred)
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < TK_MAX_CREDS; i++) {
         struct tk_cred *c = &t->creds[i];
-        if (c->configured && strcmp(c->name, cred) == 0 && !c->fetch && c->sched.have) {
-            tokensched_invalidate(&c->sched, util_now_ms());
+        int64_t now = util_now_ms();
+        if (c->configured && strcmp(c->name, cred) == 0 && !c->fetch && c->sched.have &&
+            (!c->refused_remint_ms || now - c->refused_remint_ms >= TOKENS_REFUSED_REMINT_MS)) {
+            c->refused_remint_ms = now;
+            tokensched_invalidate(&c->sched, now);
             kick = true;
         }
     }

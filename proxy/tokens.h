@@ -36,6 +36,12 @@ struct tokens;
 /* A request with no token (or cloudId) yet waits at most this long, re-checking every poll. */
 #define TOKENS_MAX_WAIT_MS 10000
 #define TOKENS_POLL_MS 50
+/*
+ * A 401 for a minted token re-mints at once, but at most this often: a
+ * token refused for another reason (a missing scope) must not turn every
+ * request into a token request.
+ */
+#define TOKENS_REFUSED_REMINT_MS 30000
 
 enum tokens_state {
     TOKENS_READY = 0, /* copied out */
@@ -75,7 +81,10 @@ enum tokens_state tokens_cloud_id(struct tokens *t, const char *host, int port, 
  */
 bool tokens_site_for_cloud_id(void *tokens, const char *cloud_id, char *host, size_t cap,
                               int *port);
-/* Atlassian refused the token minted for cred (401): mint a new one now. Any thread. */
+/*
+ * Atlassian refused the token minted for cred (401): mint a new one now,
+ * unless that was done less than TOKENS_REFUSED_REMINT_MS ago. Any thread.
+ */
 void tokens_refused(struct tokens *t, const char *cred);
 
 /* /readyz: 0 when every gateway credential and site has what it needs; else -1 and why. */

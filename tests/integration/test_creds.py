@@ -355,6 +355,12 @@ def oauth_revoked_token_is_replaced(env):
         time.sleep(0.05)
     check(len(token_records(env)) == 2, "a new token was minted at once")
     check(get(env).status == 200, "and serves")
+    # Refused again at once (say, for a missing scope): no token request per request.
+    fake_atlassian.creds_revoke_tokens(env.fake)
+    for _ in range(3):
+        check(get(env).status == 401, "401 passes through")
+    time.sleep(0.5)
+    check(len(token_records(env)) == 2, "re-minting after a 401 is bounded (TOKENS_REFUSED_REMINT_MS)")
 
 
 def scoped_start(env, intercept=False):
