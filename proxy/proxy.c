@@ -6,7 +6,10 @@
  *   parse     conn.c/http1.c frame the head; proxy_parse_error answers refusals
  *   route     stage_route: route.c decides the site, mode and URL, or refuses
  *   identify  identify: the client's id from Proxy-Authorization or its uid
- *   admit     admit_and_forward: the credential's rate limit (and queue)
+ *   admit     admit_and_forward: the breaker (breaker_admit_request: a rejected
+ *             credential is held back, 503 credential_rejected), the credential
+ *             stage (stage_credential: a minted token and the gateway's cloudId,
+ *             waited for, bounded; the API-gateway URL), then the rate limit
  *   forward   forward: strip, inject, start the upstream exchange
  *   respond   up_on_head / up_on_body / up_on_done: frame the response back
  *   log       request_log: one audit line and the metrics
