@@ -173,6 +173,7 @@ static void request_finish(struct request *r)
 static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
                           const char *fields, const char *extra, bool force_close);
 static void breaker_probe_gone(struct request *r);
+static void breaker_flush(struct request *r);
 
 static void reply_error_x(struct request *r, int status, const char *code, const char *msg,
                           const char *extra, bool force_close)
@@ -257,6 +258,7 @@ static void proxy_request_free(struct request *r)
 
 static void proxy_request_abort(struct request *r)
 {
+    breaker_flush(r);
     breaker_probe_gone(r);
     if (r->ex) {
         r->upstream_ms = upstream_elapsed_ms(r->ex);
@@ -300,14 +302,14 @@ static void breaker_probe_gone(struct request *r)
         credstate_log_change(&info, &chg, NULL);
 }
 
+static void breaker_tell(struct request *r, enum breaker_outcome o, const char *said);
+
 /* Atlassian answered a request that carried the credential: tell the breaker. */
 static void breaker_answer(struct request *r, int status, const struct upstream_header *seraph,
                            const struct upstream_header *denied)
 {
     char sv[CREDSTATE_MAX_VALUE + 1] = "", dv[CREDSTATE_MAX_VALUE + 1] = "";
     char said[BREAKER_MAX_SAID + 1];
-    struct breaker_info info;
-    struct breaker_change chg;
 
     if (seraph)
         snprintf(sv, sizeof(sv), "%.*s", (int)seraph->value_len, seraph->value);
@@ -316,11 +318,60 @@ static void breaker_answer(struct request *r, int status, const struct upstream_
     enum breaker_outcome o = breaker_classify(status, seraph ? sv : NULL, denied ? dv : NULL);
     credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
                    sizeof(said));
+    /*
+     * The gateway answers a token that lacks a scope with 401 "Unauthorized;
+     * scope does not match": that says nothing against the credential, so a
+     * gateway 401 is judged once the start of its body has been seen.
+     */
+    if (o == BREAKER_OUTCOME_AUTH_FAILED && status == 401 && (r->gw_prefix[0] || r->gw_agent_url)) {
+        r->brk_pending = true;
+        r->brk_scanned = 0;
+        snprintf(r->brk_said, sizeof(r->brk_said), "%s", said);
+        return;
+    }
+    breaker_tell(r, o, said);
+}
+
+/* Report outcome o for the credential (the probe flag goes with it). */
+static void breaker_tell(struct request *r, enum breaker_outcome o, const char *said)
+{
+    struct breaker_info info;
+    struct breaker_change chg;
     bool probe = r->probe;
     r->probe = false;
+    r->brk_pending = false;
     if (breaker_report(r->svc->breaker, cred_name(r->cred), probe, o, said, util_now_ms(), &info,
                        &chg))
         credstate_log_change(&info, &chg, NULL);
+}
+
+/* A gateway 401's body bytes: "scope does not match" within the first BREAKER_SCAN_BYTES? */
+static void breaker_scan(struct request *r, const char *data, size_t len)
+{
+    static const char needle[] = "scope does not match";
+    size_t n = sizeof(needle) - 1;
+    if (!r->brk_pending)
+        return;
+    size_t room = sizeof(r->brk_head) - 1 - r->brk_scanned;
+    size_t take = len < room ? len : room;
+    memcpy(r->brk_head + r->brk_scanned, data, take);
+    r->brk_scanned += take;
+    r->brk_head[r->brk_scanned] = '\0';
+    for (size_t i = 0; i + n <= r->brk_scanned; i++) {
+        if (util_memcaseeq(r->brk_head + i, needle, n)) {
+            breaker_tell(r, BREAKER_OUTCOME_NEUTRAL, NULL);
+            return;
+        }
+    }
+    if (r->brk_scanned == sizeof(r->brk_head) - 1)
+        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
+}
+
+/* The exchange ended (or the client left) with a gateway 401 still unjudged: a real refusal. */
+static void breaker_flush(struct request *r)
+{
+    if (r->brk_pending && r->cred)
+        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
 }
 
 /* 0 when the credential may be sent; -1 after answering 503 credential_rejected. */
@@ -614,6 +665,7 @@ static int up_on_body(void *arg, const char *data, size_t len)
         r->resp_paused = true;
         return UPSTREAM_PAUSE;
     }
+    breaker_scan(r, data, len);
     r->bytes_out += len;
     if (r->rw) {
         struct evbuffer *tmp = evbuffer_new();
@@ -677,6 +729,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
 
     r->upstream_ms = upstream_elapsed_ms(r->ex);
     r->ex = NULL;
+    breaker_flush(r);      /* a gateway 401 whose body did not say "scope" */
     breaker_probe_gone(r); /* no-op once the head was reported */
     if (result == UPSTREAM_OK && r->head_sent) {
         if (r->rw) {

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "breaker.h"
 #include "gwroute.h"
 #include "log.h"
 
@@ -39,6 +40,8 @@ struct curl_slist;
 struct tunnel;
 struct event;
 
+/* Bytes of a gateway 401's body looked at for "scope does not match" (issue 10). */
+#define PROXY_BREAKER_SCAN 256
 #define PROXY_MAX_URL (16 * 1024) /* HTTP1_MAX_HEAD_BYTES bounds it already; this is the buffer */
 
 /*
@@ -107,6 +110,11 @@ struct request {
     int64_t credwait_ms_start;
     bool gw_agent_url; /* the agent itself named api.atlassian.com/ex/...: URL kept */
     char gw_prefix[GWROUTE_MAX_PREFIX + 1]; /* "/ex/jira/{cloudId}" via the gateway, else "" */
+    /* A gateway 401 judged after the start of its body ("scope does not match" or not). */
+    bool brk_pending;
+    size_t brk_scanned;
+    char brk_head[PROXY_BREAKER_SCAN + 1];
+    char brk_said[BREAKER_MAX_SAID + 1];
 };
 
 #endif

@@ -575,5 +575,33 @@ def cloud_id_is_looked_up_again_on_reload(env):
     check(old != new, "the id changed")
 
 
+@h.test
+def gateway_scope_mismatch_does_not_trip_the_breaker(env):
+    # A scoped token lacking one scope: the gateway's 401 "scope does not match" is about that
+    # call, not the credential; the breaker must not hold the credential back for it.
+    env.start_fake(sites=scoped_sites(), gw_scope_missing=True)
+    aport = h.free_port()
+    path = token_file(env, SCOPED, "scoped")
+    env.start_proxy(extra={"admin": "127.0.0.1:%d" % aport},
+                    credentials={"sc": {"type": "basic", "email": h.EMAIL, "token_file": path,
+                                        "via": "api_gateway", "rate_limit": "off"}},
+                    sites=[{"domain": "acme", "credential": "sc"}])
+    env.wait_listen(aport, proc=env.proxy)
+    for _ in range(5):
+        r = get(env)
+        check(r.status == 401 and b"scope does not match" in r.body,
+              "Atlassian's own 401 every time, never 503 credential_rejected", r)
+    check(admin_get(aport, "/readyz").status == 200, "still ready")
+    # A wrong token through the gateway is a real rejection: it trips after 3.
+    token_file(env, WRONG, "scoped")
+    env.fake.set(gw_scope_missing=False)
+    os.kill(env.proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "configuration reloaded" not in env.proxy.stderr():
+        time.sleep(0.05)
+    codes = [get(env).status for _ in range(4)]
+    check(codes == [401, 401, 401, 503], "a wrong token at the gateway trips it", codes)
+
+
 if __name__ == "__main__":
     h.main()
