@@ -418,6 +418,17 @@ static void tunnel_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (t->dnsreq) {
+        /*
+         * Still resolving: evdns holds a query while no name server answers
+         * (all of them failed) instead of failing it, so this is a DNS
+         * failure, not a slow upstream, and the message must say so.
+         */
+        snprintf(detail, sizeof(detail), "could not resolve host %s: no DNS answer within %lld ms",
+                 t->to_host, (long long)t->connect_timeout_ms);
+        tunnel_fail(t, TUNNEL_ERR_DNS, detail);
+        return;
+    }
     snprintf(detail, sizeof(detail), "connecting to %s:%d timed out after %lld ms", t->host,
              t->port, (long long)t->connect_timeout_ms);
     tunnel_fail(t, TUNNEL_ERR_TIMEOUT, detail);
