@@ -53,10 +53,11 @@ def audits_for(proc, path, n=1, timeout=5.0):
 JSON_LOG = {"log": {"level": "debug", "audit": True, "format": "json"}}
 
 
-def start(env, sites=None, upstream=None, intercept=False, unknown_hosts=None):
+def start(env, sites=None, upstream=None, intercept=False, unknown_hosts=None, extra_cfg=None):
     """Fake + proxy with JSON logs (audit lines are read back); returns the CA dir or None."""
     env.start_fake()
     extra = dict(JSON_LOG)
+    extra.update(extra_cfg or {})
     certs = None
     if intercept:
         certs = os.path.join(env.dir, "certs")
@@ -234,6 +235,28 @@ def dns_failure(env):
           "every stderr line is JSON (libevent's own messages too)",
           [ln for ln in lines if not ln.startswith("{")][:3])
     check(not env.fake.records(), "nothing reached any upstream", env.fake.records())
+    still_serves(env, "forward")
+
+
+@h.test(timeout=60)
+def dead_reused_connection_no_replay(env):
+    """A pooled upstream connection that dies before the response: libcurl would send the
+    request again on a fresh one. Fine for GET/PUT/DELETE; never for POST or PATCH."""
+    start(env, extra_cfg={"workers": 1})
+    warm = (b"GET http://acme.atlassian.net/__echo HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+            b"\r\n")
+    for method, body, most in (("POST", b"", 1), ("PATCH", b"", 1), ("POST", b"{}", 1),
+                               ("GET", b"", 2), ("DELETE", b"", 2)):
+        check(h.raw_one(env.port, warm).status == 200, "warm-up (pools a connection)")
+        since = env.fake.last_seq()
+        req = ("%s http://acme.atlassian.net/__fault/reset-before-head HTTP/1.1\r\n"
+               "Host: acme.atlassian.net\r\nContent-Length: %d\r\n\r\n"
+               % (method, len(body))).encode() + body
+        r = h.raw_one(env.port, req)
+        what = "%s with %d body bytes" % (method, len(body))
+        h.proxy_error(r, 502, "upstream_unreachable")
+        n = len(env.fake.records(path="/__fault/", since=since))
+        check(1 <= n <= most, "%s: the upstream saw it at most %d time(s)" % (what, most), n)
     still_serves(env, "forward")
 
 
