@@ -414,6 +414,12 @@ def main():
     reloads_ok = env.proxy.stderr().count("configuration reloaded")
     reloads_bad = env.proxy.stderr().count("reload rejected")
 
+    # A clean shutdown after all that: exit 0 (a sanitizer build also reports leaks here).
+    rc = env.proxy.stop(signal.SIGTERM, timeout=30) if alive else None
+    err_text = env.proxy.stderr()
+    sanitizer = [ln for ln in err_text.splitlines()
+                 if "Sanitizer" in ln and ("ERROR" in ln or "SUMMARY" in ln)]
+
     c = stats.counts
     growth = (rss1 - rss0) if alive else None
     out = ["## credproxy soak: %.1f minutes, %d clients" % (args.minutes, args.concurrency), "",
@@ -436,7 +442,9 @@ def main():
            "| SIGHUP reloads sent / taken / refused | %d / %d / %d | all taken |"
            % (c["reloads"], reloads_ok, reloads_bad),
            "| audit lines | %d | |" % total_audit,
-           "| a token in the proxy's output | %s | no |" % ("YES" if secret_seen else "no"), ""]
+           "| a token in the proxy's output | %s | no |" % ("YES" if secret_seen else "no"),
+           "| exit status after SIGTERM | %s | 0 |" % rc,
+           "| sanitizer reports | %s | none |" % (sanitizer[:3] or "none"), ""]
     out.append("Client-side outcomes other than ok, by cause:")
     out.append("")
     for cause, n in sorted(stats.causes.items(), key=lambda kv: -kv[1]):
@@ -450,7 +458,7 @@ def main():
     print("\n".join(out))
     missed = (not alive or growth is None or growth >= TARGET_RSS_GROWTH_KIB
               or c["lost silently"] > 0 or (fds1 is not None and fds1 > fds_warm)
-              or reloads_ok != c["reloads"] or secret_seen)
+              or reloads_ok != c["reloads"] or secret_seen or rc != 0 or sanitizer)
     env.close()
     sys.exit(1 if missed else 0)
 
