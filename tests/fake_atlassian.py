@@ -904,12 +904,15 @@ class FakeAtlassian:
 #   garbage-head           a response that is not HTTP at all, then FIN
 #   stall-mid-body?secs=S  Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, S seconds
 #                          of silence (default 5), then the rest
+#   reset-during-upload    (any method with a body) RST as soon as the head is read,
+#                          while the body is still coming; recorded with body_len -1
+#                          and status 0
 FAULT_PREFIX = "/__fault/"
 FAULT_BODY_LEN = 100000
 FAULT_SENT = 3000
 FAULT_KINDS = ("reset-before-head", "reset-mid-head", "reset-mid-body", "reset-mid-chunk",
                "fin-mid-body", "close-notify-mid-body", "tls-alert-mid-body", "garbage-head",
-               "stall-mid-body")
+               "stall-mid-body", "reset-during-upload")
 # A fatal handshake_failure alert as a plaintext record: after the handshake
 # the peer expects encrypted records, so its TLS layer fails on it.
 _RAW_TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
@@ -998,7 +1001,30 @@ def _fault_act(sock, kind, secs):
     _fault_close(sock, False)
 
 
+class _FaultUploadReset(Exception):
+    pass
+
+
 def _fault_install():
+    read_body = FakeAtlassian._read_body
+    serve_one = FakeAtlassian._serve_one
+
+    def _read_body_or_reset(self, rfile, req):
+        if req.path == FAULT_PREFIX + "reset-during-upload":
+            req.body_len, req.body_sha256, req.body = -1, None, None
+            self._record(req, _Response(0))
+            raise _FaultUploadReset()
+        return read_body(self, rfile, req)
+
+    def _serve_one_or_reset(self, sock, rfile, conn):
+        try:
+            return serve_one(self, sock, rfile, conn)
+        except _FaultUploadReset:
+            _fault_reset(sock)
+            return False
+
+    FakeAtlassian._read_body = _read_body_or_reset
+    FakeAtlassian._serve_one = _serve_one_or_reset
     FakeAtlassian._fault = _fault_send
     FakeAtlassian._send_fault = lambda self, sock, resp: _fault_act(sock, resp.fault,
                                                                        resp.fault_secs)

@@ -262,5 +262,43 @@ def dead_reused_connection_no_replay(env):
     still_serves(env, "forward")
 
 
+@h.test(timeout=60)
+def upstream_resets_during_upload(env):
+    """The upstream drops the connection while the client is still sending its body:
+    the client gets an answer (502) rather than a hang, nothing is resent, and the proxy
+    goes on serving."""
+    start(env)
+    size = 8 * 1024 * 1024
+    for mode in ("forward", "gateway"):
+        since = env.fake.last_seq()
+        c = Client(env, mode)
+        if mode == "forward":
+            head = "POST http://%s%sreset-during-upload HTTP/1.1\r\nHost: %s\r\n" % (
+                SITE, fa.FAULT_PREFIX, SITE)
+        else:
+            head = "POST %sreset-during-upload HTTP/1.1\r\nHost: acme.localhost:%d\r\n" % (
+                fa.FAULT_PREFIX, env.port)
+        c.sock.sendall((head + "Content-Length: %d\r\n\r\n" % size).encode())
+        sent = 0
+        chunk = b"u" * 65536
+        try:
+            while sent < size:
+                c.sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the proxy may stop reading once it has answered
+        r, _ = h.read_response(c.sock, c.buf)
+        what = "%s upload" % mode
+        h.log("    %s: sent %d of %d, got %s %s" % (what, sent, size, r.status, r.error))
+        if r.status is not None:
+            h.proxy_error(r, 502, "upstream_unreachable")
+        check(r.status == 502 or r.error is not None, "%s: an error, not a success" % what, r)
+        check(c.closed(), "%s: the connection is closed (the rest of the body is unread)" % what)
+        recs = env.fake.records(path=fa.FAULT_PREFIX, since=since)
+        check(len(recs) == 1, "%s: sent upstream once (never replayed)" % what, len(recs))
+        c.close()
+    still_serves(env, "forward")
+
+
 if __name__ == "__main__":
     h.main()
