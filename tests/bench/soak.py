@@ -13,7 +13,7 @@ for --minutes:
   * a SIGHUP every --reload-every seconds, alternating the token file between
     two tokens the fake accepts (so a reload really changes the credential);
   * a fault every --fault-every seconds, round robin: each /__fault/KIND of
-    the fake, a slow upstream past upstream.timeout, a client that vanishes
+    the fake, an upstream reset during an upload, a slow upstream past upstream.timeout, a client that vanishes
     mid-response, a client that sends half a head and goes away, a client that
     aborts an upload, and Redis killed (restarted 5 s later).
 
@@ -224,6 +224,24 @@ def fault_upstream(port, ca, kind, stats, mode):
         s.close()
 
 
+def fault_upload_reset(port, ca, stats, mode):
+    """The upstream resets while the client still uploads: an error, never a success."""
+    s = Session(port, mode, ca)
+    try:
+        r = s.request("POST", fa.FAULT_PREFIX + "reset-during-upload", UPLOAD_BODY * 16)
+    except OSError as e:
+        stats.add("fault visible", "fault reset-during-upload (%s): %s" % (mode, e))
+        return
+    finally:
+        s.close()
+    key = "fault reset-during-upload (%s)" % mode
+    if r.status is None or r.status >= 500:
+        stats.add("fault visible", "%s: %s %s" % (key, r.status, r.header("X-Credproxy-Error")
+                                                  or r.error))
+    else:
+        stats.lost("%s: %s" % (key, r.status))
+
+
 def fault_slow(port, ca, stats, mode):
     s = Session(port, mode, ca)
     try:
@@ -265,7 +283,8 @@ def fault_upload_abort(port, stats):
 def fault_loop(args, env, ca, stats, stop, redis_box):
     kinds = list(fa.FAULT_KINDS)
     kinds.remove("stall-mid-body")
-    plan = ([("upstream", k) for k in kinds] + [("slow", None), ("vanish", None),
+    kinds.remove("reset-during-upload")
+    plan = ([("upstream", k) for k in kinds] + [("upload", None), ("slow", None), ("vanish", None),
                                                  ("half", None), ("abort", None)])
     if redis_box.get("proc"):
         plan.append(("redis", None))
@@ -277,6 +296,8 @@ def fault_loop(args, env, ca, stats, stop, redis_box):
         try:
             if kind == "upstream":
                 fault_upstream(env.port, ca, arg, stats, mode)
+            elif kind == "upload":
+                fault_upload_reset(env.port, ca, stats, mode)
             elif kind == "slow":
                 fault_slow(env.port, ca, stats, mode)
             elif kind == "vanish":
