@@ -115,10 +115,17 @@ static void check_verdict_init(struct check_verdict *v)
     v->cause = "ok";
 }
 
-void check_domain_hint(const char *host, char *buf, size_t cap)
+/* How the user wrote the site: the example in the words of the config they used. */
+static const char *check_site_example(bool env_default)
+{
+    return env_default ? "`ATLASSIAN_SITE=test`" : "`domain: test`";
+}
+
+void check_domain_hint(const char *host, bool env_default, char *buf, size_t cap)
 {
     static const char suffix[] = ".atlassian.net";
     size_t hl = host ? strlen(host) : 0, sl = sizeof(suffix) - 1;
+    const char *ex = check_site_example(env_default);
 
     if (cap == 0)
         return;
@@ -129,21 +136,22 @@ void check_domain_hint(const char *host, char *buf, size_t cap)
         snprintf(buf, cap,
                  " The domain looks typed with .atlassian.net included (%s): make sure you didn't "
                  "include .atlassian.net in the domain; write just the domain part, e.g. "
-                 "`domain: test` for test.atlassian.net",
-                 host);
+                 "%s for test.atlassian.net",
+                 host, ex);
         return;
     }
     if (hl > sl && strcmp(host + hl - sl, suffix) == 0 && memchr(host, '.', hl - sl)) {
         snprintf(buf, cap,
                  " The site name has a dot in it (%.*s): an Atlassian domain is one word, the part "
-                 "before .atlassian.net, e.g. `domain: test` for https://test.atlassian.net",
-                 (int)(hl - sl), host);
+                 "before .atlassian.net, e.g. %s for https://test.atlassian.net",
+                 (int)(hl - sl), host, ex);
         return;
     }
     if (hl > 14 && strcmp(host + hl - 14, ".atlassian.com") == 0)
         snprintf(buf, cap,
                  " Atlassian Cloud sites end in .atlassian.net, not .atlassian.com: write just the "
-                 "domain part, e.g. `domain: test` for test.atlassian.net");
+                 "domain part, e.g. %s for test.atlassian.net",
+                 ex);
 }
 
 /* A DNS, TCP, TLS or timeout failure: a network problem, never a credential one. */
@@ -156,12 +164,14 @@ static void check_network(const struct check_target *t, const struct check_excha
     check_clean(e, err, sizeof(err));
     switch (x->curl_code) {
     case CURLE_COULDNT_RESOLVE_HOST:
-        check_domain_hint(t->host, hint, sizeof(hint));
+        /* Every *.atlassian.net name resolves (Atlassian answers 404 for unknown sites), so
+         * a resolver failure is the network's, not the site name's. */
+        check_domain_hint(t->host, t->env_default, hint, sizeof(hint));
         check_set(v, CHECK_FAIL, "dns_failure", 0);
         check_msg(v,
-                  "unknown site: %s does not resolve (DNS failure: %s). Verify your Atlassian "
-                  "domain is correct: just the domain part, e.g. `domain: test` for "
-                  "test.atlassian.net.%s",
+                  "%s could not be resolved (%s); check DNS, network or upstream.proxy (needed "
+                  "when this machine reaches the internet only through a proxy): a network "
+                  "problem, not the site or the credential.%s",
                   t->host, err, hint);
         break;
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -224,13 +234,13 @@ bool check_diagnose_site(const struct check_target *t, const struct check_exchan
         return false;
     }
     if (x->status == 404 && check_has(x->body, "Site temporarily unavailable")) {
-        check_domain_hint(t->host, hint, sizeof(hint));
+        check_domain_hint(t->host, t->env_default, hint, sizeof(hint));
         check_set(v, CHECK_FAIL, "site_unknown", x->status);
         check_msg(v,
                   "unknown site: Atlassian answered 404 \"Site temporarily unavailable\" for %s "
                   "(no such site, or no product on it). Verify your Atlassian domain is correct: "
-                  "just the domain part, e.g. `domain: test` for test.atlassian.net.%s",
-                  t->host, hint);
+                  "just the domain part, e.g. %s for test.atlassian.net.%s",
+                  t->host, check_site_example(t->env_default), hint);
         return false;
     }
     /* Anything else (Data Center hosts have no /_edge) goes on to the real checks. */
@@ -758,6 +768,7 @@ static bool check_site(const struct config *cfg, const struct config_site *s, bo
         .bearer = c->type == CONFIG_CRED_BEARER,
         .expires = c->expires,
         .now = util_wall_time(),
+        .env_default = cfg->file && strcmp(cfg->file, "<environment>") == 0,
     };
     struct check_verdict v[2];
     struct check_exchange x;

@@ -50,8 +50,9 @@ struct check_target {
     const char *credential; /* credential name */
     const char *email;      /* basic: the account email; NULL for bearer */
     bool bearer;
-    int64_t expires; /* epoch seconds from `expires`, 0 = none */
-    int64_t now;     /* wall clock, injected for tests */
+    int64_t expires;  /* epoch seconds from `expires`, 0 = none */
+    int64_t now;      /* wall clock, injected for tests */
+    bool env_default; /* the embedded default: advice says ATLASSIAN_SITE=, not domain: */
 };
 
 struct check_verdict {
@@ -79,8 +80,9 @@ void check_diagnose_product(const struct check_target *t, enum check_product p,
 /*
  * A hint when host looks mistyped ("acme.atlassian.net.atlassian.net", dots
  * in the site name, ".atlassian.com"); buf gets "" when it looks right.
+ * env_default: word it for ATLASSIAN_SITE= instead of the file's domain:.
  */
-void check_domain_hint(const char *host, char *buf, size_t cap);
+void check_domain_hint(const char *host, bool env_default, char *buf, size_t cap);
 
 /*
  * Read the top-level-looking string member `key` of a JSON body into out

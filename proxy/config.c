@@ -47,6 +47,8 @@ struct cfg_ctx {
     struct config *cfg;
     char *err;
     size_t warn_cap;
+    const struct config_load_opts *opts; /* never NULL inside the loader */
+    bool keep_secret;                    /* NO_SECRETS, but this is the --client's key */
 };
 
 /* ---------------------------------------------------------------- messages */
@@ -530,6 +532,12 @@ static int cfg_listen_parse(const char *text, struct config_listen *out, const c
         portstr = close + 2;
     } else {
         colon = strrchr(text, ':');
+        if (!colon && *text && strspn(text, "0123456789") == strlen(text)) {
+            /* "listen: 8080": a port alone; the host decides who can reach it. */
+            *why = "the host is missing; write 127.0.0.1:PORT for local use or 0.0.0.0:PORT for "
+                   "every interface";
+            return -1;
+        }
         if (!colon) {
             *why = "the port is missing; write HOST:PORT, e.g. 127.0.0.1:8080";
             return -1;
@@ -648,6 +656,12 @@ static bool cfg_env_name_ok(const char *s)
 static bool cfg_path_showable(const char *s)
 {
     return strlen(s) <= 512 && (strchr(s, '/') || strchr(s, '.'));
+}
+
+/* CONFIG_LOAD_NO_SECRETS is in force for the secret being loaded now. */
+static bool cfg_secrets_skipped(const struct cfg_ctx *c)
+{
+    return (c->opts->flags & CONFIG_LOAD_NO_SECRETS) && !c->keep_secret;
 }
 
 /*
@@ -793,6 +807,12 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
             cfg_bprintf(from, sizeof(from), "the environment variable named by %s", what);
         else
             cfg_bprintf(from, sizeof(from), "environment variable %s", v);
+        if (cfg_secrets_skipped(c)) {
+            *secret = NULL;
+            *source = CONFIG_SECRET_ENV;
+            *ref = xstrdup(v);
+            return 0;
+        }
         val = getenv(v);
         if (!val)
             return cfg_fail(c, n, "%s: %s is not set; export it before starting credproxy",
@@ -809,6 +829,12 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
     if (which == 1) {
         if (strlen(v) != n->data.scalar.length)
             return cfg_fail(c, n, "%s contains a NUL character", what);
+        if (cfg_secrets_skipped(c)) {
+            *secret = NULL;
+            *source = CONFIG_SECRET_FILE;
+            *ref = xstrdup(v);
+            return 0;
+        }
         *secret = cfg_secret_read_file(c, n, w, v);
         if (!*secret)
             return -1;
@@ -826,10 +852,188 @@ static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct
              "%s: the %s is written in the configuration file (%s:); prefer %s or %s and keep "
              "the file private",
              w->owner, w->noun, keys[2], keys[0], keys[1]);
-    *secret = xstrdup(v);
+    *secret = cfg_secrets_skipped(c) ? NULL : xstrdup(v);
     *source = CONFIG_SECRET_INLINE;
     *ref = NULL;
     return 0;
+}
+
+/* ------------------------------------------------------------- onboarding */
+/*
+ * What `env`/`exec`/`lint` need beyond the plain keys: the names of the
+ * variables that hold credential secrets (exec removes them from an agent's
+ * environment), CA paths relative to the configuration file, and warnings
+ * about tokens that are evidently placeholders or of the wrong type.
+ */
+
+/* Shorter than any Atlassian token (about 190 characters today, 24 for old ones, 44 for DC PATs).
+ */
+#define CFG_MIN_PLAUSIBLE_TOKEN 12
+/* What people paste from documentation instead of a token (compared case-insensitively). */
+static const char *const cfg_placeholder_tokens[] = {
+    "\xe2\x80\xa6", "...",       "changeme", "change-me", "<token>", "token",      "your-token",
+    "your_token",   "yourtoken", "secret",   "xxx",       "todo",    "replace-me", "api-token",
+};
+
+/* Records one variable name (deduplicated, bounded by CONFIG_MAX_SECRET_ENVS). */
+static void cfg_secret_env_add(struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsecret_envs; i++) {
+        if (strcmp(cfg->secret_envs[i], name) == 0)
+            return;
+    }
+    if (cfg->nsecret_envs >= CONFIG_MAX_SECRET_ENVS)
+        return;
+    if (!cfg->secret_envs)
+        cfg->secret_envs = xcalloc(CONFIG_MAX_SECRET_ENVS, sizeof(*cfg->secret_envs));
+    cfg->secret_envs[cfg->nsecret_envs++] = xstrdup(name);
+}
+
+/*
+ * Every "*_env" key of one credential's map names a variable holding a secret
+ * of that credential (token_env today, client_secret_env for oauth_client):
+ * taken generically, so a new credential kind is covered without a change here.
+ */
+static void cfg_note_secret_envs(struct cfg_ctx *c, const yaml_node_t *m)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+        const char *ks, *vs;
+        size_t kl;
+        if (!k || !v || k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
+            continue;
+        ks = (const char *)k->data.scalar.value;
+        vs = (const char *)v->data.scalar.value;
+        kl = strlen(ks);
+        if (kl > 4 && strcmp(ks + kl - 4, "_env") == 0 && cfg_env_name_ok(vs))
+            cfg_secret_env_add(c->cfg, vs);
+    }
+}
+
+/* A relative path made absolute against dir; a new string (or a copy when already absolute). */
+static char *cfg_path_join(const char *dir, const char *p)
+{
+    if (p[0] == '/' || !dir)
+        return xstrdup(p);
+    return xasprintf("%s/%s", dir, p);
+}
+
+/*
+ * interception.ca_cert/ca_key written relative (or left at the default
+ * certs/ca.pem) mean "next to the configuration file" (file NULL: the
+ * embedded default, the current directory), whatever directory
+ * the proxy, `env` or an MCP host starts in. The directory itself is made
+ * absolute so every command agrees on one path.
+ */
+static void cfg_resolve_ca_paths(struct config *cfg, const char *file)
+{
+    char *dir = xstrdup(file ? file : "./"), *slash = strrchr(dir, '/'), *abs = NULL, *tmp;
+
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        strcpy(dir, ".");
+    if (dir[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (cwd) {
+            abs = strcmp(dir, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, dir);
+            free(cwd);
+        }
+    }
+    tmp = abs ? abs : dir;
+    if (cfg->interception.ca_cert && cfg->interception.ca_cert[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_cert);
+        free(cfg->interception.ca_cert);
+        cfg->interception.ca_cert = p;
+    }
+    if (cfg->interception.ca_key && cfg->interception.ca_key[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_key);
+        free(cfg->interception.ca_key);
+        cfg->interception.ca_key = p;
+    }
+    free(abs);
+    free(dir);
+}
+
+/* The token is one of the documentation's placeholders, or too short to be an API token. */
+static bool cfg_token_is_placeholder(const char *t)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cfg_placeholder_tokens); i++) {
+        if (strcasecmp(t, cfg_placeholder_tokens[i]) == 0)
+            return true;
+    }
+    if (strstr(t, "\xe2\x80\xa6") || (t[0] == '<' && t[strlen(t) - 1] == '>'))
+        return true;
+    return strlen(t) < CFG_MIN_PLAUSIBLE_TOKEN;
+}
+
+/* The credential is used by at least one *.atlassian.net site. */
+static bool cfg_cred_on_cloud(const struct config *cfg, size_t idx)
+{
+    size_t sl = strlen(CFG_ATLASSIAN_SUFFIX);
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const char *h = cfg->sites[i].host;
+        size_t hl = h ? strlen(h) : 0;
+        if (cfg->sites[i].credential == idx && hl > sl &&
+            strcmp(h + hl - sl, CFG_ATLASSIAN_SUFFIX) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Lint warnings about the secret itself (only when it was read): a
+ * placeholder, and a Cloud API token sent as Bearer. The token's bytes never
+ * reach a message; "ATATT" is Atlassian's public prefix, not part of a secret.
+ */
+static void cfg_token_warnings(struct cfg_ctx *c)
+{
+    const struct config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        const struct config_credential *cr = &cfg->credentials[i];
+        const char *from = cr->source == CONFIG_SECRET_ENV    ? "environment variable"
+                           : cr->source == CONFIG_SECRET_FILE ? "file"
+                                                              : "configuration";
+        if (!cr->secret)
+            continue;
+        if (cfg_token_is_placeholder(cr->secret))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': the token from %s %s looks like a placeholder (%zu "
+                        "characters; Atlassian API tokens are much longer): paste the real token "
+                        "from id.atlassian.com -> Security -> API tokens",
+                        cr->name, from, cr->source_ref ? cr->source_ref : "(inline)",
+                        strlen(cr->secret));
+        if (cr->type == CONFIG_CRED_BEARER && strncmp(cr->secret, "ATATT", 5) == 0 &&
+            cfg_cred_on_cloud(cfg, i))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': type bearer with an Atlassian Cloud API token (ATATT...) "
+                        "on an *.atlassian.net site: Cloud API tokens need type: basic and the "
+                        "account's email; Atlassian answers 401 to them as Bearer",
+                        cr->name);
+    }
+}
+
+/* After a successful load: relative CA paths, token warnings, the no-secrets marker. */
+static void cfg_onboard_finish(struct cfg_ctx *c, const char *file)
+{
+    cfg_resolve_ca_paths(c->cfg, file); /* NULL: the embedded default, the current directory */
+    cfg_token_warnings(c);
+    c->cfg->no_secrets = (c->opts->flags & CONFIG_LOAD_NO_SECRETS) != 0;
+    /* The embedded default's variable, under whichever configuration: an agent never needs it. */
+    cfg_secret_env_add(c->cfg, "ATLASSIAN_API_TOKEN");
+}
+
+int config_client_index(const struct config *cfg, const char *id)
+{
+    if (!cfg || !id)
+        return -1;
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        if (cfg->clients[i].id && strcmp(cfg->clients[i].id, id) == 0)
+            return (int)i;
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ credentials */
@@ -940,7 +1144,7 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
     struct cfg_secret_what w = {owner, "token", prefix, "token_env", "token_file", "token"};
     if (cfg_secret_load(c, m, &w, &cr->secret, &cr->source, &cr->source_ref) < 0)
         return -1;
-    if (cr->type == CONFIG_CRED_BEARER && strchr(cr->secret, ' '))
+    if (cr->type == CONFIG_CRED_BEARER && cr->secret && strchr(cr->secret, ' '))
         return cfg_fail(c, cfg_map_get(c, m, "token_env") ?: cfg_map_get(c, m, "token_file")
                                                                ?: cfg_map_get(c, m, "token"),
                         "%s: a bearer token cannot contain spaces (the token itself is not shown)",
@@ -1002,6 +1206,7 @@ static int cfg_credentials(struct cfg_ctx *c, const yaml_node_t *root)
         cfg->ncredentials = i + 1;
         if (cfg_credential(c, key, val, &cfg->credentials[i]) < 0)
             return -1;
+        cfg_note_secret_envs(c, val);
     }
     return 0;
 }
@@ -1289,8 +1494,10 @@ static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
         }
         cfg_bprintf(owner, sizeof(owner), "client '%s'", cl->id);
         struct cfg_secret_what w = {owner, "key", prefix, "key_env", "key_file", "key"};
+        c->keep_secret = c->opts->client_id && strcmp(c->opts->client_id, cl->id) == 0;
         if (cfg_secret_load(c, m, &w, &cl->key, &cl->source, &cl->source_ref) < 0)
             return -1;
+        c->keep_secret = false;
         if (cfg_get_rate(c, m, prefix, "rate_limit", &cl->has_rate, &cl->rate_off,
                          &cl->rate_per_sec) < 0)
             return -1;
@@ -1933,7 +2140,8 @@ static int cfg_read_file(const char *path, unsigned char **out, size_t *len, cha
     size_t n;
 
     if (!f) {
-        *err = xasprintf("%s:1:1: cannot read the configuration file: %s", path, strerror(errno));
+        /* No position: there is no file to point into. */
+        *err = xasprintf("credproxy: cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     buf = xmalloc(CFG_MAX_FILE_SIZE + 1);
@@ -1978,7 +2186,10 @@ static void cfg_wipe_doc(yaml_document_t *doc)
     }
 }
 
-int config_load_file(const char *path, struct config **out, char **err)
+static const struct config_load_opts cfg_no_opts = {0, NULL};
+
+static int cfg_load_file(const char *path, const struct config_load_opts *opts, struct config **out,
+                         char **err)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -1999,6 +2210,7 @@ int config_load_file(const char *path, struct config **out, char **err)
     c.file = path;
     c.cfg = cfg;
     c.doc = &doc;
+    c.opts = opts;
 
     if (!yaml_parser_initialize(&parser))
         abort();
@@ -2037,8 +2249,8 @@ int config_load_file(const char *path, struct config **out, char **err)
             cfg_wipe_doc(&extra);
             yaml_document_delete(&extra);
         }
-        if (!c.err)
-            cfg_document(&c, root);
+        if (!c.err && cfg_document(&c, root) == 0)
+            cfg_onboard_finish(&c, path);
     }
     cfg_wipe_doc(&doc);
     yaml_document_delete(&doc);
@@ -2063,7 +2275,12 @@ const char *config_missing_message(void)
     return cfg_missing_text;
 }
 
-int config_load_env(struct config **out, char **err)
+int config_load_file(const char *path, struct config **out, char **err)
+{
+    return cfg_load_file(path, &cfg_no_opts, out, err);
+}
+
+static int cfg_load_env(const struct config_load_opts *opts, struct config **out, char **err)
 {
     static const char *const names[] = {"ATLASSIAN_SITE", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN"};
     const char *vals[3];
@@ -2081,12 +2298,25 @@ int config_load_env(struct config **out, char **err)
         if (vals[i] && *vals[i])
             nset++;
     }
-    if (nset == 0)
+    if (nset == 0 && !(opts->flags & CONFIG_LOAD_DEFAULT_ANY))
         return 1;
-    if (nset < 3) {
-        int nmiss = 3 - nset, k = 0;
+    if (opts->flags & CONFIG_LOAD_DEFAULT_ANY) {
+        /* env/exec: only the site matters (and not even that); the rest is the proxy's. */
+        if (!vals[1] || !*vals[1])
+            vals[1] = "unknown@localhost";
+    }
+    /* Which variables this command needs: all three; only the site without secrets; none
+     * for env/exec. */
+    bool need[3] = {!(opts->flags & CONFIG_LOAD_DEFAULT_ANY),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS)};
+    int nmiss = 0;
+    for (int i = 0; i < 3; i++)
+        nmiss += need[i] && !(vals[i] && *vals[i]);
+    if (nmiss > 0) {
+        int k = 0;
         for (int i = 0; i < 3; i++) {
-            if (vals[i] && *vals[i])
+            if (!need[i] || (vals[i] && *vals[i]))
                 continue;
             int w = cfg_bprintf(missing + off, sizeof(missing) - off, "%s%s %s",
                                 k == 0 ? "" : (k == nmiss - 1 ? " and " : ", "), names[i],
@@ -2107,6 +2337,7 @@ int config_load_env(struct config **out, char **err)
     memset(&c, 0, sizeof(c));
     c.file = CFG_ENV_FILE;
     c.cfg = cfg;
+    c.opts = opts;
 
     cfg->listen = xcalloc(1, sizeof(*cfg->listen));
     cfg->nlisten = 1;
@@ -2139,6 +2370,12 @@ int config_load_env(struct config **out, char **err)
     st->credential = 0;
 
     bool changed;
+    if (!vals[0] || !*vals[0]) {
+        /* DEFAULT_ANY without ATLASSIAN_SITE: no site (env/exec need none). */
+        cfg->nsites = 0;
+        cr->email = xstrdup(vals[1]);
+        goto done;
+    }
     st->domain = config_normalize_domain(vals[0], &changed);
     if (!st->domain) {
         cfg_fail(&c, NULL,
@@ -2152,9 +2389,16 @@ int config_load_env(struct config **out, char **err)
         cfg_warn(&c, NULL, "ATLASSIAN_SITE '%.200s' normalized to '%s'", vals[0], st->domain);
     st->host = xasprintf("%s%s", st->domain, CFG_ATLASSIAN_SUFFIX);
 
+    if (!vals[1] || !*vals[1]) {
+        /* NO_SECRETS (lint --no-secrets, ca init): the email belongs with the token. */
+        cr->email = xstrdup("unknown@localhost");
+        goto done;
+    }
     if (cfg_email_check(&c, NULL, "ATLASSIAN_EMAIL", vals[1]) < 0)
         goto fail;
     cr->email = xstrdup(vals[1]);
+    if (cfg_secrets_skipped(&c))
+        goto done;
     {
         struct cfg_secret_what w = {"credential 'default'", "token", "", "token_env",
                                     "token_file",           "token"};
@@ -2163,6 +2407,8 @@ int config_load_env(struct config **out, char **err)
             goto fail;
     }
     cr->secret = xstrdup(vals[2]);
+done:
+    cfg_onboard_finish(&c, NULL);
     *out = cfg;
     return 0;
 fail:
@@ -2171,16 +2417,29 @@ fail:
     return -1;
 }
 
-int config_load(const char *path, struct config **out, char **err)
+int config_load_env(struct config **out, char **err)
+{
+    return cfg_load_env(&cfg_no_opts, out, err);
+}
+
+int config_load_with(const char *path, const struct config_load_opts *opts, struct config **out,
+                     char **err)
 {
     const char *env;
 
+    if (!opts)
+        opts = &cfg_no_opts;
     if (path)
-        return config_load_file(path, out, err);
+        return cfg_load_file(path, opts, out, err);
     env = getenv("CREDPROXY_CONFIG");
     if (env && *env)
-        return config_load_file(env, out, err);
-    return config_load_env(out, err);
+        return cfg_load_file(env, opts, out, err);
+    return cfg_load_env(opts, out, err);
+}
+
+int config_load(const char *path, struct config **out, char **err)
+{
+    return config_load_with(path, NULL, out, err);
 }
 
 int config_credential_index(const struct config *cfg, const char *name)
@@ -2243,6 +2502,9 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nwarnings; i++)
         free(cfg->warnings[i].text);
     free(cfg->warnings);
+    for (size_t i = 0; i < cfg->nsecret_envs; i++)
+        free(cfg->secret_envs[i]);
+    free(cfg->secret_envs);
     util_secure_zero(cfg, sizeof(*cfg));
     free(cfg);
 }

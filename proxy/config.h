@@ -173,7 +173,36 @@ struct config {
 
     struct config_warning *warnings; /* for `run` (logged) and `lint` (printed) */
     size_t nwarnings;
+
+    /*
+     * Onboarding (env/exec/lint --no-secrets): the environment variables that
+     * hold a credential's secret (token_env, client_secret_env, any *_env of a
+     * credential, ATLASSIAN_API_TOKEN for the embedded default), so exec can
+     * remove them from an agent's environment. Names only, never values.
+     */
+    char **secret_envs;
+    size_t nsecret_envs;
+    bool no_secrets; /* loaded with CONFIG_LOAD_NO_SECRETS: every secret is NULL */
 };
+
+/* How config_load_with reads a configuration. */
+enum config_load_flag {
+    /* Read no credential or client secret: token_env/key_env variables are not looked up,
+     * token_file/key_file are not opened, inline values are checked but not kept. For
+     * `env`, `exec`, `healthcheck` and `lint --no-secrets`. */
+    CONFIG_LOAD_NO_SECRETS = 1u << 0,
+    /* The embedded default needs none of the ATLASSIAN_* variables (env/exec run in an agent's
+     * shell, where they are not set); a set ATLASSIAN_SITE is still validated. */
+    CONFIG_LOAD_DEFAULT_ANY = 1u << 1,
+};
+
+struct config_load_opts {
+    unsigned flags;        /* enum config_load_flag bits */
+    const char *client_id; /* with NO_SECRETS: still read this client's key (env/exec --client) */
+};
+
+/* Maximum variables config.secret_envs records (credentials times their *_env keys). */
+#define CONFIG_MAX_SECRET_ENVS (CONFIG_MAX_CREDENTIALS * 4 + 1)
 
 /*
  * Load and fully validate FILE, reading every token_env/token_file/key_*
@@ -198,6 +227,13 @@ int config_load_env(struct config **out, char **err);
  * config_load_env (1 = nothing configured).
  */
 int config_load(const char *path, struct config **out, char **err);
+
+/* config_load with options (NULL = none). Same return values. */
+int config_load_with(const char *path, const struct config_load_opts *opts, struct config **out,
+                     char **err);
+
+/* Index of the client with that id, or -1. */
+int config_client_index(const struct config *cfg, const char *id);
 
 /* The exit-2 text for "nothing configured": names the variables and -c/CREDPROXY_CONFIG. */
 const char *config_missing_message(void);

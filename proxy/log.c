@@ -464,6 +464,8 @@ void log_audit(const struct log_audit *a)
         log_audit_json_field(&line, "credential", a->credential);
         log_audit_json_field(&line, "error", a->error);
         log_audit_json_field(&line, "mode", a->mode);
+        if (a->reason)
+            log_audit_json_field(&line, "reason", a->reason);
         log_line_puts(&line, "}");
     } else {
         log_line_puts(&line, "audit client=");
@@ -486,6 +488,10 @@ void log_audit(const struct log_audit *a)
         log_line_text_value(&line, a->error);
         log_line_puts(&line, " mode=");
         log_line_text_value(&line, a->mode);
+        if (a->reason) {
+            log_line_puts(&line, " reason=");
+            log_line_text_value(&line, a->reason);
+        }
     }
     log_line_emit(&line, json);
 }

@@ -305,7 +305,7 @@ void metrics_request(struct metrics *m, const char *site, const char *cred, cons
 
     if (!m)
         return;
-    site = site ? site : "";
+    site = site && *site ? site : METRICS_SITE_UNMAPPED;
     cred = cred ? cred : "";
     client = client ? client : "";
     s = metrics_req_get(m, site, cred, client, code);

@@ -32,7 +32,17 @@ struct ratelimit_stats;
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* One finished proxied request (site = upstream host or "" when none; cred/client may be NULL). */
+/*
+ * Label values that are not names: a request with no mapped site (denied,
+ * blind-tunnelled, malformed) is counted under one site label, never under the
+ * host the client asked for (that would let clients grow the label set); a
+ * CONNECT is counted under its own credential label, not with an empty one.
+ */
+#define METRICS_SITE_UNMAPPED "(unmapped)"
+#define METRICS_CRED_CONNECT "(connect)"
+
+/* One finished proxied request (site = the mapped site's host, NULL or "" when none:
+ * METRICS_SITE_UNMAPPED; cred/client may be NULL). */
 void metrics_request(struct metrics *m, const char *site, const char *cred, const char *client,
                      int code, double seconds);
 /* A new upstream TCP/TLS connection was opened (libcurl's num_connects). */

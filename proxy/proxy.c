@@ -103,11 +103,16 @@ static void request_log(struct request *r)
         .credential = r->cred ? cred_name(r->cred) : NULL,
         .error = r->error,
         .mode = r->mode ? r->mode : "forward",
+        .reason = r->reason[0] ? r->reason : NULL,
     };
     log_audit(&a);
-    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
-                    r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
-                    r->status, (double)(now - r->start_ms) / 1000.0);
+    /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
+    metrics_request(r->svc->metrics, r->site ? r->site->host : NULL,
+                    a.method && strcmp(a.method, "CONNECT") == 0 ? METRICS_CRED_CONNECT
+                    : r->cred                                    ? cred_name(r->cred)
+                                                                 : NULL,
+                    metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
+                    (double)(now - r->start_ms) / 1000.0);
     metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
@@ -136,6 +141,8 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     if (close)
         conn_close_after(c);
     r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
+    if (status == 502 || status == 504) /* the audit line says why upstream failed */
+        snprintf(r->reason, sizeof(r->reason), "%s", msg ? msg : "");
     r->status = status;
     r->error = code;
     r->head_sent = true;

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "log.h"
+
 struct conn;
 struct conn_pipeline;
 struct world;
@@ -80,6 +82,8 @@ struct request {
     bool body_done;    /* the request body was read to its end */
     bool body_blocked; /* read_body answered WOULD_BLOCK: resume on input */
     bool resp_paused;  /* on_body answered PAUSE: resume on drain */
+    /* Upstream failure detail for the audit line, or "". */
+    char reason[LOG_MAX_AUDIT_REASON];
     bool head_sent;
     bool out_chunked;
     bool out_no_body;

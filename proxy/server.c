@@ -430,7 +430,8 @@ int server_run(struct config *cfg, const char *config_path)
         };
         s->admin = admin_start(s->control, wcfg->admin, &src, &err);
         if (!s->admin) {
-            log_error("admin: %s", err ? err : "cannot start the admin listener");
+            log_error("%s",
+                      err ? err : "admin: cannot start the admin listener"); /* err says admin: */
             free(err);
             goto out;
         }

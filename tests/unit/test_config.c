@@ -486,8 +486,8 @@ static void test_bad(void)
     char *err = NULL;
     char *missing = xasprintf("%s/no-such.yaml", tmpdir);
     CHECK(config_load_file(missing, &cfg, &err) == -1);
-    char *want =
-        xasprintf("%s:1:1: cannot read the configuration file: No such file or directory", missing);
+    /* No made-up FILE:1:1 position: there is no file to point into. */
+    char *want = xasprintf("credproxy: cannot read %s: No such file or directory", missing);
     CHECK_STR(err, want);
     free(want);
     free(err);
@@ -524,6 +524,12 @@ static void dump_warnings(const struct config *cfg)
 {
     for (size_t i = 0; i < cfg->nwarnings; i++)
         fprintf(stderr, "  warning: %s\n", cfg->warnings[i].text);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
 static void test_good_minimal(void)
@@ -566,8 +572,13 @@ static void test_good_minimal(void)
     CHECK(cfg->upstream.connect_timeout_ms == CONFIG_DEFAULT_CONNECT_TIMEOUT_MS);
     CHECK(cfg->upstream.timeout_ms == CONFIG_DEFAULT_TIMEOUT_MS);
     CHECK(cfg->upstream.http2);
-    CHECK_STR(cfg->interception.ca_cert, CONFIG_DEFAULT_CA_CERT);
-    CHECK_STR(cfg->interception.ca_key, CONFIG_DEFAULT_CA_KEY);
+    /* The default, relative, is taken next to the configuration file, made absolute. */
+    CHECK(cfg->interception.ca_cert[0] == '/' &&
+          ends_with(cfg->interception.ca_cert,
+                    "/tests/fixtures/config/good/" CONFIG_DEFAULT_CA_CERT));
+    CHECK(
+        cfg->interception.ca_key[0] == '/' &&
+        ends_with(cfg->interception.ca_key, "/tests/fixtures/config/good/" CONFIG_DEFAULT_CA_KEY));
     CHECK(cfg->gateway.rewrite_links);
     CHECK(cfg->shutdown_timeout_ms == CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS);
     CHECK(cfg->log.format == LOG_FORMAT_TEXT && cfg->log.level == LOG_INFO && cfg->log.audit);
@@ -1005,10 +1016,142 @@ static void test_parse_listen(void)
     config_free(NULL);
 }
 
+/* ------------------------------------------------------------ load options */
+
+/* Two credentials whose secrets are absent here, two clients with keys in the environment. */
+static const char opts_yaml[] = "credentials:\n"
+                                "  a:\n"
+                                "    email: a@example.com\n"
+                                "    token_env: CP_UNSET\n"
+                                "  b:\n"
+                                "    type: bearer\n"
+                                "    token_file: /nonexistent/token\n"
+                                "sites:\n"
+                                "  - domain: acme\n"
+                                "    credential: a\n"
+                                "clients:\n"
+                                "  - id: one\n"
+                                "    key_env: CP_KEY1\n"
+                                "  - id: two\n"
+                                "    key_env: CP_KEY2\n";
+
+static const struct {
+    const char *name;
+    unsigned flags;
+    const char *client;
+    int rc;
+    bool key1, key2; /* which client keys were read */
+} opts_rows[] = {
+    {"default reads every secret (and fails)", 0, NULL, -1, false, false},
+    {"no secrets", CONFIG_LOAD_NO_SECRETS, NULL, 0, false, false},
+    {"no secrets, client one", CONFIG_LOAD_NO_SECRETS, "one", 0, true, false},
+    {"no secrets, client two", CONFIG_LOAD_NO_SECRETS | CONFIG_LOAD_DEFAULT_ANY, "two", 0, false,
+     true},
+    {"no secrets, unknown client", CONFIG_LOAD_NO_SECRETS, "nobody", 0, false, false},
+};
+
+static bool has_secret_env(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsecret_envs; i++) {
+        if (strcmp(cfg->secret_envs[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_load_opts(void)
+{
+    write_file("opts.yaml", opts_yaml, strlen(opts_yaml), 0600);
+    char *path = xasprintf("%s/opts.yaml", tmpdir);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(opts_rows); i++) {
+        struct config_load_opts o = {opts_rows[i].flags, opts_rows[i].client};
+        struct config *cfg = NULL;
+        char *err = NULL;
+        int rc = config_load_with(path, &o, &cfg, &err);
+        CHECK_MSG(rc == opts_rows[i].rc, "%s: rc %d (%s)", opts_rows[i].name, rc, err ? err : "");
+        if (rc == 0 && cfg) {
+            CHECK_MSG(cfg->no_secrets, "%s: marked no_secrets", opts_rows[i].name);
+            CHECK_MSG(!cfg->credentials[0].secret && !cfg->credentials[1].secret,
+                      "%s: no credential secret read", opts_rows[i].name);
+            CHECK_STR(cfg->credentials[0].source_ref, "CP_UNSET");
+            CHECK_STR(cfg->credentials[1].source_ref, "/nonexistent/token");
+            CHECK_MSG((cfg->clients[0].key != NULL) == opts_rows[i].key1 &&
+                          (cfg->clients[1].key != NULL) == opts_rows[i].key2,
+                      "%s: client keys read as asked", opts_rows[i].name);
+            if (opts_rows[i].key1)
+                CHECK_STR(cfg->clients[0].key, "key-SECRET-one");
+            /* What exec removes: every credential variable and the default's, not client keys. */
+            CHECK(has_secret_env(cfg, "CP_UNSET") && has_secret_env(cfg, "ATLASSIAN_API_TOKEN"));
+            CHECK(!has_secret_env(cfg, "CP_KEY1") && !has_secret_env(cfg, "CP_KEY2"));
+            CHECK(config_client_index(cfg, "two") == 1 && config_client_index(cfg, "x") == -1);
+        }
+        config_free(cfg);
+        free(err);
+    }
+    free(path);
+}
+
+/* Token warnings: what lint says about the token itself (never its bytes). */
+static const struct {
+    const char *name;
+    const char *type;
+    const char *token;
+    const char *site; /* domain: or host: line */
+    const char *want; /* warning part, or NULL for none */
+} tokwarn_rows[] = {
+    {"ellipsis", "basic", "\xe2\x80\xa6", "domain: acme", "looks like a placeholder"},
+    {"changeme", "basic", "ChangeMe", "domain: acme", "looks like a placeholder"},
+    {"angle brackets", "basic", "<your-api-token-here>", "domain: acme",
+     "looks like a placeholder"},
+    {"short", "basic", "abc123", "domain: acme", "looks like a placeholder"},
+    {"plausible", "basic", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz", "domain: acme", NULL},
+    {"bearer ATATT on cloud", "bearer", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz", "domain: acme",
+     "Cloud API tokens need type: basic"},
+    {"bearer ATATT on DC", "bearer", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz",
+     "host: jira.example.org", NULL},
+    {"bearer PAT on cloud", "bearer", "NjM1ODk2OTM4NTk2OlX9c2VjcmV0LXBhdA", "domain: acme", NULL},
+};
+
+static void test_token_warnings(void)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(tokwarn_rows); i++) {
+        bool basic = strcmp(tokwarn_rows[i].type, "basic") == 0;
+        char *yaml = xasprintf("credentials:\n  svc:\n    type: %s\n%s    token_env: CP_TOKWARN\n"
+                               "sites:\n  - %s\n    credential: svc\n",
+                               tokwarn_rows[i].type, basic ? "    email: a@example.com\n" : "",
+                               tokwarn_rows[i].site);
+        write_file("tokwarn.yaml", yaml, strlen(yaml), 0600);
+        setenv("CP_TOKWARN", tokwarn_rows[i].token, 1);
+        char *path = xasprintf("%s/tokwarn.yaml", tmpdir);
+        struct config *cfg = NULL;
+        char *err = NULL;
+        CHECK_MSG(config_load_file(path, &cfg, &err) == 0, "%s: loads (%s)", tokwarn_rows[i].name,
+                  err ? err : "");
+        if (cfg) {
+            if (tokwarn_rows[i].want)
+                CHECK_MSG(has_warning(cfg, tokwarn_rows[i].want), "%s: warns",
+                          tokwarn_rows[i].name);
+            else
+                CHECK_MSG(cfg->nwarnings == 0, "%s: no warning", tokwarn_rows[i].name);
+            for (size_t k = 0; k < cfg->nwarnings; k++)
+                CHECK_MSG(strlen(tokwarn_rows[i].token) < 4 ||
+                              !strstr(cfg->warnings[k].text, tokwarn_rows[i].token),
+                          "%s: the token is not in the warning", tokwarn_rows[i].name);
+        }
+        config_free(cfg);
+        free(err);
+        free(path);
+        free(yaml);
+    }
+    unsetenv("CP_TOKWARN");
+}
+
 int main(void)
 {
     setup();
     test_bad();
+    test_load_opts();
+    test_token_warnings();
     test_good_minimal();
     test_good_full();
     test_good_normalize();

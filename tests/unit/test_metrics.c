@@ -87,7 +87,9 @@ static void test_basic(void)
                   "client=\"triage-bot\",code=\"200\"} 3");
     CHECK_LINE(t, "credproxy_requests_total{site=\"acme.atlassian.net\",credential=\"svc\","
                   "client=\"\",code=\"429\"} 1");
-    CHECK_LINE(t, "credproxy_requests_total{site=\"\",credential=\"\",client=\"\",code=\"403\"} 1");
+    /* No mapped site: one bounded label, never the host the client asked for. */
+    CHECK_LINE(t, "credproxy_requests_total{site=\"(unmapped)\",credential=\"\",client=\"\","
+                  "code=\"403\"} 1");
     CHECK(count_prefix(t, "credproxy_requests_total{") == 3);
     CHECK(metrics_series_count(m) == 3);
 
@@ -110,8 +112,8 @@ static void test_basic(void)
                   "le=\"+Inf\"} 4");
     CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"acme.atlassian.net\"} 1.713");
     CHECK_LINE(t, "credproxy_request_duration_seconds_count{site=\"acme.atlassian.net\"} 4");
-    CHECK_LINE(t, "credproxy_request_duration_seconds_bucket{site=\"\",le=\"0.005\"} 1");
-    CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"\"} 0");
+    CHECK_LINE(t, "credproxy_request_duration_seconds_bucket{site=\"(unmapped)\",le=\"0.005\"} 1");
+    CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"(unmapped)\"} 0");
     CHECK(count_prefix(t, "credproxy_request_duration_seconds_bucket{") == 24);
 
     CHECK_LINE(t, "# TYPE credproxy_upstream_connections_total counter");
