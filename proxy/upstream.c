@@ -663,7 +663,6 @@ static enum upstream_result upstream_map_result(struct upstream_exchange *ex, CU
 {
     long oserr = 0;
     double t_connect = 0;
-    curl_off_t connect_us = 0;
 
     if (ex->failed) {
         *detail = xstrdup(ex->fail_detail);
@@ -697,12 +696,12 @@ static enum upstream_result upstream_map_result(struct upstream_exchange *ex, CU
         return UPSTREAM_ERR_TIMEOUT;
     case CURLE_UNSUPPORTED_PROTOCOL:
         /*
-         * libcurl also uses this code once connected, for an answer that is
+         * libcurl also uses this code after sending, for an answer that is
          * not HTTP at all ("Received HTTP/0.9 when not allowed"): only
-         * before any connection is it about the scheme.
+         * before the request went out (upstream_prereq_cb counts that, on a
+         * new or a reused connection) is it about the scheme.
          */
-        curl_easy_getinfo(ex->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-        if (connect_us > 0)
+        if (ex->attempts > 0)
             break;
         *detail = xasprintf("scheme not allowed toward %s", ex->host);
         return UPSTREAM_ERR_PROTOCOL;
