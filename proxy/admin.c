@@ -24,8 +24,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 
+#include "accept_backoff.h"
 #include "credstate.h"
 #include "log.h"
 #include "metrics.h"
@@ -149,6 +151,20 @@ static void admin_handle(struct evhttp_request *req, void *arg)
                          "not found: the admin listener serves /healthz, /readyz and /metrics");
 }
 
+/* evhttp's listener would spin on EMFILE like any evconnlistener: pause it instead. */
+static void admin_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+    (void)arg;
+    accept_backoff_pause(evl);
+}
+
+static void admin_guard_accept(struct evhttp_bound_socket *bs)
+{
+    struct evconnlistener *evl = evhttp_bound_socket_get_listener(bs);
+    if (evl)
+        evconnlistener_set_error_cb(evl, admin_accept_error_cb);
+}
+
 struct admin *admin_start(struct event_base *base, const struct config_listen *addr,
                           const struct admin_source *src, char **err)
 {
@@ -179,11 +195,13 @@ struct admin *admin_start(struct event_base *base, const struct config_listen *a
             free(why);
             goto fail;
         }
-        if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+        struct evhttp_bound_socket *ubs = evhttp_accept_socket_with_handle(a->http, fd);
+        if (!ubs) {
             evutil_closesocket(fd);
             *err = xasprintf("admin: cannot serve unix:%s", addr->path);
             goto fail;
         }
+        admin_guard_accept(ubs);
         a->unix_path = xstrdup(addr->path);
     } else {
         struct evhttp_bound_socket *bs =
@@ -193,6 +211,7 @@ struct admin *admin_start(struct event_base *base, const struct config_listen *a
                              strerror(errno));
             goto fail;
         }
+        admin_guard_accept(bs);
     }
     return a;
 fail:

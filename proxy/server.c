@@ -223,6 +223,28 @@ static void log_how_to_connect(const struct server *s, const struct config *cfg)
              cfg->unknown_hosts == CONFIG_UNKNOWN_TUNNEL ? "tunnel" : "deny");
 }
 
+/*
+ * libevent (evdns above all: "Nameserver 10.0.0.53:53 has failed") writes
+ * to stderr by itself, which would put unformatted lines among JSON logs.
+ */
+static void server_libevent_log(int severity, const char *msg)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        log_debug("libevent: %s", msg);
+        break;
+    case EVENT_LOG_MSG:
+        log_info("libevent: %s", msg);
+        break;
+    case EVENT_LOG_WARN:
+        log_warn("libevent: %s", msg);
+        break;
+    default:
+        log_error("libevent: %s", msg);
+        break;
+    }
+}
+
 /* ------------------------------------------------------------- signals */
 
 /*
@@ -381,8 +403,10 @@ int server_run(struct config *cfg, const char *config_path)
     s->config_path = config_path;
     pthread_mutex_init(&s->sh.lock, NULL);
     atomic_init(&s->sh.draining, false);
+    atomic_init(&s->sh.accept_paused, 0);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(server_libevent_log);
 
     log_configure(cfg->log.format, cfg->log.level);
     log_audit_enable(cfg->log.audit);

@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "accept_backoff.h"
 #include "conn.h"
 #include "log.h"
 #include "policy.h"
@@ -48,14 +49,24 @@ static void worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, str
 static void worker_accept_error_cb(struct evconnlistener *evl, void *arg)
 {
     struct worker_listener *wl = arg;
+    /*
+     * EMFILE/ENFILE: libevent would call accept again at once and spin at
+     * 100% CPU while the connections that could free a descriptor starve;
+     * pause this listener instead (logged once per episode process-wide).
+     */
+    if (wl->ab) {
+        accept_backoff_on_error(wl->ab);
+        return;
+    }
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE: keep serving the connections we have; accept resumes later. */
     log_warn("accept on %s failed: %s", wl->ls->text, evutil_socket_error_to_string(err));
 }
 
 static void worker_free_listeners(struct worker *w)
 {
     for (size_t i = 0; i < w->nevl; i++) {
+        accept_backoff_free(w->wl[i].ab);
+        w->wl[i].ab = NULL;
         if (w->evl[i])
             evconnlistener_free(w->evl[i]);
         w->evl[i] = NULL;
@@ -162,6 +173,7 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
             return -1;
         }
         evconnlistener_set_error_cb(w->evl[i], worker_accept_error_cb);
+        w->wl[i].ab = accept_backoff_new(w->evl[i], sh->listeners[i].text, &sh->accept_paused);
         w->nevl = i + 1;
     }
     return 0;

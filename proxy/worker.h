@@ -33,6 +33,7 @@ struct tokens;
 struct metrics;
 struct world;
 struct conn;
+struct accept_backoff;
 
 #define WORKER_MAX_LISTENERS (CONFIG_MAX_LISTEN + CONFIG_MAX_SITES)
 
@@ -48,6 +49,7 @@ struct server_shared {
     size_t nlisteners;
     struct route_self self; /* our ports and Via marker, for loop refusal; set before workers */
     atomic_bool draining;
+    atomic_uint accept_paused; /* listeners pausing after accept errors (accept_backoff.h) */
 };
 
 /* A reference to the world now in force (drop with world_unref). */
@@ -68,6 +70,7 @@ struct worker {
     struct worker_listener {
         struct worker *w;
         const struct listener_spec *ls;
+        struct accept_backoff *ab; /* EMFILE & co.: pause instead of spinning */
     } wl[WORKER_MAX_LISTENERS];
     size_t nevl;
     struct conn *conns; /* doubly linked through conn->next/prev */

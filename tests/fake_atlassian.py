@@ -69,6 +69,7 @@ Switches (constructor keyword arguments, fake.set(...), or POST /__control):
 Debug endpoints (every host, any method): /__echo, /__download?size=N[&chunked=1],
 /__upload, /__slow?head_delay=H&delay=S&chunks=N, /__redirect?to=URL[&code=302],
 /__status?code=N[&retry_after=S], /__set_cookie.
+Fault endpoints (every host): /__fault/KIND, see the "faults" section below.
 """
 
 import argparse
@@ -82,6 +83,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -749,6 +751,8 @@ class FakeAtlassian:
                 f.write(json.dumps(rec) + "\n")
 
     def _send(self, sock, req, resp, conn, close):
+        if getattr(resp, "fault", None):
+            return self._send_fault(sock, resp)
         head_only = req is not None and req.method == "HEAD"
         sw = self._switches
         body = resp.body
@@ -1093,6 +1097,8 @@ class FakeAtlassian:
     # ---- debug endpoints ---------------------------------------------------
     def _debug(self, req):
         p, q = req.path, req.q
+        if p.startswith(FAULT_PREFIX):
+            return self._fault(req)
         if p == "/__echo":
             conn = req.conn
             return _json(200, {"method": req.method, "target": req.target, "path": req.path,
@@ -1148,6 +1154,151 @@ class FakeAtlassian:
                  % os.urandom(20).hex()),
                 ("Set-Cookie", "tenant.session.token=fake; Path=/; HttpOnly; Secure")])
         return _json(404, {"error": "no such debug path"})
+
+
+# ---- faults ------------------------------------------------------------------
+# Misbehaving upstreams for tests/integration/test_faults*.py and the soak
+# (tests/bench/soak.py). GET /__fault/KIND on any host; the request is read
+# and recorded as usual, then the answer breaks in the named way and the
+# connection is gone:
+#   reset-before-head      TCP RST before any response byte
+#   reset-mid-head         part of the status line and headers, then RST
+#   reset-mid-body         Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, RST
+#   reset-mid-chunk        chunked, two chunks and half a third, RST
+#   fin-mid-body           Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, clean FIN
+#   close-notify-mid-body  as fin-mid-body over TLS, ended by a TLS close_notify
+#   tls-alert-mid-body     FAULT_SENT bytes, then a raw TLS alert record, then FIN
+#   garbage-head           a response that is not HTTP at all, then FIN
+#   stall-mid-body?secs=S  Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, S seconds
+#                          of silence (default 5), then the rest
+#   reset-during-upload    (any method with a body) RST as soon as the head is read,
+#                          while the body is still coming; recorded with body_len -1
+#                          and status 0
+FAULT_PREFIX = "/__fault/"
+FAULT_BODY_LEN = 100000
+FAULT_SENT = 3000
+FAULT_KINDS = ("reset-before-head", "reset-mid-head", "reset-mid-body", "reset-mid-chunk",
+               "fin-mid-body", "close-notify-mid-body", "tls-alert-mid-body", "garbage-head",
+               "stall-mid-body", "reset-during-upload")
+# A fatal handshake_failure alert as a plaintext record: after the handshake
+# the peer expects encrypted records, so its TLS layer fails on it.
+_RAW_TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
+
+
+def _fault_close(sock, reset):
+    """Really close now (the request's makefile() would keep the descriptor open past
+    sock.close()): with SO_LINGER 0 the peer gets a RST, else FIN. A TLS socket sends
+    no close_notify either way."""
+    if reset:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    else:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        os.close(sock.detach())
+    except (OSError, ValueError):
+        pass
+
+
+def _fault_reset(sock):
+    _fault_close(sock, True)
+
+
+def _fault_head(length=None, chunked=False):
+    h = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+    if chunked:
+        h += "Transfer-Encoding: chunked\r\n"
+    if length is not None:
+        h += "Content-Length: %d\r\n" % length
+    return (h + "\r\n").encode()
+
+
+def _fault_send(fake, req):
+    kind = req.path[len(FAULT_PREFIX):]
+    if kind not in FAULT_KINDS:
+        return _json(404, {"error": "no such fault", "kinds": list(FAULT_KINDS)})
+    resp = _Response(200)
+    resp.fault = kind
+    resp.fault_secs = float(req.q.get("secs", "5"))
+    return resp
+
+
+def _fault_act(sock, kind, secs):
+    body = pattern_bytes(0, FAULT_SENT)
+    if kind == "reset-before-head":
+        return _fault_reset(sock)
+    if kind == "reset-mid-head":
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/js")
+        time.sleep(0.1)
+        return _fault_reset(sock)
+    if kind == "garbage-head":
+        sock.sendall(b"SSH-2.0-OpenSSH_9.6 not http at all\r\n\r\n")
+        return _fault_close(sock, False)
+    if kind == "reset-mid-chunk":
+        sock.sendall(_fault_head(chunked=True) + b"800\r\n" + body[:2048] + b"\r\n"
+                     + b"800\r\n" + body[:2048] + b"\r\n" + b"800\r\n" + body[:1024])
+        time.sleep(0.1)
+        return _fault_reset(sock)
+    sock.sendall(_fault_head(length=FAULT_BODY_LEN) + body)
+    if kind == "stall-mid-body":
+        time.sleep(secs)
+        off = FAULT_SENT
+        while off < FAULT_BODY_LEN:
+            n = min(IO_BLOCK, FAULT_BODY_LEN - off)
+            sock.sendall(pattern_bytes(off, n))
+            off += n
+        return  # the connection stays usable
+    time.sleep(0.1)  # let the bytes leave before the connection breaks
+    if kind == "reset-mid-body":
+        return _fault_reset(sock)
+    if kind == "tls-alert-mid-body" and isinstance(sock, ssl.SSLSocket):
+        os.write(sock.fileno(), _RAW_TLS_ALERT)
+        time.sleep(0.1)
+    if kind == "close-notify-mid-body" and isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(1.0)
+        try:
+            sock = sock.unwrap()  # sends close_notify; the TCP connection then ends with FIN
+        except (OSError, ValueError):
+            pass
+    _fault_close(sock, False)
+
+
+class _FaultUploadReset(Exception):
+    pass
+
+
+def _fault_install():
+    read_body = FakeAtlassian._read_body
+    serve_one = FakeAtlassian._serve_one
+
+    def _read_body_or_reset(self, rfile, req):
+        if req.path == FAULT_PREFIX + "reset-during-upload":
+            req.body_len, req.body_sha256, req.body = -1, None, None
+            self._record(req, _Response(0))
+            raise _FaultUploadReset()
+        return read_body(self, rfile, req)
+
+    def _serve_one_or_reset(self, sock, rfile, conn):
+        try:
+            return serve_one(self, sock, rfile, conn)
+        except _FaultUploadReset:
+            _fault_reset(sock)
+            return False
+
+    FakeAtlassian._read_body = _read_body_or_reset
+    FakeAtlassian._serve_one = _serve_one_or_reset
+    FakeAtlassian._fault = _fault_send
+    FakeAtlassian._send_fault = lambda self, sock, resp: _fault_act(sock, resp.fault,
+                                                                       resp.fault_secs)
+
+
+_fault_install()
+# ---- end of faults -----------------------------------------------------------
 
 
 # ---- credentials (issue 10): service accounts, gateway, breaker, rate-limit signals ----
