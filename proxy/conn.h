@@ -76,6 +76,7 @@ struct conn {
     bool close_after;            /* close once the output is flushed */
     bool peer_eof;               /* the client half-closed after its request */
     bool sent_continue;
+    bool body_waiting; /* the body idle timer (config body_timeout) is armed on c->timer */
     /* Interception: set after CONNECT to a mapped host. */
     bool intercept;
     struct hostmap_authority connect_auth;

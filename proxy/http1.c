@@ -521,6 +521,7 @@ static int scan_body(struct http1_parser *p, const char *data, size_t len)
                 return fail(p, 400, "bad_request", "bare LF in a chunk-size line");
             p->cstate = p->last_chunk ? HTTP1_CHUNK_TRAILERS : HTTP1_CHUNK_DATA;
             p->prev_cr = false;
+            p->prev_lf = true; /* a trailer line starts here */
             p->chunk_line_len = 0;
             p->chunk_digits = 0;
             p->chunk_digits_ended = false;
@@ -543,7 +544,10 @@ static int scan_body(struct http1_parser *p, const char *data, size_t len)
     for (; i < len; i++) {
         if (data[i] == '\n' && !p->prev_cr)
             return fail(p, 400, "bad_request", "bare LF in a chunked trailer");
+        if (p->prev_lf && (data[i] == ' ' || data[i] == '\t'))
+            return fail(p, 400, "bad_request", "obsolete line folding in a chunked trailer");
         p->prev_cr = data[i] == '\r';
+        p->prev_lf = data[i] == '\n';
     }
     return 0;
 }

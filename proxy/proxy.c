@@ -963,6 +963,30 @@ void proxy_body_available(struct request *r)
         upstream_resume_request(r->ex);
 }
 
+int64_t proxy_body_timeout_ms(const struct request *r)
+{
+    return req_cfg(r)->body_timeout_ms;
+}
+
+void proxy_body_stalled(struct request *r)
+{
+    struct conn *c = r->c;
+    if (r->ex) {
+        r->upstream_ms = upstream_elapsed_ms(r->ex);
+        upstream_cancel(r->ex);
+        r->ex = NULL;
+    }
+    r->body_blocked = false;
+    log_info("request body from %s stalled for %lld ms; cancelled", c->peer,
+             (long long)req_cfg(r)->body_timeout_ms);
+    if (r->head_sent) {
+        conn_close(c, "request body stalled");
+        return;
+    }
+    reply_error_x(r, 400, "bad_request",
+                  "the request body stalled: no bytes arrived within body_timeout", NULL, true);
+}
+
 void proxy_output_drained(struct request *r)
 {
     r->resp_paused = false;

@@ -72,6 +72,16 @@ void proxy_request_abort(struct request *r);
 /* Input arrived while the upstream waits for body bytes. */
 void proxy_body_available(struct request *r);
 
+/*
+ * The request body promised by the head has not advanced for the
+ * configured body_timeout: cancel the upstream exchange, answer 400 if no
+ * response head was sent (else just close), and close the connection.
+ */
+void proxy_body_stalled(struct request *r);
+
+/* The body idle limit in force for r (config body_timeout). */
+int64_t proxy_body_timeout_ms(const struct request *r);
+
 /* The client's output drained below the low watermark. */
 void proxy_output_drained(struct request *r);
 
