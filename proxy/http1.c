@@ -601,7 +601,8 @@ enum http1_status http1_parse_body(struct http1_parser *p, const char *data, siz
         }
         p->cstate = HTTP1_CHUNK_SIZE_LINE; /* paused after a chunk: a size line comes next */
     }
-    *produced = p->body_len;
+    /* On an error nothing decoded is valid: the caller forwards none of it. */
+    *produced = st == HTTP1_ERROR ? 0 : p->body_len;
     *consumed = pos;
     p->body_out = NULL;
     return st;

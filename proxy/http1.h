@@ -122,8 +122,8 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
 
 /*
  * After HTTP1_HEAD_DONE: decode body bytes from data into out (at most cap
- * decoded bytes; *produced says how many). Never consumes more raw bytes
- * than cap, so decoded output always fits. Returns HTTP1_NEED_MORE,
+ * decoded bytes; *produced says how many, 0 with HTTP1_ERROR). Never
+ * consumes more raw bytes than cap, so decoded output always fits. Returns HTTP1_NEED_MORE,
  * HTTP1_BODY_DONE (bodiless requests answer it at once) or HTTP1_ERROR.
  */
 enum http1_status http1_parse_body(struct http1_parser *p, const char *data, size_t len,
