@@ -10,6 +10,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates curl openssl
   libevent-dev libssl-dev libcurl4-openssl-dev libyaml-dev libhiredis-dev
   node-llhttp
+  clang-14 libclang-rt-14-dev
   redis-server
   python3 python3-requests python3-jira nodejs
   iproute2 util-linux

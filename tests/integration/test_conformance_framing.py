@@ -177,6 +177,17 @@ def mutations(b):
     for meth in ("TRACE", "TRACK"):
         out.append((meth, join(b.line(meth), b.headers()), 405))
 
+    # -- CONNECT's own request line (the proxy listener only: inside a tunnel it is refused anyway) --
+    if b.mode == "forward":
+        a = SITE.encode() + b":443"
+        for name, line in [("two spaces", b"CONNECT " + a + b"  HTTP/1.1"),
+                           ("two spaces before authority", b"CONNECT  " + a + b" HTTP/1.1"),
+                           ("bare LF", b"CONNECT " + a + b" HTTP/1.1\n")]:
+            out.append(("CONNECT " + name, line + b"\r\nHost: " + a + b"\r\n\r\n", 400))
+        out.append(("CONNECT with a body",
+                    b"CONNECT " + a + b" HTTP/1.1\r\nHost: " + a + b"\r\nContent-Length: 3\r\n\r\nabc",
+                    400))
+
     # -- an oversized head --
     out.append(("head over 64 KiB",
                 join(b.line(), b.headers(b"X-Big: " + b"v" * (66 * 1024))), 431))
