@@ -27,6 +27,7 @@
 
 #include <yaml.h>
 
+#include "hostname.h"
 #include "util.h"
 
 /* The configuration file itself: far larger than any sane config. */
@@ -387,43 +388,16 @@ static int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *pr
 
 /* ------------------------------------------------------- names and hosts */
 
-static bool cfg_is_label_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
-}
-
-/* A lowercase DNS label: 1..63 of [a-z0-9-], no leading or trailing hyphen. */
+/* Label and name rules are hostname.c's, shared with hostmap and the CA. */
 static bool cfg_label_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!cfg_is_label_char(s[i]))
-            return false;
-    }
-    return true;
+    return hostname_label_ok(s, n);
 }
 
-/* A lowercase DNS name (no trailing dot), at most 253 bytes. */
+/* A configured name: lowercase LDH labels, no trailing dot, never an IP address. */
 static bool cfg_dns_name_ok(const char *s)
 {
-    size_t len = strlen(s);
-    const char *p = s;
-
-    if (len == 0 || len > 253)
-        return false;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (!cfg_label_ok(p, n))
-            return false;
-        if (!dot)
-            break;
-        p = dot + 1;
-        if (!*p)
-            return false;
-    }
-    return true;
+    return hostname_is_config_name(s);
 }
 
 /* Names of credentials and ids of clients: [A-Za-z0-9._-]{1,64}. */
@@ -722,68 +696,55 @@ static int cfg_secret_check(struct cfg_ctx *c, const yaml_node_t *n,
 static char *cfg_secret_read_file(struct cfg_ctx *c, const yaml_node_t *n,
                                   const struct cfg_secret_what *w, const char *path)
 {
-    char what[CFG_MAX_WHAT];
+    char what[CFG_MAX_WHAT], from[600];
     bool show = cfg_path_showable(path);
-    struct stat st;
     char *buf = NULL;
-    size_t cap = CONFIG_MAX_SECRET_LEN + 3, len = 0;
-    int fd;
+    size_t len = 0;
+    unsigned mode = 0;
+    int errnum = 0;
 
     cfg_what(what, w->prefix, w->k_file);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
+    cfg_bprintf(from, sizeof(from), "%s", path);
+    /* Room for the secret plus a trailing "\r\n"; longer is refused below. */
+    switch (util_read_file(path, CONFIG_MAX_SECRET_LEN + 2, &buf, &len, &mode, &errnum)) {
+    case UTIL_READ_OK:
+        break;
+    case UTIL_READ_NOT_REGULAR:
+        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
+                 show ? path : "(value not shown)");
+        return NULL;
+    case UTIL_READ_TOO_LARGE:
+        cfg_fail(c, n, "%s: the %s from %s is longer than %d bytes; check that it is the %s",
+                 w->owner, w->noun, from, CONFIG_MAX_SECRET_LEN, w->noun);
+        return NULL;
+    default:
+        if (errnum == 0)
+            errnum = ENOENT;
         if (show)
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
+            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path,
+                     strerror(errnum));
         else
             cfg_fail(c, n,
                      "%s: cannot read %s: %s (the value is not shown in case it is the %s "
                      "itself; %s takes a file path)",
-                     w->owner, what, strerror(errno), w->noun, w->k_file);
+                     w->owner, what, strerror(errnum), w->noun, w->k_file);
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
-                 show ? path : "(value not shown)");
-        close(fd);
-        return NULL;
-    }
-    buf = xmalloc(cap + 1);
-    for (;;) {
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path, strerror(errno));
-            goto fail;
-        }
-        if (r == 0 || (len += (size_t)r) == cap)
-            break;
-    }
-    close(fd);
-    fd = -1;
-    buf[len] = '\0';
     if (len > 0 && buf[len - 1] == '\n') {
         len--;
         if (len > 0 && buf[len - 1] == '\r')
             len--;
         buf[len] = '\0';
     }
-    {
-        char from[600];
-        cfg_bprintf(from, sizeof(from), "%s", path);
-        if (cfg_secret_check(c, n, w, from, buf, len) < 0)
-            goto fail;
+    if (cfg_secret_check(c, n, w, from, buf, len) < 0) {
+        util_secure_zero(buf, len);
+        free(buf);
+        return NULL;
     }
-    if (st.st_mode & 077)
+    if (util_secret_mode_check(mode, UTIL_SECRET_MOUNTED) != UTIL_MODE_OK)
         cfg_warn(c, n, "%s: %s %s is readable by group or others (mode %04o); run chmod 600 %s",
-                 w->owner, w->k_file, path, (unsigned)(st.st_mode & 07777), path);
+                 w->owner, w->k_file, path, mode, path);
     return buf;
-fail:
-    if (fd >= 0)
-        close(fd);
-    util_secure_zero(buf, cap + 1);
-    free(buf);
-    return NULL;
 }
 
 /*
@@ -1147,8 +1108,17 @@ static int cfg_site(struct cfg_ctx *c, size_t idx, const yaml_node_t *m, struct 
                             "%s '%.200s' must be a bare host name (no scheme, path, port or user)",
                             what, s);
         }
-        if (!cfg_dns_name_ok(st->host))
+        if (!cfg_dns_name_ok(st->host)) {
+            struct in6_addr a6;
+            struct in_addr a4;
+            if (inet_pton(AF_INET, st->host, &a4) == 1 || inet_pton(AF_INET6, st->host, &a6) == 1)
+                return cfg_fail(c, hn,
+                                "%s '%.200s' is an IP address; a site must be a host name (the "
+                                "interception CA certifies names): name it and map the name to "
+                                "the address with upstream.connect_to",
+                                what, s);
             return cfg_fail(c, hn, "%s '%.200s' is not a valid host name", what, s);
+        }
     }
 
     n = cfg_map_get(c, m, "credential");
@@ -1641,8 +1611,43 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "body_timeout",
                                            "log",
                                            NULL};
+/* gateway.server_names: a list of host names (no port) that reach this proxy. */
+static int cfg_parse_server_names(struct cfg_ctx *c, yaml_node_t *m, struct config *cfg)
+{
+    yaml_node_t *n = cfg_map_get(c, m, "server_names");
+    size_t count;
+
+    if (!n)
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, n, "gateway.server_names must be a list of host names, not %s",
+                        cfg_type_name(n));
+    count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0 || count > CONFIG_MAX_SERVER_NAMES)
+        return cfg_fail(c, n, "gateway.server_names needs 1 to %d names, got %zu",
+                        CONFIG_MAX_SERVER_NAMES, count);
+    cfg->gateway.server_names = xcalloc(count, sizeof(char *));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *e = cfg_node(c, n->data.sequence.items.start[i]);
+        char what[CFG_MAX_WHAT];
+        const char *s;
+        cfg_bprintf(what, sizeof(what), "gateway.server_names[%zu]", i);
+        s = cfg_scalar(c, e, what);
+        if (!s)
+            return -1;
+        if (!cfg_dns_name_ok(s))
+            return cfg_fail(c, e,
+                            "%s '%.200s' is not a lowercase host name (no port, no scheme), e.g. "
+                            "credproxy",
+                            what, s);
+        cfg->gateway.server_names[i] = xstrdup(s);
+        cfg->gateway.nserver_names = i + 1;
+    }
+    return 0;
+}
+
 static const char *const cfg_icpt_keys[] = {"ca_cert", "ca_key", NULL};
-static const char *const cfg_gw_keys[] = {"rewrite_links", NULL};
+static const char *const cfg_gw_keys[] = {"rewrite_links", "server_names", NULL};
 static const char *const cfg_log_keys[] = {"format", "level", "audit", NULL};
 
 static int cfg_listen_top(struct cfg_ctx *c, const yaml_node_t *root)
@@ -1755,6 +1760,8 @@ static int cfg_sections(struct cfg_ctx *c, const yaml_node_t *root)
         if (cfg_map_check(c, m, "gateway", cfg_gw_keys) < 0)
             return -1;
         if (cfg_get_bool(c, m, "gateway", "rewrite_links", &cfg->gateway.rewrite_links) < 0)
+            return -1;
+        if (cfg_parse_server_names(c, m, cfg) < 0)
             return -1;
     }
     if (cfg_get_duration(c, root, "", "shutdown_timeout", true, &cfg->shutdown_timeout_ms) < 0)
@@ -2236,6 +2243,9 @@ void config_free(struct config *cfg)
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);
+    for (size_t i = 0; i < cfg->gateway.nserver_names; i++)
+        free(cfg->gateway.server_names[i]);
+    free(cfg->gateway.server_names);
     free(cfg->upstream.connect_to);
     free(cfg->upstream.proxy);
     free(cfg->interception.ca_cert);

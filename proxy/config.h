@@ -35,6 +35,7 @@
 #define CONFIG_MAX_SECRET_LEN 8192
 #define CONFIG_MAX_WORKERS 64
 #define CONFIG_MAX_CONNECT_TO 64 /* upstream.connect_to entries */
+#define CONFIG_MAX_SERVER_NAMES 32 /* gateway.server_names entries */
 
 /* Where a value came from, for messages ("conf.yaml:12:5"). line/col are 1-based. */
 struct config_pos {
@@ -155,6 +156,13 @@ struct config {
 
     struct {
         bool rewrite_links;
+        /*
+         * Extra names that reach this proxy (a compose service or pod DNS
+         * name): a Host naming one is accepted on site listeners and, with a
+         * single site, selects it on the main listener, like "localhost".
+         */
+        char **server_names;
+        size_t nserver_names;
     } gateway;
 
     int64_t shutdown_timeout_ms;

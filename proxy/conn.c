@@ -18,10 +18,8 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "proxy.h"
 #include "upstream.h"
 #include "util.h"
-#include "worker.h"
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
@@ -82,7 +80,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     else if (c->state == CONN_TLS_HANDSHAKE)
         conn_close(c, "TLS handshake timeout");
     else if (c->state == CONN_REQUEST && c->req && c->body_waiting)
-        proxy_body_stalled(c->req);
+        c->own->pipeline->stalled(c->req);
 }
 
 /*
@@ -94,18 +92,18 @@ static void conn_body_wait(struct conn *c, bool waiting)
     if (waiting) {
         c->body_waiting = true;
         if (c->req)
-            timer_arm(c, proxy_body_timeout_ms(c->req));
+            timer_arm(c, c->own->pipeline->body_idle_ms(c->req));
     } else if (c->body_waiting) {
         c->body_waiting = false;
         evtimer_del(c->timer);
     }
 }
 
-void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket_t fd,
+void conn_accept(const struct conn_owner *own, const struct listener_spec *ls, evutil_socket_t fd,
                  const struct sockaddr *sa, int socklen)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
-    c->w = w;
+    c->own = own;
     c->ls = ls;
     format_peer(sa, c->peer, sizeof(c->peer));
     if (sa->sa_family == AF_UNIX || ls->is_unix) {
@@ -126,21 +124,21 @@ void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     http1_parser_init(&c->parser);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    c->timer = evtimer_new(w->base, conn_timer_cb, c);
-    c->kick = event_new(w->base, -1, 0, conn_kick_cb, c);
-    c->free_ev = event_new(w->base, -1, 0, conn_free_cb, c);
+    c->bev = bufferevent_socket_new(own->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    c->timer = evtimer_new(own->base, conn_timer_cb, c);
+    c->kick = event_new(own->base, -1, 0, conn_kick_cb, c);
+    c->free_ev = event_new(own->base, -1, 0, conn_free_cb, c);
     if (!c->bev || !c->timer || !c->kick || !c->free_ev) {
         log_error("out of event resources for a connection from %s", c->peer);
         if (!c->bev)
             evutil_closesocket(fd);
-        worker_conn_added(w, c);
-        metrics_client_connections(w->sh->metrics, 1);
+        own->added(own->arg, c);
+        metrics_client_connections(own->metrics, 1);
         conn_free_now(c);
         return;
     }
-    worker_conn_added(w, c);
-    metrics_client_connections(w->sh->metrics, 1);
+    own->added(own->arg, c);
+    metrics_client_connections(own->metrics, 1);
     conn_setup_bev(c);
     timer_arm(c, CONN_HEAD_TIMEOUT_MS);
     (void)socklen;
@@ -176,7 +174,8 @@ static void conn_process_input(struct conn *c)
         if (st == HTTP1_ERROR) {
             evtimer_del(c->timer);
             c->state = CONN_REQUEST;
-            proxy_parse_error(c, c->parser.err_status, c->parser.err_code, c->parser.err_msg);
+            c->own->pipeline->refuse(c->own->pipeline_arg, c, c->parser.err_status,
+                                     c->parser.err_code, c->parser.err_msg);
             return;
         }
         if (st == HTTP1_HEAD_DONE) {
@@ -184,7 +183,7 @@ static void conn_process_input(struct conn *c)
             c->state = CONN_REQUEST;
             c->head_started = false;
             c->sent_continue = false;
-            proxy_request_begin(c);
+            c->own->pipeline->begin(c->own->pipeline_arg, c);
             return;
         }
         if (consumed == 0)
@@ -199,8 +198,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         return;
     if (c->state == CONN_HEAD)
         conn_process_input(c);
-    else if (c->state == CONN_REQUEST && c->req && c->req->body_blocked)
-        proxy_body_available(c->req);
+    else if (c->state == CONN_REQUEST && c->req)
+        c->own->pipeline->input(c->req);
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -214,8 +213,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         conn_close(c, NULL);
         return;
     }
-    if (c->req && c->req->resp_paused && out <= CONN_OUTPUT_LOW)
-        proxy_output_drained(c->req);
+    if (c->req && out <= CONN_OUTPUT_LOW)
+        c->own->pipeline->drained(c->req);
 }
 
 static void conn_intercept_ready(struct conn *c)
@@ -261,25 +260,36 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
             /* The rest of the body may still be buffered: let the exchange read it. */
             c->peer_eof = true;
-            if (c->req->body_blocked)
-                proxy_body_available(c->req);
+            c->own->pipeline->input(c->req);
             return;
         }
         conn_close(c, c->state == CONN_REQUEST ? "client closed mid-request" : NULL);
     }
 }
 
+bool conn_must_close(const struct conn *c)
+{
+    bool body_complete = c->parser.phase == HTTP1_PHASE_DONE ||
+                         (c->parser.phase == HTTP1_PHASE_BODY && !c->parser.has_body);
+    return !c->parser.keep_alive || !body_complete || c->peer_eof || c->close_after ||
+           *c->own->draining;
+}
+
+void conn_close_after(struct conn *c)
+{
+    c->close_after = true;
+}
+
 void conn_request_done(struct conn *c)
 {
     struct request *r = c->req;
     conn_body_wait(c, false);
-    bool body_complete = c->parser.phase == HTTP1_PHASE_DONE ||
-                         (c->parser.phase == HTTP1_PHASE_BODY && !c->parser.has_body);
+    bool must_close = conn_must_close(c);
     c->req = NULL;
-    proxy_request_free(r);
+    c->own->pipeline->release(r);
     if (c->closing)
         return;
-    if (!c->parser.keep_alive || !body_complete || c->peer_eof || c->w->draining)
+    if (must_close)
         c->close_after = true;
     if (c->close_after) {
         bufferevent_disable(c->bev, EV_READ);
@@ -402,7 +412,7 @@ int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authorit
      * socket lingers until the last encrypted bytes are written (conn_free_now).
      */
     struct bufferevent *tls = bufferevent_openssl_filter_new(
-        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
+        c->own->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
     if (!tls) {
         SSL_free(ssl);
         return -1;
@@ -448,7 +458,7 @@ void conn_drain(struct conn *c)
         return;
     if ((c->state == CONN_HEAD && !c->head_started) || c->state == CONN_TLS_HANDSHAKE)
         conn_close(c, NULL);
-    /* Otherwise conn_request_done sees worker->draining and closes after the response. */
+    /* Otherwise conn_request_done sees the owner draining and closes after the response. */
 }
 
 void conn_close(struct conn *c, const char *why)
@@ -463,7 +473,7 @@ void conn_close(struct conn *c, const char *why)
     if (c->req) {
         struct request *r = c->req;
         c->req = NULL;
-        proxy_request_abort(r);
+        c->own->pipeline->abort(r);
     }
     if (c->bev) {
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -525,7 +535,7 @@ static bool conn_linger(struct conn *c)
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         bufferevent_enable(c->bev, EV_WRITE);
         event_free(c->timer);
-        c->timer = evtimer_new(c->w->base, conn_linger_timeout_cb, c);
+        c->timer = evtimer_new(c->own->base, conn_linger_timeout_cb, c);
         if (c->timer) {
             timer_arm(c, CONN_LINGER_MS);
             return true;
@@ -538,13 +548,13 @@ static bool conn_linger(struct conn *c)
 
 void conn_free_now(struct conn *c)
 {
-    if (c->graceful && !c->w->destroying && conn_linger(c))
+    if (c->graceful && !*c->own->destroying && conn_linger(c))
         return;
     conn_drop_tls(c);
     if (c->req) {
         struct request *r = c->req;
         c->req = NULL;
-        proxy_request_abort(r);
+        c->own->pipeline->abort(r);
     }
     if (c->bev)
         bufferevent_free(c->bev);
@@ -556,7 +566,7 @@ void conn_free_now(struct conn *c)
         event_free(c->free_ev);
     http1_parser_clear(&c->parser);
     free(c->tunnel_client);
-    metrics_client_connections(c->w->sh->metrics, -1);
-    worker_conn_removed(c->w, c);
+    metrics_client_connections(c->own->metrics, -1);
+    c->own->removed(c->own->arg, c);
     free(c);
 }

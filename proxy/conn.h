@@ -39,12 +39,64 @@
 #define CONN_PEER_MAX 80
 #define CONN_LINGER_MS 5000 /* at most this long to flush the last bytes on close */
 
-struct worker;
-struct listener_spec;
 struct bufferevent;
 struct evbuffer;
 struct event;
+struct event_base;
+struct metrics;
 struct request;
+struct conn;
+
+enum listener_kind { LISTENER_PROXY = 0, LISTENER_SITE };
+
+/* One bound listening socket (bound once by the server; every worker accepts on it). */
+struct listener_spec {
+    char *text; /* "127.0.0.1:8080", "unix:/run/x.sock" (the actual port when 0 was asked) */
+    enum listener_kind kind;
+    bool is_unix;
+    char *unix_path; /* unlinked at exit */
+    char *site_host; /* LISTENER_SITE: the site this listener serves (looked up per request) */
+    int site_port;
+    int fd; /* owned by the server */
+};
+
+/*
+ * The request pipeline as a connection sees it: a table installed by the
+ * connection's owner (the worker installs proxy.c's), as upstream.c and
+ * tunnel.c are reached through theirs. The connection never looks inside
+ * a struct request.
+ */
+struct conn_pipeline {
+    /* A request head was parsed into c->parser: serve it (sets c->req, answers or forwards). */
+    void (*begin)(void *arg, struct conn *c);
+    /* The parser refused the head: answer status/code, close after. */
+    void (*refuse)(void *arg, struct conn *c, int status, const char *code, const char *msg);
+    /* Input (body bytes or the client's end of stream) arrived while r is served. */
+    void (*input)(struct request *r);
+    /* The output drained below CONN_OUTPUT_LOW while r is served. */
+    void (*drained)(struct request *r);
+    /* The connection is torn down under r: cancel, log, free r. */
+    void (*abort)(struct request *r);
+    /* r ended with conn_request_done: free it. */
+    void (*release)(struct request *r);
+    /* How long r's body may stall (config body_timeout), read when the wait starts. */
+    int64_t (*body_idle_ms)(struct request *r);
+    /* r's body stalled for that long: cancel, answer or close (the pipeline decides). */
+    void (*stalled)(struct request *r);
+};
+
+/* What a connection needs from the loop that owns it. All borrowed; same thread. */
+struct conn_owner {
+    struct event_base *base;
+    struct metrics *metrics;
+    const struct conn_pipeline *pipeline;
+    void *pipeline_arg;     /* handed to begin/refuse: the pipeline's per-loop services */
+    const bool *draining;   /* the owner stops: close after the current response */
+    const bool *destroying; /* the loop has ended: free without lingering */
+    void *arg;
+    void (*added)(void *arg, struct conn *c);
+    void (*removed)(void *arg, struct conn *c);
+};
 
 enum conn_state {
     CONN_HEAD = 0,      /* waiting for / reading a request head */
@@ -54,7 +106,7 @@ enum conn_state {
 };
 
 struct conn {
-    struct worker *w;
+    const struct conn_owner *own;
     const struct listener_spec *ls;
     struct bufferevent *bev;
     struct http1_parser parser;
@@ -86,7 +138,7 @@ struct conn {
 };
 
 /* A new connection on fd (consumed) accepted from ls. Never fails the process. */
-void conn_accept(struct worker *w, const struct listener_spec *ls, evutil_socket_t fd,
+void conn_accept(const struct conn_owner *own, const struct listener_spec *ls, evutil_socket_t fd,
                  const struct sockaddr *sa, int socklen);
 
 /* Start teardown: cancel the request, close the socket, free later. Idempotent. */
@@ -97,6 +149,17 @@ struct evbuffer *conn_input(struct conn *c);
 
 /* Pipeline -> conn: the current request is finished (its response fully queued). */
 void conn_request_done(struct conn *c);
+
+/*
+ * The client must not keep the connection after the current response: it
+ * asked to close, its body was not read to the end, it half-closed, a
+ * close was requested, or the owner is draining. The one place this is
+ * decided.
+ */
+bool conn_must_close(const struct conn *c);
+
+/* Pipeline -> conn: close once the current response is flushed. */
+void conn_close_after(struct conn *c);
 
 /* Pipeline -> conn: send "100 Continue" if the client asked and it was not sent yet. */
 void conn_send_continue(struct conn *c);

@@ -191,7 +191,7 @@ static char *envcmd_write_bundle(const char *ca_abs, char **note)
                      sys_pem ? sys : "(none found)", root);
     have = envcmd_slurp(path, ENVCMD_MAX_BUNDLE_BYTES, &have_len);
     if (!have || strcmp(have, want) != 0) {
-        if (mitm_write_atomic(path, want, strlen(want), 0644, &err) != 0) {
+        if (util_write_atomic(path, want, strlen(want), 0644, &err) != 0) {
             *note = xasprintf("cannot write the trust bundle (%s); SSL_CERT_FILE and friends "
                               "are not set",
                               err);

@@ -2,18 +2,8 @@
  * hostmap: parse and normalize authorities, and match them exactly against
  * the configured sites. See hostmap.h for the contract.
  *
- * Choices made here (the header leaves them open):
- * - '_' is accepted in names. It is not a delimiter in any URL grammar, so it
- *   cannot split one parser's idea of the host from another's, and matching
- *   is exact, so it can only ever match a configured host that has one.
- * - A name whose last label is numeric ("127.1", "0x7f.1", "2130706433",
- *   "0177.0.0.1") is what resolvers and the WHATWG URL parser read as an
- *   IPv4 address. Such a host is accepted only in canonical dotted-quad form
- *   (four decimal parts, no leading zeros, each <= 255); everything else is
- *   rejected so that no spelling of an address can mean different things to
- *   us and to the resolver that dials it.
- * - IPv6 literals are canonicalized (inet_ntop form) so "[0:0::1]" and
- *   "[::1]" compare equal. Zone ids ("%25eth0") are rejected.
+ * Choices made here (the header leaves them open); the host-name grammar
+ * itself ('_', numeric spellings, IPv6 canonical form) is hostname.c's:
  * - "host:" (colon with an empty port) is rejected although RFC 3986 allows
  *   it: no client we serve sends it and it is a classic parser differential.
  * - Ports: 1..65535, decimal digits only, no sign, no leading zero.
@@ -31,11 +21,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "hostname.h"
 #include "util.h"
 
 /* Longest bracketed IPv6 literal we look at ("ffff:…:255.255.255.255"). */
 #define HOSTMAP_MAX_V6_TEXT 45
-#define HOSTMAP_MAX_LABEL 63
 #define HOSTMAP_LOCALHOST_SUFFIX ".localhost"
 
 /* One configured site, with its host normalized once at build time. */
@@ -83,111 +73,6 @@ static int hostmap_parse_port(const char *p, size_t len, int *out)
     return 0;
 }
 
-/* True when s[0..len) is a canonical dotted quad ("127.0.0.1"). */
-static bool hostmap_is_dotted_quad(const char *s, size_t len)
-{
-    size_t i = 0;
-
-    for (int part = 0; part < 4; part++) {
-        size_t start = i;
-        int v = 0;
-
-        while (i < len && hostmap_is_digit(s[i]) && i - start < 3) {
-            v = v * 10 + (s[i] - '0');
-            i++;
-        }
-        if (i == start || v > 255 || (i - start > 1 && s[start] == '0'))
-            return false;
-        if (part < 3) {
-            if (i >= len || s[i] != '.')
-                return false;
-            i++;
-        }
-    }
-    return i == len;
-}
-
-/* True when the label s[0..len) is all decimal digits, or "0x" + hex digits. */
-static bool hostmap_label_is_numeric(const char *s, size_t len)
-{
-    size_t i = 0;
-
-    if (len >= 2 && s[0] == '0' && s[1] == 'x') {
-        i = 2;
-        for (; i < len; i++) {
-            char c = s[i];
-            if (!hostmap_is_digit(c) && !(c >= 'a' && c <= 'f'))
-                return false;
-        }
-        return true;
-    }
-    for (; i < len; i++) {
-        if (!hostmap_is_digit(s[i]))
-            return false;
-    }
-    return len > 0;
-}
-
-/*
- * Validate and lowercase the name text[0..len) into out (HOSTMAP_HOST_BUF).
- * One trailing dot is dropped. 0 or -1.
- */
-static int hostmap_normalize_name(const char *text, size_t len, char *out)
-{
-    size_t label = 0, last_label_start = 0;
-
-    if (len > 0 && text[len - 1] == '.')
-        len--;
-    if (len == 0 || len > HOSTMAP_MAX_HOST)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = hostmap_lower(text[i]);
-
-        if (c == '.') {
-            if (label == 0)
-                return -1;
-            label = 0;
-            last_label_start = i + 1;
-        } else if ((c >= 'a' && c <= 'z') || hostmap_is_digit(c) || c == '-' || c == '_') {
-            if (++label > HOSTMAP_MAX_LABEL)
-                return -1;
-        } else {
-            return -1;
-        }
-        out[i] = c;
-    }
-    if (label == 0)
-        return -1;
-    out[len] = '\0';
-    if (hostmap_label_is_numeric(out + last_label_start, len - last_label_start) &&
-        !hostmap_is_dotted_quad(out, len))
-        return -1;
-    return 0;
-}
-
-/* "[v6]" content text[0..len) -> canonical form in out. 0 or -1. */
-static int hostmap_normalize_v6(const char *text, size_t len, char *out)
-{
-    char tmp[HOSTMAP_MAX_V6_TEXT + 1];
-    unsigned char addr[16];
-
-    if (len == 0 || len > HOSTMAP_MAX_V6_TEXT)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (!hostmap_is_digit(c) && !(c >= 'a' && c <= 'f') && !(c >= 'A' && c <= 'F') &&
-            c != ':' && c != '.')
-            return -1;
-    }
-    memcpy(tmp, text, len);
-    tmp[len] = '\0';
-    if (inet_pton(AF_INET6, tmp, addr) != 1)
-        return -1;
-    if (!inet_ntop(AF_INET6, addr, out, HOSTMAP_HOST_BUF))
-        return -1;
-    return 0;
-}
-
 int hostmap_parse_authority(const char *text, size_t len, int default_port,
                             struct hostmap_authority *out)
 {
@@ -213,7 +98,7 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
         if (!close)
             return -1;
         host_end = (size_t)(close - text);
-        if (hostmap_normalize_v6(text + 1, host_end - 1, a.host) < 0)
+        if (hostname_normalize(text + 1, host_end - 1, true, a.host) != HOSTNAME_IPV6)
             return -1;
         a.is_ipv6 = true;
         host_end++; /* past ']' */
@@ -225,6 +110,8 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
     } else {
         const char *colon = memchr(text, ':', len);
 
+        enum hostname_kind kind;
+
         host_end = colon ? (size_t)(colon - text) : len;
         if (colon) {
             /* A second colon: an unbracketed IPv6 literal or junk. */
@@ -232,7 +119,10 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
                 return -1;
             port_start = host_end + 1;
         }
-        if (hostmap_normalize_name(text, host_end, a.host) < 0)
+        kind = hostname_normalize(text, host_end, false, a.host);
+        if (kind == HOSTNAME_NUMERIC)
+            return HOSTMAP_ERR_NUMERIC;
+        if (kind == HOSTNAME_INVALID)
             return -1;
     }
 
@@ -283,8 +173,9 @@ int hostmap_parse_absolute(const char *text, size_t len, struct hostmap_authorit
         end++;
     if (end < len && text[end] == '?')
         return -1; /* query without a path */
-    if (hostmap_parse_authority(text + start, end - start, https ? 443 : 80, auth) < 0)
-        return -1;
+    int rc = hostmap_parse_authority(text + start, end - start, https ? 443 : 80, auth);
+    if (rc < 0)
+        return rc;
     *scheme_https = https;
     *path_off = end;
     return 0;
@@ -450,7 +341,7 @@ bool hostmap_is_loopback_name(const char *host)
         return true;
     if (len > slen && util_memcaseeq(host + len - slen, HOSTMAP_LOCALHOST_SUFFIX, slen))
         return host[0] != '.';
-    if (len > 4 && memcmp(host, "127.", 4) == 0 && hostmap_is_dotted_quad(host, len))
+    if (len > 4 && memcmp(host, "127.", 4) == 0 && hostname_is_dotted_quad(host, len))
         return true;
     return (len == 3 && memcmp(host, "::1", 3) == 0) || (len == 5 && memcmp(host, "[::1]", 5) == 0);
 }

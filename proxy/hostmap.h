@@ -19,6 +19,9 @@
 #define HOSTMAP_MAX_HOST 253 /* DNS name length limit */
 #define HOSTMAP_HOST_BUF (HOSTMAP_MAX_HOST + 1)
 
+/* hostmap_parse_*: a well-formed name that resolvers would read as an address ("2130706433"). */
+#define HOSTMAP_ERR_NUMERIC (-2)
+
 /* A normalized authority. host has no brackets for IPv6 literals. */
 struct hostmap_authority {
     char host[HOSTMAP_HOST_BUF];
@@ -32,7 +35,8 @@ struct hostmap_authority {
  * (not NUL-terminated). Rejects userinfo ('@'), empty hosts, bad ports,
  * characters outside [A-Za-z0-9.-_] for names, labels over 63 bytes, and
  * control bytes. default_port is used when no port is given.
- * Returns 0, or -1 when invalid.
+ * Returns 0, HOSTMAP_ERR_NUMERIC for a numeric name that is not a canonical
+ * dotted quad, or -1 when otherwise invalid.
  */
 int hostmap_parse_authority(const char *text, size_t len, int default_port,
                             struct hostmap_authority *out);
@@ -44,7 +48,7 @@ int hostmap_parse_authority(const char *text, size_t len, int default_port,
  * the scheme is http and no port is given, see hostmap_lookup_forward),
  * *scheme_https, and *path_off (offset of the origin-form path within text;
  * a missing path means "/", signalled by *path_off == len). Userinfo is
- * rejected (-1).
+ * rejected (-1); a non-canonical numeric host is HOSTMAP_ERR_NUMERIC.
  */
 int hostmap_parse_absolute(const char *text, size_t len, struct hostmap_authority *auth,
                            bool *scheme_https, size_t *path_off);

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "mitm.h"
+#include "mitm_x509.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,9 +38,8 @@
 #include <openssl/x509v3.h>
 
 #include "hostmap.h"
+#include "hostname.h"
 #include "util.h"
-
-#define MITM_SERIAL_BYTES 16
 
 /* One cached context. The list runs from head (most recent) to tail (least). */
 struct mitm_entry {
@@ -67,7 +67,7 @@ struct mitm {
 /* ---- small helpers ---------------------------------------------------------------- */
 
 /* The first OpenSSL error as text (no key material ever appears in these). */
-static char *ssl_error_text(const char *what)
+char *mitm_ssl_error_text(const char *what)
 {
     unsigned long e = ERR_get_error();
     char buf[256];
@@ -78,42 +78,14 @@ static char *ssl_error_text(const char *what)
     return xasprintf("%s (%s)", what, buf);
 }
 
-/* A DNS host name we are willing to put in a certificate: [a-z0-9-] labels, no wildcard, no IP. */
-static bool mitm_host_valid(const char *host)
+/* A name we are willing to put in a certificate: the configured-name grammar (hostname.h). */
+bool mitm_host_valid(const char *host)
 {
-    size_t len = host ? strlen(host) : 0, label = 0;
-    bool last_label_numeric = true;
-    unsigned char tmp[sizeof(struct in6_addr)];
-
-    if (len == 0 || len > HOSTMAP_MAX_HOST)
-        return false;
-    if (inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1)
-        return false;
-    for (size_t i = 0; i <= len; i++) {
-        char c = host[i];
-        if (c == '.' || c == '\0') {
-            if (label == 0 || label > 63 || host[i - 1] == '-')
-                return false;
-            if (c == '.') {
-                label = 0;
-                last_label_numeric = true;
-            }
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return false;
-        if (label == 0 && c == '-')
-            return false;
-        if (!(c >= '0' && c <= '9'))
-            last_label_numeric = false;
-        label++;
-    }
-    /* "1.2.3.999" or "10.0.0.1." are not names (RFC 1123 hosts never end all-numeric). */
-    return !last_label_numeric;
+    return hostname_is_config_name(host);
 }
 
 /* A random positive serial of MITM_SERIAL_BYTES bytes. 0 or -1. */
-static int mitm_set_random_serial(X509 *x)
+int mitm_set_random_serial(X509 *x)
 {
     unsigned char buf[MITM_SERIAL_BYTES];
     BIGNUM *bn = NULL;
@@ -131,7 +103,7 @@ static int mitm_set_random_serial(X509 *x)
 }
 
 /* Add an extension given in OpenSSL's config syntax (issuer/subject for SKI/AKI). 0 or -1. */
-static int mitm_add_ext(X509 *issuer, X509 *subject, int nid, const char *value)
+int mitm_add_ext(X509 *issuer, X509 *subject, int nid, const char *value)
 {
     X509V3_CTX v3;
     X509_EXTENSION *ext;
@@ -147,7 +119,7 @@ static int mitm_add_ext(X509 *issuer, X509 *subject, int nid, const char *value)
 }
 
 /* Subject "O=credproxy, CN=cn". 0 or -1. */
-static int mitm_set_subject(X509 *x, const char *cn)
+int mitm_set_subject(X509 *x, const char *cn)
 {
     X509_NAME *name = X509_get_subject_name(x);
     if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"credproxy",
@@ -160,7 +132,7 @@ static int mitm_set_subject(X509 *x, const char *cn)
 }
 
 /* notBefore = now - skew, notAfter = min(now + days, cap) (cap 0 = none). 0 or -1. */
-static int mitm_set_validity(X509 *x, long days, time_t cap)
+int mitm_set_validity(X509 *x, long days, time_t cap)
 {
     time_t now = time(NULL);
     time_t end = now + (time_t)days * 86400;
@@ -171,53 +143,6 @@ static int mitm_set_validity(X509 *x, long days, time_t cap)
     if (!ASN1_TIME_set(X509_getm_notAfter(x), end))
         return -1;
     return 0;
-}
-
-/* Name constraints name -> tree: permitted DNS names plus excluded 0.0.0.0/0 and ::/0. */
-static NAME_CONSTRAINTS *mitm_build_constraints(char **names, size_t n)
-{
-    NAME_CONSTRAINTS *nc = NAME_CONSTRAINTS_new();
-    static const unsigned char zero[32];
-
-    if (!nc)
-        return NULL;
-    nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null();
-    nc->excludedSubtrees = sk_GENERAL_SUBTREE_new_null();
-    if (!nc->permittedSubtrees || !nc->excludedSubtrees)
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
-        ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
-        if (!st || !ia5 || !ASN1_STRING_set(ia5, names[i], (int)strlen(names[i]))) {
-            GENERAL_SUBTREE_free(st);
-            ASN1_IA5STRING_free(ia5);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(st->base, GEN_DNS, ia5);
-        if (!sk_GENERAL_SUBTREE_push(nc->permittedSubtrees, st)) {
-            GENERAL_SUBTREE_free(st);
-            goto fail;
-        }
-    }
-    /* IPv4 address+mask (8 bytes of zero = 0.0.0.0/0), IPv6 (32 bytes = ::/0). */
-    for (int len = 8; len <= 32; len += 24) {
-        GENERAL_SUBTREE *st = GENERAL_SUBTREE_new();
-        ASN1_OCTET_STRING *ip = ASN1_OCTET_STRING_new();
-        if (!st || !ip || !ASN1_OCTET_STRING_set(ip, zero, len)) {
-            GENERAL_SUBTREE_free(st);
-            ASN1_OCTET_STRING_free(ip);
-            goto fail;
-        }
-        GENERAL_NAME_set0_value(st->base, GEN_IPADD, ip);
-        if (!sk_GENERAL_SUBTREE_push(nc->excludedSubtrees, st)) {
-            GENERAL_SUBTREE_free(st);
-            goto fail;
-        }
-    }
-    return nc;
-fail:
-    NAME_CONSTRAINTS_free(nc);
-    return NULL;
 }
 
 /* RFC 5280 DNS subtree match: base "a.b" matches "a.b" and "x.a.b"; ".a.b" only "x.a.b". */
@@ -262,316 +187,41 @@ static bool mitm_cert_permits(X509 *x, const char *host)
     return ok && (!any_dns || matched);
 }
 
-/* ---- atomic files ----------------------------------------------------------------- */
-
-int mitm_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err)
-{
-    char *tmp = NULL, *dir = NULL, *slash;
-    const char *p = data;
-    size_t left = len;
-    int fd = -1, dfd, rc = -1;
-
-    dir = xstrdup(path);
-    slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        strcpy(dir, ".");
-    {
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        tmp = xasprintf("%s/.%s.tmp.XXXXXX", dir, base);
-    }
-    fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT|O_EXCL, mode 0600 from the start */
-    if (fd < 0) {
-        *err = xasprintf("cannot create a file in %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
-            goto out_unlink;
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-        *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
-        goto out_unlink;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
-        goto out_unlink;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        *err = xasprintf("cannot replace %s: %s", path, strerror(errno));
-        goto out_unlink;
-    }
-    /* Make the rename itself durable; a failure here is not worth failing for. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-    goto out;
-out_unlink:
-    unlink(tmp);
-out:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
-    free(dir);
-    return rc;
-}
-
 /*
- * Read at most MITM_MAX_FILE_BYTES of path into a new NUL-terminated buffer.
- * Returns 0; 1 when the file does not exist; -1 with *err. When key_file, the
- * mode is checked on the opened descriptor (no race with a chmod) and
- * group/other access is refused. The caller owns *out (wipe it for keys).
+ * Read a CA file (at most MITM_MAX_FILE_BYTES). Returns 0; 1 when it does not
+ * exist; -1 with *err. The key is credproxy's own: util's permission policy
+ * refuses it when group or others may read it. The caller owns *out (wipe
+ * it for keys).
  */
 static int mitm_read_file(const char *path, bool key_file, char **out, size_t *out_len, char **err)
 {
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    unsigned mode = 0;
+    int errnum = 0;
 
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
-        *err = xasprintf("cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    switch (util_read_file(path, MITM_MAX_FILE_BYTES, out, out_len, &mode, &errnum)) {
+    case UTIL_READ_OK:
+        break;
+    case UTIL_READ_MISSING:
+        return 1;
+    case UTIL_READ_NOT_REGULAR:
         *err = xasprintf("%s is not a regular file", path);
-        goto fail;
-    }
-    if (key_file && (st.st_mode & 077)) {
-        *err = xasprintf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path,
-                         (unsigned)(st.st_mode & 07777), path);
-        goto fail;
-    }
-    if (st.st_size > MITM_MAX_FILE_BYTES) {
+        return -1;
+    case UTIL_READ_TOO_LARGE:
         *err = xasprintf("%s is larger than %d bytes", path, MITM_MAX_FILE_BYTES);
-        goto fail;
-    }
-    buf = xmalloc((size_t)MITM_MAX_FILE_BYTES + 1);
-    for (;;) {
-        ssize_t n = read(fd, buf + len, (size_t)MITM_MAX_FILE_BYTES - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            *err = xasprintf("cannot read %s: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len == MITM_MAX_FILE_BYTES) {
-            *err = xasprintf("%s is larger than %d bytes", path, MITM_MAX_FILE_BYTES);
-            goto fail;
-        }
-    }
-    buf[len] = '\0';
-    close(fd);
-    *out = buf;
-    *out_len = len;
-    return 0;
-fail:
-    if (buf) {
-        util_secure_zero(buf, (size_t)MITM_MAX_FILE_BYTES + 1);
-        free(buf);
-    }
-    close(fd);
-    return -1;
-}
-
-/* ---- ca init ---------------------------------------------------------------------- */
-
-/* The permitted DNS subtrees for cfg's sites, deduplicated. Returns count; *out owned by caller. */
-static size_t mitm_constraint_names(const struct config *cfg, char ***out)
-{
-    char **names = xcalloc(cfg->nsites ? cfg->nsites : 1, sizeof(*names));
-    size_t n = 0;
-
-    for (size_t i = 0; i < cfg->nsites; i++) {
-        const struct config_site *s = &cfg->sites[i];
-        /* domain: sites all live under atlassian.net: one subtree serves every one of them,
-         * so adding an Atlassian site needs no new CA. host: sites get their exact name. */
-        const char *name = s->host;
-        if (s->domain) {
-            const char *dot = strchr(s->host, '.');
-            name = dot ? dot + 1 : s->host;
-        }
-        bool dup = false;
-        for (size_t j = 0; j < n; j++)
-            dup = dup || strcmp(names[j], name) == 0;
-        if (!dup)
-            names[n++] = xstrdup(name);
-    }
-    *out = names;
-    return n;
-}
-
-static void mitm_free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
-/*
- * A CA certificate for key, signed by signer_key (issuer = issuer cert, or
- * itself when NULL). Returns a new X509 or NULL.
- */
-static X509 *mitm_make_ca_cert(EVP_PKEY *key, const char *cn, long days, int pathlen,
-                               NAME_CONSTRAINTS *nc, X509 *issuer, EVP_PKEY *signer_key)
-{
-    X509 *x = X509_new();
-    char bc[32];
-
-    if (!x || !X509_set_version(x, 2) || mitm_set_random_serial(x) != 0 ||
-        mitm_set_subject(x, cn) != 0 || mitm_set_validity(x, days, 0) != 0 ||
-        !X509_set_pubkey(x, key))
-        goto fail;
-    if (!X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : X509_get_subject_name(x)))
-        goto fail;
-    snprintf(bc, sizeof(bc), "critical,CA:TRUE,pathlen:%d", pathlen);
-    if (mitm_add_ext(issuer ? issuer : x, x, NID_basic_constraints, bc) != 0 ||
-        mitm_add_ext(issuer ? issuer : x, x, NID_key_usage, "critical,keyCertSign,cRLSign") != 0 ||
-        mitm_add_ext(issuer ? issuer : x, x, NID_subject_key_identifier, "hash") != 0 ||
-        mitm_add_ext(issuer ? issuer : x, x, NID_authority_key_identifier, "keyid:always") != 0)
-        goto fail;
-    /* The intermediate can only ever sign TLS server certificates. */
-    if (issuer && mitm_add_ext(issuer, x, NID_ext_key_usage, "serverAuth") != 0)
-        goto fail;
-    if (!X509_add1_ext_i2d(x, NID_name_constraints, nc, 1, X509V3_ADD_DEFAULT))
-        goto fail;
-    if (!X509_sign(x, signer_key, EVP_sha256()))
-        goto fail;
-    return x;
-fail:
-    X509_free(x);
-    return NULL;
-}
-
-/* PEM of one certificate appended to bio. 0 or -1. */
-static int mitm_pem_cert(BIO *bio, X509 *x)
-{
-    return PEM_write_bio_X509(bio, x) ? 0 : -1;
-}
-
-int mitm_ca_init(const struct config *cfg, const char *dir, bool force, char **err)
-{
-    char *pem_path = NULL, *key_path = NULL, **names = NULL;
-    char host[256] = "localhost", *root_cn = NULL, *inter_cn = NULL;
-    size_t nnames = 0;
-    EVP_PKEY *root_key = NULL, *inter_key = NULL;
-    X509 *root = NULL, *inter = NULL;
-    NAME_CONSTRAINTS *nc = NULL;
-    BIO *pem = NULL, *keybio = NULL;
-    struct stat st;
-    int rc = -1;
-
-    *err = NULL;
-    if (!dir || !*dir)
-        dir = "certs";
-    if (cfg->nsites == 0) {
-        *err = xstrdup("no sites are configured: the CA would not be constrained to any name");
+        return -1;
+    default:
+        *err = xasprintf("cannot read %s: %s", path, strerror(errnum));
         return -1;
     }
-    for (size_t i = 0; i < cfg->nsites; i++) {
-        if (!mitm_host_valid(cfg->sites[i].host)) {
-            *err = xasprintf("site '%s' is not a DNS host name a certificate can name",
-                             cfg->sites[i].host);
-            return -1;
-        }
+    if (key_file && util_secret_mode_check(mode, UTIL_SECRET_OWN) == UTIL_MODE_REFUSE) {
+        *err = xasprintf("%s is readable by group or others (mode %04o); run: chmod 600 %s", path,
+                         mode, path);
+        util_secure_zero(*out, *out_len);
+        free(*out);
+        *out = NULL;
+        return -1;
     }
-    pem_path = xasprintf("%s/ca.pem", dir);
-    key_path = xasprintf("%s/ca.key", dir);
-    if (!force && (lstat(pem_path, &st) == 0 || lstat(key_path, &st) == 0)) {
-        *err = xasprintf("%s already exists; not replacing it without --force (agents that "
-                         "trust the old CA must then be given the new ca.pem)",
-                         lstat(pem_path, &st) == 0 ? pem_path : key_path);
-        rc = 1;
-        goto out;
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        *err = xasprintf("cannot create %s: %s", dir, strerror(errno));
-        goto out;
-    }
-
-    (void)gethostname(host, sizeof(host) - 1);
-    host[sizeof(host) - 1] = '\0';
-    root_cn = xasprintf("credproxy local CA (%.*s)", 40, host);
-    inter_cn = xasprintf("credproxy local intermediate (%.*s)", 40, host);
-
-    nnames = mitm_constraint_names(cfg, &names);
-    nc = mitm_build_constraints(names, nnames);
-    root_key = EVP_EC_gen("P-256");
-    inter_key = EVP_EC_gen("P-256");
-    if (!nc || !root_key || !inter_key) {
-        *err = ssl_error_text("cannot generate the CA keys");
-        goto out;
-    }
-    root = mitm_make_ca_cert(root_key, root_cn, MITM_ROOT_DAYS, 1, nc, NULL, root_key);
-    inter =
-        root ? mitm_make_ca_cert(inter_key, inter_cn, MITM_INTERMEDIATE_DAYS, 0, nc, root, root_key)
-             : NULL;
-    if (!root || !inter) {
-        *err = ssl_error_text("cannot build the CA certificates");
-        goto out;
-    }
-    /* The root key's only job is done: it is freed below and never written anywhere. */
-
-    pem = BIO_new(BIO_s_mem());
-    keybio = BIO_new(BIO_s_mem());
-    if (!pem || !keybio || mitm_pem_cert(pem, root) != 0 || mitm_pem_cert(pem, inter) != 0 ||
-        !PEM_write_bio_PrivateKey(keybio, inter_key, NULL, NULL, 0, NULL, NULL)) {
-        *err = ssl_error_text("cannot encode the CA");
-        goto out;
-    }
-    {
-        char *data;
-        long len = BIO_get_mem_data(keybio, &data);
-        /* Key first: a reader racing us sees a mismatch (refused with a message), never a
-         * new root with an old key silently. */
-        if (mitm_write_atomic(key_path, data, (size_t)len, 0600, err) != 0)
-            goto out;
-        len = BIO_get_mem_data(pem, &data);
-        if (mitm_write_atomic(pem_path, data, (size_t)len, 0644, err) != 0)
-            goto out;
-    }
-    rc = 0;
-out:
-    if (keybio) {
-        char *data;
-        long len = BIO_get_mem_data(keybio, &data);
-        if (len > 0)
-            util_secure_zero(data, (size_t)len);
-    }
-    BIO_free(keybio);
-    BIO_free(pem);
-    X509_free(root);
-    X509_free(inter);
-    EVP_PKEY_free(root_key);
-    EVP_PKEY_free(inter_key);
-    NAME_CONSTRAINTS_free(nc);
-    mitm_free_names(names, nnames);
-    free(root_cn);
-    free(inter_cn);
-    free(pem_path);
-    free(key_path);
-    return rc;
+    return 0;
 }
 
 /* ---- load ------------------------------------------------------------------------- */
@@ -688,7 +338,7 @@ struct mitm *mitm_load(const struct config *cfg, char **err, char **warning)
 
     m->leaf_key = EVP_EC_gen("P-256");
     if (!m->leaf_key) {
-        *err = ssl_error_text("cannot generate the leaf key");
+        *err = mitm_ssl_error_text("cannot generate the leaf key");
         goto fail;
     }
 

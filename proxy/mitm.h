@@ -66,12 +66,4 @@ size_t mitm_cache_size(struct mitm *m);
  */
 int mitm_ca_init(const struct config *cfg, const char *dir, bool force, char **err);
 
-/*
- * Replace `path` atomically with LEN bytes: a temp file in the same directory
- * (created O_EXCL with mode 0600, then chmod'ed to `mode`), fsync, rename,
- * fsync of the directory. Readers see the old or the new file, never half.
- * Returns 0, or -1 with *err (which names the path).
- */
-int mitm_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err);
-
 #endif

@@ -1,10 +1,16 @@
 /*
  * proxy: the request pipeline. See proxy.h.
  *
- * Order of decisions for every request: framing (http1) -> site selection
- * (the authority the proxy dials) -> refusals (Origin, Upgrade) -> client
- * identity -> rate limit -> header policy and injection -> forward -> one
- * audit line and the metrics.
+ * Stages, in order, each a function below (the entry point is
+ * proxy_request_begin at the end of the file):
+ *   parse     conn.c/http1.c frame the head; proxy_parse_error answers refusals
+ *   route     stage_route: route.c decides the site, mode and URL, or refuses
+ *   identify  identify: the client's id from Proxy-Authorization or its uid
+ *   admit     admit_and_forward: the credential's rate limit (and queue)
+ *   forward   forward: strip, inject, start the upstream exchange
+ *   respond   up_on_head / up_on_body / up_on_done: frame the response back
+ *   log       request_log: one audit line and the metrics
+ * CONNECT leaves the pipeline after identify: start_intercept or start_tunnel.
  */
 #include "proxy.h"
 
@@ -22,6 +28,7 @@
 #include "conn.h"
 #include "cred.h"
 #include "errors.h"
+#include "framing.h"
 #include "hostmap.h"
 #include "http1.h"
 #include "log.h"
@@ -29,18 +36,14 @@
 #include "mitm.h"
 #include "ratelimit.h"
 #include "rewrite.h"
+#include "route.h"
 #include "tunnel.h"
 #include "upstream.h"
 #include "util.h"
-#include "worker.h"
 #include "world.h"
 
 #define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
 #define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
-
-static const char *const MSG_NO_CA =
-    "HTTPS interception is not set up: run `credproxy ca init`, then trust certs/ca.pem in the "
-    "agent (credproxy env prints how)";
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -57,15 +60,6 @@ static const char *header_value(const struct conn *c, const char *name, size_t *
         return NULL;
     }
     return http1_header_value(&c->parser, (size_t)i, len);
-}
-
-/* The client must not keep the connection after this response. */
-static bool must_close(const struct conn *c)
-{
-    bool body_complete = c->parser.phase == HTTP1_PHASE_DONE ||
-                         (c->parser.phase == HTTP1_PHASE_BODY && !c->parser.has_body);
-    return !c->parser.keep_alive || !body_complete || c->peer_eof || c->close_after ||
-           c->w->draining;
 }
 
 static char *path_for_log(const char *path, size_t len)
@@ -111,10 +105,10 @@ static void request_log(struct request *r)
         .mode = r->mode ? r->mode : "forward",
     };
     log_audit(&a);
-    metrics_request(c->w->sh->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
+    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
                     r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
                     r->status, (double)(now - r->start_ms) / 1000.0);
-    metrics_upstream_connections(c->w->sh->metrics, upstream_take_new_connections(c->w->up));
+    metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
 /* The response is complete: log, then let the connection move on (frees r). */
@@ -129,16 +123,18 @@ static void reply_error_x(struct request *r, int status, const char *code, const
                           const char *extra, bool force_close)
 {
     struct conn *c = r->c;
-    bool close = force_close || status == 400 || status == 431 || must_close(c);
+    /* A refused CONNECT ends the connection: the client may already be sending TLS. */
+    bool close =
+        force_close || status == 400 || status == 431 || c->parser.is_connect || conn_must_close(c);
     if (r->head_sent) {
         /* Nothing can be said any more: cut the connection. */
-        c->close_after = true;
+        conn_close_after(c);
         r->error = code;
         request_finish(r);
         return;
     }
     if (close)
-        c->close_after = true;
+        conn_close_after(c);
     r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
     r->status = status;
     r->error = code;
@@ -164,18 +160,19 @@ static void reply_429(struct request *r, int64_t retry_after_ms)
     reply_error_x(r, 429, "rate_limited", msg, extra, false);
 }
 
-static struct request *request_new(struct conn *c)
+static struct request *request_new(const struct proxy_services *svc, struct conn *c)
 {
     struct request *r = xcalloc(1, sizeof(*r));
     r->c = c;
-    r->world = shared_world_acquire(c->w->sh);
+    r->svc = svc;
+    r->world = svc->world_acquire(svc->world_arg);
     r->start_ms = util_now_ms();
     r->upstream_ms = -1;
     r->mode = "forward";
     return r;
 }
 
-void proxy_request_free(struct request *r)
+static void proxy_request_free(struct request *r)
 {
     if (!r)
         return;
@@ -190,7 +187,7 @@ void proxy_request_free(struct request *r)
     free(r);
 }
 
-void proxy_request_abort(struct request *r)
+static void proxy_request_abort(struct request *r)
 {
     if (r->ex) {
         r->upstream_ms = upstream_elapsed_ms(r->ex);
@@ -219,9 +216,10 @@ void proxy_request_abort(struct request *r)
     proxy_request_free(r);
 }
 
-void proxy_parse_error(struct conn *c, int status, const char *code, const char *msg)
+static void proxy_parse_error(void *arg, struct conn *c, int status, const char *code,
+                              const char *msg)
 {
-    struct request *r = request_new(c);
+    struct request *r = request_new(arg, c);
     c->req = r;
     r->mode = "forward";
     r->path = xstrdup("");
@@ -353,41 +351,41 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     if (r->cred) {
         char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX], b3[PROXY_RL_VALUE_MAX],
             b4[PROXY_RL_VALUE_MAX];
-        ratelimit_upstream_response(c->w->sh->rl, cred_name(r->cred), status, rl_value(ra, b1),
+        ratelimit_upstream_response(r->svc->rl, cred_name(r->cred), status, rl_value(ra, b1),
                                     rl_value(reset, b2), rl_value(rem, b3), rl_value(near, b4),
                                     util_now_ms());
     }
 
-    bool no_body = c->parser.is_head || status == 204 || status == 304 || status < 200;
+    bool no_body = c->parser.is_head || framing_status_has_no_body(status);
     bool encoded = cenc && !(cenc->value_len == 8 && util_memcaseeq(cenc->value, "identity", 8));
     bool json = ctype && contains_ci(ctype->value, ctype->value_len, "json");
     if (r->gateway_origin && !no_body && json && !encoded) {
         r->rw = rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin,
                             r->gateway_origin);
     }
-    bool keep_cl = cl && !r->rw;
-    bool http11 = c->parser.http_minor >= 1;
-    if (no_body) {
-        r->out_no_body = true;
-    } else if (!keep_cl) {
-        if (http11)
-            r->out_chunked = true;
-        else
-            r->out_close_delimited = true;
-    }
-    if (r->out_close_delimited)
-        c->close_after = true;
-    bool close = must_close(c);
+    struct framing_input fin = {
+        .status = status,
+        .head = c->parser.is_head,
+        .client_http11 = c->parser.http_minor >= 1,
+        .length_known = cl != NULL,
+        .body_rewritten = r->rw != NULL,
+    };
+    struct framing fr = framing_decide(&fin);
+    r->out_no_body = fr.mode == FRAMING_NONE;
+    r->out_chunked = fr.mode == FRAMING_CHUNKED;
+    r->out_close_delimited = fr.mode == FRAMING_CLOSE;
+    if (fr.must_close)
+        conn_close_after(c);
+    bool close = conn_must_close(c);
     if (close)
-        c->close_after = true;
+        conn_close_after(c);
 
     struct evbuffer *out = conn_output(c);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http1_reason(status));
     for (size_t i = 0; i < n; i++) {
         if (hdr_is(&h[i], "content-length")) {
             /* Framing is ours: keep the upstream's length only when the bytes pass unchanged. */
-            if (&h[i] == cl && (keep_cl || (no_body && c->parser.is_head)) && status != 204 &&
-                status >= 200) {
+            if (&h[i] == cl && fr.send_length) {
                 evbuffer_add(out, "Content-Length: ", 16);
                 evbuffer_add(out, h[i].value, h[i].value_len);
                 evbuffer_add(out, "\r\n", 2);
@@ -498,7 +496,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         if (r->out_chunked)
             evbuffer_add(conn_output(c), "0\r\n\r\n", 5);
         if (!r->body_done && c->parser.has_body)
-            c->close_after = true; /* the rest of the request body was never read */
+            conn_close_after(c); /* the rest of the request body was never read */
         request_finish(r);
         return;
     }
@@ -508,7 +506,7 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         log_info("upstream %s failed mid-response (%s); closing the client connection",
                  r->host ? r->host : "?", detail ? detail : "error");
         r->error = code;
-        c->close_after = true;
+        conn_close_after(c);
         request_finish(r);
         return;
     }
@@ -595,6 +593,12 @@ static void forward(struct request *r)
     }
     if (ok && r->gateway_origin)
         ok = slist_add(&hl, "Accept-Encoding: identity");
+    if (ok && r->svc->self->token[0]) {
+        /* Our loop marker: a request that comes back in carrying it is refused (508). */
+        char via[sizeof(ROUTE_VIA_PRODUCT) + ROUTE_TOKEN_MAX + 16];
+        snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
+        ok = slist_add(&hl, via);
+    }
     if (ok && p->content_length >= 0) {
         char line[48];
         snprintf(line, sizeof(line), "Content-Length: %lld", (long long)p->content_length);
@@ -614,7 +618,7 @@ static void forward(struct request *r)
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
-    r->ex = upstream_start(c->w->up, &req, &up_callbacks, r);
+    r->ex = upstream_start(r->svc->up, &req, &up_callbacks, r);
     if (!r->ex)
         reply_error(r, 502, "could not start the upstream request");
 }
@@ -647,7 +651,7 @@ static void admit_and_forward(struct request *r)
      * ports would otherwise make a lane per connection).
      */
     const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
-    enum ratelimit_result res = ratelimit_acquire(c->w->sh->rl, c->w->base, cred_name(r->cred),
+    enum ratelimit_result res = ratelimit_acquire(r->svc->rl, r->svc->base, cred_name(r->cred),
                                                   lane, util_now_ms(), &retry, rl_done, r, &wait);
     if (res == RATELIMIT_ADMIT) {
         forward(r);
@@ -699,77 +703,52 @@ static const struct tunnel_callbacks tun_callbacks = {
     .on_closed = tun_closed,
 };
 
-static void proxy_connect(struct request *r, const char *target, size_t tlen)
+/*
+ * CONNECT to a mapped site: answer 200 and wrap the connection in TLS with
+ * a leaf minted for the site. The CONNECT itself is logged and freed here;
+ * the requests inside the tunnel are requests of their own.
+ */
+static void start_intercept(struct request *r, const struct route *rt)
 {
     struct conn *c = r->c;
-    struct world *w = r->world;
-    struct hostmap_authority auth;
+    SSL_CTX *ctx = mitm_ctx_for_host(r->world->mitm, rt->site->host);
+    SSL *ssl = ctx ? SSL_new(ctx) : NULL;
 
-    r->path = xstrdup("");
-    r->mode = "intercept";
-    /* A refused CONNECT ends the connection: the client may already be sending TLS. */
-    c->close_after = true;
-    if (c->intercept) {
-        reply_error(r, 400, "CONNECT inside an intercepted tunnel is not supported");
-        return;
-    }
-    if (hostmap_parse_authority(target, tlen, 443, &auth) < 0 || !auth.port_given) {
-        reply_error_x(r, 400, "bad_request", "CONNECT needs a host:port authority", NULL, true);
-        return;
-    }
-    r->host = xstrdup(auth.host);
-    const struct config_site *site = hostmap_lookup_forward(w->map, &auth, true);
-    if (!site && w->cfg->unknown_hosts == CONFIG_UNKNOWN_TUNNEL)
-        r->mode = "tunnel";
-    if (identify(r) < 0)
-        return;
-    if (site) {
-        r->site = site;
-        if (!w->mitm) {
-            reply_error_x(r, 403, "host_not_allowed", MSG_NO_CA, NULL, false);
-            return;
-        }
-        SSL_CTX *ctx = mitm_ctx_for_host(w->mitm, site->host);
-        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-        SSL_CTX_free(ctx);
-        if (!ssl) {
-            char msg[400];
-            snprintf(msg, sizeof(msg),
-                     "cannot intercept %s: the local CA could not issue a certificate for it "
-                     "(see the startup warning; re-run `credproxy ca init --force`)",
-                     site->host);
-            reply_error_x(r, 403, "host_not_allowed", msg, NULL, false);
-            return;
-        }
-        c->close_after = false;
-        evbuffer_add(conn_output(c), "HTTP/1.1 200 Connection Established\r\n\r\n", 39);
-        r->status = 200;
-        r->finished = true;
-        request_log(r);
-        char *client = r->client_id ? xstrdup(r->client_id) : NULL;
-        c->req = NULL;
-        proxy_request_free(r);
-        if (conn_start_intercept(c, ssl, &auth, client, true) < 0)
-            conn_close(c, "could not set up TLS interception");
-        free(client);
-        return;
-    }
-    if (w->cfg->unknown_hosts == CONFIG_UNKNOWN_DENY) {
+    SSL_CTX_free(ctx);
+    if (!ssl) {
         char msg[400];
         snprintf(msg, sizeof(msg),
-                 "%s:%d is not in the site map (unknown_hosts: deny); only configured Atlassian "
-                 "sites are reachable through this proxy",
-                 auth.host, auth.port);
-        reply_error_x(r, 403, "host_not_allowed", msg, NULL, false);
+                 "cannot intercept %s: the local CA could not issue a certificate for it "
+                 "(see the startup warning; re-run `credproxy ca init --force`)",
+                 rt->site->host);
+        reply_error_x(r, 403, "interception_off", msg, NULL, true);
         return;
     }
-    if (!c->w->dns) {
-        reply_error(r, 502, "blind tunnels are unavailable (no DNS resolver)");
+    evbuffer_add(conn_output(c), "HTTP/1.1 200 Connection Established\r\n\r\n", 39);
+    r->status = 200;
+    r->finished = true;
+    request_log(r);
+    char *client = r->client_id ? xstrdup(r->client_id) : NULL;
+    c->req = NULL;
+    proxy_request_free(r);
+    if (conn_start_intercept(c, ssl, &rt->auth, client, true) < 0)
+        conn_close(c, "could not set up TLS interception");
+    free(client);
+}
+
+/* CONNECT to an allowed unmapped host: a blind TCP tunnel, never intercepted. */
+static void start_tunnel(struct request *r, const struct route *rt)
+{
+    struct conn *c = r->c;
+
+    if (!r->svc->dns) {
+        reply_error_x(r, 502, "upstream_unreachable",
+                      "blind tunnels are unavailable (no DNS resolver)", NULL, true);
         return;
     }
     struct bufferevent *bev = conn_detach_for_tunnel(c);
-    r->tunnel = tunnel_start(c->w->base, c->w->dns, bev, auth.host, auth.port, w->cfg, true,
-                             &tun_callbacks, r);
+    r->tunnel = tunnel_start(r->svc->base, r->svc->dns, bev, rt->auth.host, rt->auth.port,
+                             r->world->cfg, true, &tun_callbacks, r);
     if (!r->tunnel) {
         conn_reattach(c, bev);
         reply_error_x(r, 400, "bad_request", "cannot tunnel to that authority", NULL, true);
@@ -778,197 +757,127 @@ static void proxy_connect(struct request *r, const char *target, size_t tlen)
 
 /* -------------------------------------------------------------- pipeline */
 
-static bool same_authority(const struct hostmap_authority *a, const struct hostmap_authority *b)
+/* True when any Via header of the request carries this process's marker. */
+static bool request_looped(const struct request *r)
 {
-    return a->port == b->port && util_strcaseeq(a->host, b->host);
+    const struct http1_parser *p = &r->c->parser;
+    const char *token = r->svc->self->token;
+
+    for (size_t i = 0; i < p->nheaders; i++) {
+        size_t nlen, vlen;
+        const char *name = http1_header_name(p, i, &nlen);
+        if (nlen != 3 || !util_memcaseeq(name, "via", 3))
+            continue;
+        const char *v = http1_header_value(p, i, &vlen);
+        if (route_via_is_ours(v, vlen, token))
+            return true;
+    }
+    return false;
 }
 
-void proxy_request_begin(struct conn *c)
+/* Stage "route": where the request goes, from the facts of its head. */
+static void stage_route(struct request *r, struct route *rt)
 {
-    struct request *r = request_new(c);
-    struct world *w = r->world;
-    const struct config *cfg = w->cfg;
-    const struct config_site *site = NULL;
-    size_t tlen, path_len, hlen;
-    const char *target = http1_target(&c->parser, &tlen);
-    const char *path;
-    const char *hval = header_value(c, "host", &hlen);
-    char msg[600];
+    struct conn *c = r->c;
+    struct route_listener ls = {
+        .is_site = c->ls->kind == LISTENER_SITE,
+        .site_host = c->ls->site_host,
+        .site_port = c->ls->site_port,
+    };
+    struct route_input in = {
+        .world = r->world,
+        .listener = &ls,
+        .self = r->svc->self,
+        .tunnel = c->intercept ? &c->connect_auth : NULL,
+        .is_connect = c->parser.is_connect,
+        .upgrade = c->parser.upgrade,
+        .looped = request_looped(r),
+    };
+    in.target = http1_target(&c->parser, &in.target_len);
+    in.host = header_value(c, "host", &in.host_len);
+    in.origin = header_value(c, "origin", &in.origin_len);
+    in.fetch_site = header_value(c, "sec-fetch-site", &in.fetch_site_len);
+    route_request(&in, rt);
+
+    r->mode = rt->mode;
+    if (rt->host[0])
+        r->host = xstrdup(rt->host);
+    r->path = rt->path ? path_for_log(rt->path, rt->path_len) : xstrdup("");
+    if (rt->action == ROUTE_SITE) {
+        r->site = rt->site;
+        r->cred = world_site_cred(r->world, rt->site);
+    }
+    r->url = rt->url;
+    rt->url = NULL;
+    r->gateway_origin = rt->gateway_origin;
+    rt->gateway_origin = NULL;
+}
+
+/* The route refused: answer it. The browser, loop and interception refusals are worth a warning. */
+static void route_refused(struct request *r, const struct route *rt)
+{
+    const char *code = rt->code;
+    if (strcmp(code, "origin_not_allowed") == 0 || strcmp(code, "interception_off") == 0 ||
+        strcmp(code, "misdirected") == 0 || strcmp(code, "loop_detected") == 0)
+        log_warn("refused %s %s from %s: %s (%s)", http1_method(&r->c->parser),
+                 r->host ? r->host : "-", r->c->peer, code, rt->message);
+    reply_error_x(r, rt->status, code, rt->message, NULL, rt->close);
+}
+
+/*
+ * parse (conn) -> route -> identify -> admit -> forward -> respond -> log.
+ * Each stage answers and ends the request itself when it refuses.
+ */
+static void proxy_request_begin(void *arg, struct conn *c)
+{
+    struct request *r = request_new(arg, c);
+    struct route rt;
 
     c->req = r;
-    if (c->parser.is_connect) {
-        proxy_connect(r, target, tlen);
+    stage_route(r, &rt);
+    if (rt.action == ROUTE_REFUSE) {
+        route_refused(r, &rt);
+        route_clear(&rt);
         return;
     }
-
-    bool absolute = (tlen >= 7 && util_memcaseeq(target, "http://", 7)) ||
-                    (tlen >= 8 && util_memcaseeq(target, "https://", 8));
-    if (absolute) {
-        struct hostmap_authority auth;
-        bool https = false;
-        size_t off = 0;
-        r->mode = c->intercept ? "intercept" : "forward";
-        r->path = xstrdup("");
-        if (hostmap_parse_absolute(target, tlen, &auth, &https, &off) < 0) {
-            reply_error_x(r, 403, "host_not_allowed",
-                          "the URL's authority is not a plain host[:port] (user info or invalid "
-                          "characters); it never receives a credential",
-                          NULL, false);
-            return;
-        }
-        path = target + off;
-        path_len = tlen - off;
-        free(r->path);
-        r->path = path_for_log(path, path_len);
-        r->host = xstrdup(auth.host);
-        if (c->intercept) {
-            struct hostmap_authority want = auth;
-            if (!https && !auth.port_given)
-                want.port = 443;
-            if (!same_authority(&want, &c->connect_auth)) {
-                snprintf(msg, sizeof(msg), "the request names %s, not the tunnel's host %s",
-                         auth.host, c->connect_auth.host);
-                reply_error_x(r, 403, "host_not_allowed", msg, NULL, false);
-                return;
-            }
-            site = hostmap_lookup_forward(w->map, &c->connect_auth, true);
-        } else {
-            site = hostmap_lookup_forward(w->map, &auth, https);
-        }
-        if (!site) {
-            if (c->intercept) {
-                reply_error(r, 421, "the tunnel's host is no longer in the site map");
-                return;
-            }
-            if (cfg->unknown_hosts == CONFIG_UNKNOWN_DENY) {
-                snprintf(msg, sizeof(msg),
-                         "%s:%d is not in the site map (unknown_hosts: deny); only configured "
-                         "Atlassian sites are reachable through this proxy",
-                         auth.host, auth.port);
-                reply_error_x(r, 403, "host_not_allowed", msg, NULL, false);
-                return;
-            }
-            r->mode = "tunnel";
-            const char *slash = (path_len == 0 || path[0] != '/') ? "/" : "";
-            if (auth.is_ipv6)
-                r->url = xasprintf("%s://[%s]:%d%s%.*s", https ? "https" : "http", auth.host,
-                                   auth.port, slash, (int)path_len, path);
-            else
-                r->url = xasprintf("%s://%s:%d%s%.*s", https ? "https" : "http", auth.host,
-                                   auth.port, slash, (int)path_len, path);
-        }
-    } else {
-        if (tlen == 0 || target[0] != '/') {
-            r->path = xstrdup("");
-            reply_error(r, 400, "the request target must be a path or an absolute URL");
-            return;
-        }
-        path = target;
-        path_len = tlen;
-        r->path = path_for_log(path, path_len);
-        struct hostmap_authority hauth;
-        bool host_ok =
-            hval && hostmap_parse_authority(hval, hlen, c->intercept ? 443 : 80, &hauth) == 0;
-        if (c->intercept) {
-            r->mode = "intercept";
-            if (!host_ok || !same_authority(&hauth, &c->connect_auth)) {
-                snprintf(msg, sizeof(msg),
-                         "the Host header does not name the tunnel's host %s; refused",
-                         c->connect_auth.host);
-                r->host = xstrdup(c->connect_auth.host);
-                reply_error(r, 421, msg);
-                return;
-            }
-            site = hostmap_lookup_forward(w->map, &c->connect_auth, true);
-            if (!site) {
-                r->host = xstrdup(c->connect_auth.host);
-                reply_error(r, 421, "the tunnel's host is no longer in the site map");
-                return;
-            }
-        } else if (c->ls->kind == LISTENER_SITE) {
-            struct hostmap_authority sa;
-            memset(&sa, 0, sizeof(sa));
-            snprintf(sa.host, sizeof(sa.host), "%s", c->ls->site_host);
-            sa.port = c->ls->site_port;
-            sa.port_given = true;
-            r->mode = "gateway";
-            site = hostmap_lookup(w->map, &sa);
-            if (!site) {
-                r->host = xstrdup(c->ls->site_host);
-                reply_error(r, 421, "this listener's site is no longer configured (reloaded?)");
-                return;
-            }
-        } else {
-            r->mode = "gateway";
-            if (host_ok)
-                site = hostmap_lookup_gateway(w->map, &hauth);
-            if (!site) {
-                if (host_ok)
-                    r->host = xstrdup(hauth.host);
-                snprintf(msg, sizeof(msg),
-                         "no site for Host %s: use SITE.localhost (or ALIAS.localhost) as the "
-                         "host, an absolute http://SITE.atlassian.net URL through the proxy, or a "
-                         "site's own listen address",
-                         host_ok ? hauth.host : "(invalid)");
-                reply_error(r, 421, msg);
-                return;
-            }
-        }
-        if (!c->intercept && cfg->gateway.rewrite_links && host_ok) {
-            /* Links go back to the base the agent used: http://<its Host>. */
-            char *origin = xasprintf("http://%.*s", (int)hlen, hval);
-            if (rewrite_to_origin_ok(origin))
-                r->gateway_origin = origin;
-            else
-                free(origin);
+    if (identify(r) == 0) {
+        switch (rt.action) {
+        case ROUTE_CONNECT_INTERCEPT:
+            start_intercept(r, &rt);
+            break;
+        case ROUTE_CONNECT_TUNNEL:
+            start_tunnel(r, &rt);
+            break;
+        default:
+            admit_and_forward(r);
+            break;
         }
     }
-
-    if (site) {
-        size_t olen;
-        const char *origin = header_value(c, "origin", &olen);
-        r->site = site;
-        r->cred = world_site_cred(w, site);
-        free(r->host);
-        r->host = xstrdup(site->host);
-        if (origin && !hostmap_origin_allowed(site, origin, olen)) {
-            r->cred = NULL;
-            reply_error_x(r, 403, "host_not_allowed",
-                          "refused Origin: browser pages may not drive this proxy", NULL, false);
-            return;
-        }
-        if (c->parser.upgrade) {
-            r->cred = NULL;
-            reply_error_x(r, 403, "host_not_allowed",
-                          "Upgrade (WebSocket) requests are not forwarded to Atlassian sites", NULL,
-                          false);
-            return;
-        }
-        const char *slash = (path_len == 0 || path[0] != '/') ? "/" : "";
-        r->url = xasprintf("%s%s%.*s", w->sites[world_site_index(w, site)].origin, slash,
-                           (int)path_len, path);
-    } else {
-        free(r->gateway_origin);
-        r->gateway_origin = NULL;
-    }
-    if (identify(r) < 0)
-        return;
-    admit_and_forward(r);
+    route_clear(&rt);
 }
 
-void proxy_body_available(struct request *r)
+/* Input arrived: resume an upload that waited for body bytes. */
+static void proxy_body_available(struct request *r)
 {
+    if (!r->body_blocked)
+        return;
     r->body_blocked = false;
     if (r->ex)
         upstream_resume_request(r->ex);
 }
 
-int64_t proxy_body_timeout_ms(const struct request *r)
+/* The body idle limit in force for r (config body_timeout). */
+static int64_t proxy_body_timeout_ms(struct request *r)
 {
     return req_cfg(r)->body_timeout_ms;
 }
 
-void proxy_body_stalled(struct request *r)
+/*
+ * The request body promised by the head has not advanced for body_timeout:
+ * cancel the upstream exchange, answer 400 if no response head was sent
+ * (else just close), and close the connection.
+ */
+static void proxy_body_stalled(struct request *r)
 {
     struct conn *c = r->c;
     if (r->ex) {
@@ -987,9 +896,23 @@ void proxy_body_stalled(struct request *r)
                   "the request body stalled: no bytes arrived within body_timeout", NULL, true);
 }
 
-void proxy_output_drained(struct request *r)
+/* The client's output drained: resume a response that paused for it. */
+static void proxy_output_drained(struct request *r)
 {
+    if (!r->resp_paused)
+        return;
     r->resp_paused = false;
     if (r->ex)
         upstream_resume_response(r->ex);
 }
+
+const struct conn_pipeline proxy_pipeline = {
+    .begin = proxy_request_begin,
+    .refuse = proxy_parse_error,
+    .input = proxy_body_available,
+    .drained = proxy_output_drained,
+    .abort = proxy_request_abort,
+    .release = proxy_request_free,
+    .body_idle_ms = proxy_body_timeout_ms,
+    .stalled = proxy_body_stalled,
+};

@@ -16,7 +16,14 @@
 #include <sys/types.h>
 
 struct conn;
+struct conn_pipeline;
 struct world;
+struct event_base;
+struct evdns_base;
+struct upstream;
+struct ratelimit;
+struct metrics;
+struct route_self;
 struct config_site;
 struct cred;
 struct upstream_exchange;
@@ -27,9 +34,29 @@ struct tunnel;
 
 #define PROXY_MAX_URL (16 * 1024) /* HTTP1_MAX_HEAD_BYTES bounds it already; this is the buffer */
 
+/*
+ * What the pipeline needs from the loop it runs on, in one place (the
+ * worker fills it). All borrowed; the pointers outlive every request.
+ */
+struct proxy_services {
+    struct event_base *base;
+    struct upstream *up;
+    struct evdns_base *dns; /* NULL: blind tunnels are unavailable */
+    struct ratelimit *rl;   /* thread-safe, shared by every loop */
+    struct metrics *metrics;
+    const struct route_self *self;
+    /* A reference to the world now in force (world_unref it). */
+    struct world *(*world_acquire)(void *arg);
+    void *world_arg;
+};
+
+/* The table a connection calls (conn.h); its arg is the loop's struct proxy_services. */
+extern const struct conn_pipeline proxy_pipeline;
+
 /* One request in flight on a connection. Owned by the connection (conn->req). */
 struct request {
     struct conn *c;
+    const struct proxy_services *svc;
     struct world *world;            /* one reference, dropped in proxy_request_free */
     const struct config_site *site; /* in world->cfg; NULL for unmapped (tunnel-mode) hosts */
     const struct cred *cred;        /* in world; NULL when no credential is injected */
@@ -59,33 +86,5 @@ struct request {
     bool out_close_delimited;
     bool finished; /* response complete; only logging remains */
 };
-
-/* A request head was parsed into c->parser: run the pipeline (answers or forwards). */
-void proxy_request_begin(struct conn *c);
-
-/* The parser refused the head: answer status/code (400, 405, 431), log, close after. */
-void proxy_parse_error(struct conn *c, int status, const char *code, const char *msg);
-
-/* The client went away (or the conn is torn down): cancel, log, free. */
-void proxy_request_abort(struct request *r);
-
-/* Input arrived while the upstream waits for body bytes. */
-void proxy_body_available(struct request *r);
-
-/*
- * The request body promised by the head has not advanced for the
- * configured body_timeout: cancel the upstream exchange, answer 400 if no
- * response head was sent (else just close), and close the connection.
- */
-void proxy_body_stalled(struct request *r);
-
-/* The body idle limit in force for r (config body_timeout). */
-int64_t proxy_body_timeout_ms(const struct request *r);
-
-/* The client's output drained below the low watermark. */
-void proxy_output_drained(struct request *r);
-
-/* Free a finished request (after conn_request_done). NULL is a no-op. */
-void proxy_request_free(struct request *r);
 
 #endif

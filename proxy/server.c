@@ -20,6 +20,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/rand.h>
 
 #include "admin.h"
 #include "log.h"
@@ -86,6 +87,39 @@ static void close_listeners(struct server *s)
     free(s->sh.listeners);
     s->sh.listeners = NULL;
     s->sh.nlisteners = 0;
+}
+
+/*
+ * What the route stage needs to recognise the proxy itself: the TCP port of
+ * every listener (bound ones read back, so port 0 resolves) plus the admin
+ * port, and a random per-process Via marker. Reloads keep both: listeners
+ * only change on restart, and the marker must stay the same while old
+ * requests are in flight.
+ */
+static void self_init(struct route_self *self, const struct listener_spec *ls, size_t n,
+                      const struct config *cfg)
+{
+    unsigned char rnd[8];
+
+    memset(self, 0, sizeof(*self));
+    for (size_t i = 0; i < n && self->nports < ROUTE_MAX_PORTS; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (ls[i].is_unix || ls[i].fd < 0 ||
+            getsockname(ls[i].fd, (struct sockaddr *)&ss, &len) < 0)
+            continue;
+        if (ss.ss_family == AF_INET)
+            self->ports[self->nports++] = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            self->ports[self->nports++] = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    if (cfg->admin && cfg->admin->kind == CONFIG_LISTEN_TCP && cfg->admin->port > 0 &&
+        self->nports < ROUTE_MAX_PORTS)
+        self->ports[self->nports++] = cfg->admin->port;
+    if (RAND_bytes(rnd, sizeof(rnd)) == 1) {
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            snprintf(self->token + 2 * i, 3, "%02x", rnd[i]);
+    }
 }
 
 static int bind_all(struct server *s, const struct config *cfg)
@@ -347,6 +381,7 @@ int server_run(struct config *cfg, const char *config_path)
 
     if (bind_all(s, wcfg) < 0)
         goto out;
+    self_init(&s->sh.self, s->sh.listeners, s->sh.nlisteners, wcfg);
     s->bound_signature = listen_signature(wcfg);
 
     s->ev_done = event_new(s->control, -1, 0, on_worker_done, s);

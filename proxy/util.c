@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -383,4 +386,142 @@ bool util_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
     if (alen == 0)
         return true;
     return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* ---- files ---- */
+
+enum util_read_status util_read_file(const char *path, size_t max, char **data, size_t *len,
+                                     unsigned *mode, int *errnum)
+{
+    struct stat st;
+    char *buf;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    enum util_read_status rc = UTIL_READ_FAILED;
+
+    *data = NULL;
+    *len = 0;
+    *errnum = 0;
+    if (fd < 0) {
+        *errnum = errno;
+        return errno == ENOENT ? UTIL_READ_MISSING : UTIL_READ_FAILED;
+    }
+    if (fstat(fd, &st) != 0) {
+        *errnum = errno;
+        close(fd);
+        return UTIL_READ_FAILED;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return UTIL_READ_NOT_REGULAR;
+    }
+    if (mode)
+        *mode = (unsigned)(st.st_mode & 07777);
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return UTIL_READ_TOO_LARGE;
+    }
+    /* One byte more than max: a file that grew since fstat is still caught. */
+    buf = xmalloc(max + 2);
+    for (;;) {
+        ssize_t r = read(fd, buf + n, max + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            *errnum = errno;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > max) {
+            rc = UTIL_READ_TOO_LARGE;
+            goto fail;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return UTIL_READ_OK;
+fail:
+    util_secure_zero(buf, max + 2);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+enum util_mode_verdict util_secret_mode_check(unsigned mode, enum util_secret_kind kind)
+{
+    if (!(mode & 077))
+        return UTIL_MODE_OK;
+    return kind == UTIL_SECRET_OWN ? UTIL_MODE_REFUSE : UTIL_MODE_WARN;
+}
+
+int util_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err)
+{
+    char *tmp = NULL, *dir = NULL, *slash;
+    const char *p = data;
+    size_t left = len;
+    int fd = -1, dfd, rc = -1;
+
+    dir = xstrdup(path);
+    slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, strlen(path) + 1, "%s", ".");
+    {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        tmp = xasprintf("%s/.%s.tmp.XXXXXX", dir, base);
+    }
+    fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT|O_EXCL, mode 0600 from the start */
+    if (fd < 0) {
+        *err = xasprintf("cannot create a file in %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    while (left > 0) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
+            goto out_unlink;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+        *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
+        goto out_unlink;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        *err = xasprintf("cannot write %s: %s", tmp, strerror(errno));
+        goto out_unlink;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        *err = xasprintf("cannot replace %s: %s", path, strerror(errno));
+        goto out_unlink;
+    }
+    /* Make the rename itself durable; a failure here is not worth failing for. */
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    rc = 0;
+    goto out;
+out_unlink:
+    unlink(tmp);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(tmp);
+    free(dir);
+    return rc;
 }

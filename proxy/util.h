@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdlib.h> /* free() for what x*alloc returns */
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -57,5 +58,44 @@ unsigned char *util_base64_decode(const char *in, size_t len, size_t *out_len);
 
 /* Constant-time comparison for keys: true when equal (length leaks, content does not). */
 bool util_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
+
+/* ---- files ---- */
+
+enum util_read_status {
+    UTIL_READ_OK = 0,
+    UTIL_READ_MISSING,     /* no such file */
+    UTIL_READ_FAILED,      /* open or read failed: *errnum says why */
+    UTIL_READ_NOT_REGULAR, /* a directory, device, fifo... */
+    UTIL_READ_TOO_LARGE,   /* more than max bytes */
+};
+
+/*
+ * Read all of path, at most max bytes, into *data (NUL-terminated; caller
+ * frees, with util_secure_zero first for secrets) and its length. *mode
+ * gets the permission bits of the opened file (checked on the descriptor,
+ * so no chmod can race it). The buffer of a failed read is wiped before it
+ * is freed, as it may hold part of a secret. The one bounded file reader.
+ */
+enum util_read_status util_read_file(const char *path, size_t max, char **data, size_t *len,
+                                     unsigned *mode, int *errnum);
+
+/*
+ * The permission policy for secret files, decided here for every kind:
+ * - a key credproxy wrote itself (the interception CA key, created 0600)
+ *   is refused when group or others may read it: someone loosened it;
+ * - a secret the platform mounts (token_file, key_file and the like) is
+ *   only warned about: container secret mounts are often 0444 and owned by
+ *   root, and refusing them would break every such deployment.
+ */
+enum util_secret_kind { UTIL_SECRET_MOUNTED = 0, UTIL_SECRET_OWN };
+enum util_mode_verdict { UTIL_MODE_OK = 0, UTIL_MODE_WARN, UTIL_MODE_REFUSE };
+enum util_mode_verdict util_secret_mode_check(unsigned mode, enum util_secret_kind kind);
+
+/*
+ * Replace path with len bytes of data atomically (a temporary file in the
+ * same directory, fsync, rename, fsync of the directory) with the given
+ * mode. 0, or -1 with *err (caller frees).
+ */
+int util_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err);
 
 #endif

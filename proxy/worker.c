@@ -41,7 +41,7 @@ static void worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, str
         evutil_closesocket(fd);
         return;
     }
-    conn_accept(wl->w, wl->ls, fd, sa, socklen);
+    conn_accept(&wl->w->owner, wl->ls, fd, sa, socklen);
 }
 
 static void worker_accept_error_cb(struct evconnlistener *evl, void *arg)
@@ -83,6 +83,14 @@ static void worker_drain_cb(evutil_socket_t fd, short what, void *arg)
     worker_check_done(w);
 }
 
+static void worker_conn_added(void *arg, struct conn *c);
+static void worker_conn_removed(void *arg, struct conn *c);
+
+static struct world *worker_world_acquire(void *arg)
+{
+    return shared_world_acquire(arg);
+}
+
 int worker_init(struct worker *w, struct server_shared *sh, unsigned index, struct event *done_ev,
                 char **err)
 {
@@ -104,6 +112,27 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
     w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!w->dns)
         log_warn("worker %u: no DNS resolver configuration; blind tunnels will fail", index);
+    w->svc = (struct proxy_services){
+        .base = w->base,
+        .up = w->up,
+        .dns = w->dns,
+        .rl = sh->rl,
+        .metrics = sh->metrics,
+        .self = &sh->self,
+        .world_acquire = worker_world_acquire,
+        .world_arg = sh,
+    };
+    w->owner = (struct conn_owner){
+        .base = w->base,
+        .metrics = sh->metrics,
+        .pipeline = &proxy_pipeline,
+        .pipeline_arg = &w->svc,
+        .draining = &w->draining,
+        .destroying = &w->destroying,
+        .arg = w,
+        .added = worker_conn_added,
+        .removed = worker_conn_removed,
+    };
     w->ev_drain = event_new(w->base, -1, 0, worker_drain_cb, w);
     if (!w->ev_drain) {
         *err = xstrdup("cannot create a worker event");
@@ -183,8 +212,10 @@ void worker_destroy(struct worker *w)
     memset(w, 0, sizeof(*w));
 }
 
-void worker_conn_added(struct worker *w, struct conn *c)
+/* conn_owner.added: book-keeping of live connections. */
+static void worker_conn_added(void *arg, struct conn *c)
 {
+    struct worker *w = arg;
     c->prev = NULL;
     c->next = w->conns;
     if (w->conns)
@@ -193,8 +224,9 @@ void worker_conn_added(struct worker *w, struct conn *c)
     w->nconns++;
 }
 
-void worker_conn_removed(struct worker *w, struct conn *c)
+static void worker_conn_removed(void *arg, struct conn *c)
 {
+    struct worker *w = arg;
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -17,6 +17,9 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "conn.h"
+#include "proxy.h"
+#include "route.h"
 
 struct event_base;
 struct event;
@@ -30,19 +33,6 @@ struct conn;
 
 #define WORKER_MAX_LISTENERS (CONFIG_MAX_LISTEN + CONFIG_MAX_SITES)
 
-enum listener_kind { LISTENER_PROXY = 0, LISTENER_SITE };
-
-/* One bound listening socket (bound once by the server; every worker accepts on it). */
-struct listener_spec {
-    char *text; /* "127.0.0.1:8080", "unix:/run/x.sock" (the actual port when 0 was asked) */
-    enum listener_kind kind;
-    bool is_unix;
-    char *unix_path; /* unlinked at exit */
-    char *site_host; /* LISTENER_SITE: the site this listener serves (looked up per request) */
-    int site_port;
-    int fd; /* owned by the server */
-};
-
 /* What the workers share with the control loop. */
 struct server_shared {
     pthread_mutex_t lock; /* guards world (the pointer only; worlds are refcounted) */
@@ -51,6 +41,7 @@ struct server_shared {
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;
+    struct route_self self; /* our ports and Via marker, for loop refusal; set before workers */
     atomic_bool draining;
 };
 
@@ -76,9 +67,11 @@ struct worker {
     struct conn *conns; /* doubly linked through conn->next/prev */
     size_t nconns;
     bool draining;
-    bool destroying;        /* the loop has ended: connections are freed without lingering */
-    struct event *ev_drain; /* activated by the control thread */
-    struct event *done_ev;  /* control-loop event activated when this loop ends (borrowed) */
+    bool destroying;           /* the loop has ended: connections are freed without lingering */
+    struct conn_owner owner;   /* what this loop's connections see of it */
+    struct proxy_services svc; /* what this loop's requests see of it */
+    struct event *ev_drain;    /* activated by the control thread */
+    struct event *done_ev;     /* control-loop event activated when this loop ends (borrowed) */
     atomic_bool finished;
 };
 
@@ -93,9 +86,5 @@ void worker_drain(struct worker *w);
 void worker_stop(struct worker *w);
 /* Join the thread (if started), free every connection and the loop. */
 void worker_destroy(struct worker *w);
-
-/* For conn.c: book-keeping of live connections. */
-void worker_conn_added(struct worker *w, struct conn *c);
-void worker_conn_removed(struct worker *w, struct conn *c);
 
 #endif

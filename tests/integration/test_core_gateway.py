@@ -69,14 +69,39 @@ def gateway_site_listener(env):
     p2 = h.free_port()
     sites = TWO_SITES + [{"domain": "acme-sandbox", "credential": "svc",
                           "listen": "127.0.0.1:%d" % p2}]
-    env.start_proxy(sites=sites)
+    env.start_proxy(sites=sites, extra={"gateway": {"server_names": ["credproxy"]}})
     env.wait_listen(p2, proc=env.proxy)
-    for host in (None, "whatever.example:1", "acme.localhost:%d" % env.port):
+    # Names of the proxy (its address, loopback names, gateway.server_names) and of the site.
+    for host in (None, "acme.localhost:%d" % env.port, "localhost:%d" % p2, "credproxy:%d" % p2,
+                 "acme-sandbox.atlassian.net", "[::1]:%d" % p2, "10.1.2.3:%d" % p2):
         s = env.fake.last_seq()
         r = env.curl(["http://127.0.0.1:%d/rest/api/3/myself" % p2] +
                      (["-H", "Host: %s" % host] if host else []))
-        check(r.status == 200, "site listener answers whatever the Host (%s)" % host, r)
+        check(r.status == 200, "site listener answers a Host naming the proxy or site (%s)" % host, r)
         _only_upstream(env, s, "acme-sandbox.atlassian.net")
+    # DNS rebinding: a page's own name in Host never gets the credential.
+    s = env.fake.last_seq()
+    for host in ("whatever.example:1", "attacker.example:%d" % p2, "credproxy.evil:%d" % p2,
+                 "acme.atlassian.net"):
+        r = env.curl(["http://127.0.0.1:%d/rest/api/3/myself" % p2, "-H", "Host: %s" % host])
+        h.proxy_error(r, 421, "misdirected")
+    for raw_host in (b"attacker.example\xa0", b"attacker.example\x85", b"localhost\xa0"):
+        r = h.raw_one(p2, b"GET /rest/api/3/myself HTTP/1.1\r\nHost: " + raw_host + b"\r\n\r\n")
+        check(r.status in (400, 421), "Host with byte %r refused" % raw_host[-1:], r)
+    # A site listener is no forward proxy: other hosts and CONNECT are refused.
+    r = h.raw_one(p2, b"GET http://acme.atlassian.net/rest/api/3/myself HTTP/1.1\r\n"
+                      b"Host: acme.atlassian.net\r\n\r\n")
+    h.proxy_error(r, 421, "misdirected")
+    r = h.raw_one(p2, b"CONNECT acme.atlassian.net:443 HTTP/1.1\r\nHost: acme.atlassian.net:443\r\n\r\n")
+    h.proxy_error(r, 405, "method_not_allowed")
+    check(not env.fake.records(since=s), "nothing refused reached the fake",
+          [(x["host"], x["path"]) for x in env.fake.records(since=s)])
+    # An absolute URL naming the listener's own site is still served.
+    s = env.fake.last_seq()
+    r = h.raw_one(p2, b"GET http://acme-sandbox.atlassian.net/rest/api/3/myself HTTP/1.1\r\n"
+                      b"Host: acme-sandbox.atlassian.net\r\nConnection: close\r\n\r\n")
+    check(r.status == 200, "absolute URL for the listener's own site", r)
+    _only_upstream(env, s, "acme-sandbox.atlassian.net")
     env.stop_proxy()
 
 

@@ -100,7 +100,11 @@ def refuse_origin_and_upgrade(env):
     for origin in (b"http://evil.example", b"null", b"http://127.0.0.1:%d" % env.port,
                    b"https://evil-acme.atlassian.net"):
         _refused(env, "Origin %s" % origin.decode(), b"GET " + T + b" HTTP/1.1\r\n" + HOST +
-                 b"Origin: " + origin + b"\r\n\r\n", 403, "host_not_allowed")
+                 b"Origin: " + origin + b"\r\n\r\n", 403, "origin_not_allowed")
+    # Fetch metadata without Origin: a cross-site or same-site page is refused too.
+    for site in (b"cross-site", b"same-site", b"Cross-Site"):
+        _refused(env, "Sec-Fetch-Site %s" % site.decode(), b"GET " + T + b" HTTP/1.1\r\n" + HOST +
+                 b"Sec-Fetch-Site: " + site + b"\r\n\r\n", 403, "origin_not_allowed")
     _refused(env, "Upgrade: websocket", b"GET " + T + b" HTTP/1.1\r\n" + HOST +
              b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 403)
@@ -110,6 +114,12 @@ def refuse_origin_and_upgrade(env):
                   b"Origin: https://acme.atlassian.net\r\nConnection: close\r\n\r\n")
     check(r.status == 200, "Origin https://acme.atlassian.net is allowed", r)
     check(len(env.fake.records(since=s)) == 1, "...and forwarded")
+    for site in (b"same-origin", b"none"):
+        s = env.fake.last_seq()
+        r = h.raw_one(env.port, b"GET " + T + b" HTTP/1.1\r\n" + HOST +
+                      b"Sec-Fetch-Site: " + site + b"\r\nConnection: close\r\n\r\n")
+        check(r.status == 200, "Sec-Fetch-Site %s is allowed" % site.decode(), r)
+        check(len(env.fake.records(since=s)) == 1, "...and forwarded")
     env.stop_proxy()
 
 
@@ -129,8 +139,7 @@ def refuse_authorities_deny(env):
         s = env.fake.last_seq()
         r = h.raw_one(env.port, b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
         if what == "userinfo in URI":
-            check(r.status in (400, 403) and r.header("X-Credproxy-Error") is not None,
-                  "%s -> 400/403 proxy error" % what, r)
+            h.proxy_error(r, 400, "bad_request")
         else:
             h.proxy_error(r, 403, "host_not_allowed")
         check(env.fake.last_seq() == s, "%s: the fake received nothing" % what)
@@ -169,6 +178,57 @@ def refuse_authorities_tunnel(env):
               [(x["sni"], x["authorization"] is None) for x in recs])
     check(env.fake.authorized_hosts() in ([], ["acme.atlassian.net"]),
           "only acme.atlassian.net ever received an Authorization", env.fake.authorized_hosts())
+    env.stop_proxy()
+
+
+@h.test
+def refuse_status_codes(env):
+    """Malformed authorities are 400; numeric hosts 403; `//` paths 400; nothing is forwarded."""
+    env.start_fake()
+    env.start_proxy(unknown_hosts="deny")
+    s = env.fake.last_seq()
+    for what, target in (("userinfo", b"http://u@acme.atlassian.net/x"),
+                         ("percent-encoded host", b"http://acme%2eatlassian.net/x"),
+                         ("empty authority", b"http:///x"),
+                         ("empty authority with port", b"http://:443/x")):
+        r = h.raw_one(env.port, b"GET " + target + b" HTTP/1.1\r\nHost: acme.atlassian.net\r\n\r\n")
+        h.proxy_error(r, 400, "bad_request")
+    r = h.raw_one(env.port, b"GET //acme.atlassian.net/x HTTP/1.1\r\nHost: acme.localhost\r\n\r\n")
+    h.proxy_error(r, 400, "bad_request")
+    for host in (b"2130706433", b"0x7f.1", b"127.1"):
+        r = h.raw_one(env.port, b"CONNECT " + host + b":443 HTTP/1.1\r\nHost: " + host + b":443\r\n\r\n")
+        h.proxy_error(r, 403, "host_not_allowed")
+    r = h.raw_one(env.port, b"CONNECT 10.0.0.1:443 HTTP/1.1\r\nHost: 10.0.0.1:443\r\n\r\n")
+    h.proxy_error(r, 403, "host_not_allowed")
+    check(not env.fake.records(since=s), "nothing reached the fake")
+    env.stop_proxy()
+
+
+@h.test
+def refuse_loops(env):
+    """With unknown_hosts: tunnel, the proxy's own addresses are refused (508), never re-entered."""
+    env.start_fake()
+    env.start_proxy(unknown_hosts="tunnel")
+    p = env.port
+    for target in (b"http://127.0.0.1:%d/x" % p, b"http://localhost:%d/x" % p,
+                   b"http://foo.localhost:%d/x" % p, b"http://[::1]:%d/x" % p):
+        r = h.raw_one(p, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        h.proxy_error(r, 508, "loop_detected")
+    for auth in (b"127.0.0.1:%d" % p, b"localhost:%d" % p, b"a.localhost:%d" % p):
+        r = h.raw_one(p, b"CONNECT " + auth + b" HTTP/1.1\r\nHost: " + auth + b"\r\n\r\n")
+        h.proxy_error(r, 508, "loop_detected")
+    # A request that already carries this proxy's Via marker came back in: refused.
+    s = env.fake.last_seq()
+    r = h.raw_one(p, b"GET " + T + b" HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+    rec = env.fake.records(since=s)
+    via = next((v for k, v in rec[0]["headers"] if k.lower() == "via"), "") if rec else ""
+    check(r.status == 200 and "credproxy-" in via, "forwarded requests carry a Via marker", via)
+    if via:
+        r = h.raw_one(p, b"GET " + T + b" HTTP/1.1\r\n" + HOST + b"Via: " + via.encode() + b"\r\n\r\n")
+        h.proxy_error(r, 508, "loop_detected")
+        r = h.raw_one(p, b"GET " + T + b" HTTP/1.1\r\n" + HOST +
+                      b"Via: 1.1 credproxy-0000000000000000\r\nConnection: close\r\n\r\n")
+        check(r.status == 200, "another credproxy's marker is not a loop", r)
     env.stop_proxy()
 
 

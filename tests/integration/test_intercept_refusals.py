@@ -124,7 +124,7 @@ def no_ca_yet(env):
     setup(env, ca=False)
     s, r = tunnel(env, "acme.atlassian.net:443")
     s.close()
-    h.proxy_error(r, 403, "host_not_allowed")
+    h.proxy_error(r, 403, "interception_off")
     msg = (r.json() or {}).get("message", "")
     h.check("credproxy ca init" in msg, "the message says to run credproxy ca init", msg)
     # env still prints the proxy variables and says the same.

@@ -298,6 +298,13 @@ static const struct {
      "false"},
     {"second_document", "bad/second_document.yaml:9:1: a second YAML document starts here; the "
                         "configuration must be one document"},
+    {"site_host_ip",
+     "bad/site_host_ip.yaml:6:11: sites[0].host '10.0.0.1' is an IP address; a site must be a "
+     "host name (the interception CA certifies names): name it and map the name to the address "
+     "with upstream.connect_to"},
+    {"server_names_port",
+     "bad/server_names_port.yaml:9:18: gateway.server_names[0] 'credproxy:8082' is not a "
+     "lowercase host name (no port, no scheme), e.g. credproxy"},
     {"site_bad_domain",
      "bad/site_bad_domain.yaml:6:13: sites[0].domain 'acme corp' is not an Atlassian "
      "Cloud site name; write the part before .atlassian.net (domain: acme), or use "

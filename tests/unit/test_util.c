@@ -438,8 +438,48 @@ static void test_log(void)
     CHECK_STR(buf, "\"h\xc3\xa9\\u2028\"");
 }
 
+/* util_read_file: each outcome; the permission policy per kind; atomic writes. */
+static void test_files(void)
+{
+    char dir[] = "/tmp/test_util_files_XXXXXX", path[128], *data = NULL, *err = NULL;
+    size_t len = 0;
+    unsigned mode = 0;
+    int errnum = 0;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    CHECK(util_read_file(path, 16, &data, &len, &mode, &errnum) == UTIL_READ_MISSING);
+    CHECK(data == NULL && len == 0);
+    CHECK(util_write_atomic(path, "hello", 5, 0640, &err) == 0);
+    CHECK(util_read_file(path, 16, &data, &len, &mode, &errnum) == UTIL_READ_OK);
+    CHECK(len == 5 && data && strcmp(data, "hello") == 0 && mode == 0640);
+    free(data);
+    CHECK(util_read_file(path, 5, &data, &len, &mode, &errnum) == UTIL_READ_OK);
+    free(data);
+    CHECK(util_read_file(path, 4, &data, &len, &mode, &errnum) == UTIL_READ_TOO_LARGE);
+    CHECK(data == NULL);
+    CHECK(util_read_file(dir, 16, &data, &len, &mode, &errnum) == UTIL_READ_NOT_REGULAR);
+    CHECK(util_write_atomic(path, "", 0, 0600, &err) == 0);
+    CHECK(util_read_file(path, 16, &data, &len, &mode, &errnum) == UTIL_READ_OK);
+    CHECK(len == 0 && data && data[0] == '\0' && mode == 0600);
+    free(data);
+    snprintf(path, sizeof(path), "%s/nodir/f", dir);
+    CHECK(util_write_atomic(path, "x", 1, 0600, &err) == -1 && err != NULL);
+    free(err);
+    CHECK(util_secret_mode_check(0600, UTIL_SECRET_OWN) == UTIL_MODE_OK);
+    CHECK(util_secret_mode_check(0400, UTIL_SECRET_MOUNTED) == UTIL_MODE_OK);
+    CHECK(util_secret_mode_check(0640, UTIL_SECRET_OWN) == UTIL_MODE_REFUSE);
+    CHECK(util_secret_mode_check(0604, UTIL_SECRET_OWN) == UTIL_MODE_REFUSE);
+    CHECK(util_secret_mode_check(0444, UTIL_SECRET_MOUNTED) == UTIL_MODE_WARN);
+    CHECK(util_secret_mode_check(0640, UTIL_SECRET_MOUNTED) == UTIL_MODE_WARN);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    test_files();
     test_parse_u64();
     test_parse_duration();
     test_parse_rate();
