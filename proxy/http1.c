@@ -98,9 +98,18 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
             return fail(p, 400, "bad_request", "chunked trailers are too large");
         return 0;
     }
+    if (p->too_many_headers)
+        return 0;
     if (p->span != SPAN_FIELD) {
-        if (p->nheaders >= HTTP1_MAX_HEADERS)
-            return fail(p, 431, "headers_too_large", "the request has too many header lines");
+        /*
+         * Refused when the name is complete, not here: llhttp hands over a
+         * name in one piece or many depending on how the bytes arrived, and
+         * an invalid byte later in the name must win either way (400).
+         */
+        if (p->nheaders >= HTTP1_MAX_HEADERS) {
+            p->too_many_headers = true;
+            return 0;
+        }
         p->span = SPAN_FIELD;
         struct http1_header *h = &p->headers[p->nheaders++];
         h->name_off = (uint32_t)p->arena_len;
@@ -127,6 +136,8 @@ static int on_header_field_complete(llhttp_t *ll)
     struct http1_parser *p = parser_of(ll);
     if (p->phase != HTTP1_PHASE_HEAD)
         return 0;
+    if (p->too_many_headers)
+        return fail(p, 431, "headers_too_large", "the request has too many header lines");
     if (p->span != SPAN_FIELD || p->headers[p->nheaders - 1].name_len == 0)
         return fail(p, 400, "bad_request", "empty header name");
     const struct http1_header *h = &p->headers[p->nheaders - 1];

@@ -65,10 +65,11 @@ struct http1_parser {
     size_t head_bytes;
     size_t trailer_bytes;
     /* Byte-level checks llhttp's strict mode leaves to us (see scan_head / scan_body). */
-    bool prev_cr;   /* the previous head/line byte was CR */
-    bool prev_lf;   /* the previous trailer byte was LF (a line starts) */
-    bool prev_sp;   /* the previous request-line byte was SP */
-    bool line_done; /* the request line has ended */
+    bool prev_cr;          /* the previous head/line byte was CR */
+    bool too_many_headers; /* a name beyond HTTP1_MAX_HEADERS started (431 at its end) */
+    bool prev_lf;          /* the previous trailer byte was LF (a line starts) */
+    bool prev_sp;          /* the previous request-line byte was SP */
+    bool line_done;        /* the request line has ended */
     char peek[HTTP1_METHOD_PEEK];
     size_t peek_len;
     enum {

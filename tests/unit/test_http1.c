@@ -455,6 +455,34 @@ static void test_limits(void)
 }
 
 /*
+ * The header after the HTTP1_MAX_HEADERS-th: a valid name is 431, a name
+ * with an invalid byte is 400, the same whole and byte by byte (found by
+ * fuzz_http1: the count was checked when a name started, so byte-by-byte
+ * feeding answered 431 where the whole input answered 400).
+ */
+static void test_header_count_vs_token(void)
+{
+    const char *extra[] = {"X-Last: 1\r\n\r\n", "X(Last: 1\r\n\r\n"};
+    const int want[] = {431, 400};
+    char *raw = xmalloc(HTTP1_MAX_HEAD_BYTES);
+    for (size_t k = 0; k < UTIL_ARRAY_LEN(extra); k++) {
+        size_t n = (size_t)sprintf(raw, "GET / HTTP/1.1\r\nHost: a\r\n");
+        for (int i = 0; i < HTTP1_MAX_HEADERS - 1; i++)
+            n += (size_t)sprintf(raw + n, "X-H%d: %d\r\n", i, i);
+        n += (size_t)sprintf(raw + n, "%s", extra[k]);
+        const size_t splits[] = {n, n - 5, SPLIT_BYTEWISE};
+        for (size_t s = 0; s < UTIL_ARRAY_LEN(splits); s++) {
+            struct outcome o;
+            run(raw, n, splits[s], 64, &o);
+            CHECK_MSG(o.status == want[k], "101st header %s split %zu: status %d want %d", extra[k],
+                      splits[s], o.status, want[k]);
+            http1_parser_clear(&o.p);
+        }
+    }
+    free(raw);
+}
+
+/*
  * Chunk extensions: a size line of exactly HTTP1_MAX_CHUNK_LINE bytes
  * passes, one more is 400, and a 1 MiB extension is refused without being
  * buffered; whole, split in two and byte by byte agree.
@@ -550,6 +578,7 @@ int main(void)
     test_head_facts();
     test_limits();
     test_chunk_line_limits();
+    test_header_count_vs_token();
     test_policy();
     TEST_DONE();
 }
