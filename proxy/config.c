@@ -2303,6 +2303,7 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "interception",
                                            "gateway",
                                            "shutdown_timeout",
+                                           "body_timeout",
                                            "log",
                                            "policies",
                                            "default_policy",
@@ -2575,6 +2576,12 @@ static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
     return 0;
 }
 
+/* body_timeout (top level): how long a promised request body may stall. */
+static int cfg_framing(struct cfg_ctx *c, const yaml_node_t *root)
+{
+    return cfg_get_duration(c, root, "", "body_timeout", false, &c->cfg->body_timeout_ms);
+}
+
 static void cfg_defaults(struct config *cfg)
 {
     cfg->unknown_hosts = CONFIG_UNKNOWN_DENY;
@@ -2588,6 +2595,7 @@ static void cfg_defaults(struct config *cfg)
     cfg->interception.ca_key = xstrdup(CONFIG_DEFAULT_CA_KEY);
     cfg->gateway.rewrite_links = true;
     cfg->shutdown_timeout_ms = CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    cfg->body_timeout_ms = CONFIG_DEFAULT_BODY_TIMEOUT_MS;
     cfg->log.format = LOG_FORMAT_TEXT;
     cfg->log.level = LOG_INFO;
     cfg->log.audit = true;
@@ -2619,7 +2627,7 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
         return -1;
     if (cfg_upstream(c, root) < 0 || cfg_sections(c, root) < 0)
         return -1;
-    if (cfg_policies(c, root) < 0)
+    if (cfg_policies(c, root) < 0 || cfg_framing(c, root) < 0)
         return -1;
     return cfg_cross_checks(c, root);
 }

@@ -23,6 +23,8 @@
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define CONFIG_DEFAULT_TIMEOUT_MS 300000
 #define CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS 10000
+/* body_timeout: a promised request body idle this long is cut (like the head timeout). */
+#define CONFIG_DEFAULT_BODY_TIMEOUT_MS 10000
 #define CONFIG_DEFAULT_CA_CERT "certs/ca.pem"
 #define CONFIG_DEFAULT_CA_KEY "certs/ca.key"
 #define CONFIG_EXPIRY_WARN_DAYS 14
@@ -222,6 +224,7 @@ struct config {
     } gateway;
 
     int64_t shutdown_timeout_ms;
+    int64_t body_timeout_ms; /* request body idle limit (framing) */
 
     struct {
         enum log_format format;

@@ -79,6 +79,24 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_close(c, c->head_started ? "request head timeout" : "idle timeout");
     else if (c->state == CONN_TLS_HANDSHAKE)
         conn_close(c, "TLS handshake timeout");
+    else if (c->state == CONN_REQUEST && c->req && c->body_waiting)
+        c->own->pipeline->stalled(c->req);
+}
+
+/*
+ * The body idle timer runs only while the upstream waits for request-body
+ * bytes that have not arrived; any decoded byte (or the body's end) stops it.
+ */
+static void conn_body_wait(struct conn *c, bool waiting)
+{
+    if (waiting) {
+        c->body_waiting = true;
+        if (c->req)
+            timer_arm(c, c->own->pipeline->body_idle_ms(c->req));
+    } else if (c->body_waiting) {
+        c->body_waiting = false;
+        evtimer_del(c->timer);
+    }
 }
 
 void conn_accept(const struct conn_owner *own, const struct listener_spec *ls, evutil_socket_t fd,
@@ -265,6 +283,7 @@ void conn_close_after(struct conn *c)
 void conn_request_done(struct conn *c)
 {
     struct request *r = c->req;
+    conn_body_wait(c, false);
     bool must_close = conn_must_close(c);
     c->req = NULL;
     c->own->pipeline->release(r);
@@ -335,15 +354,20 @@ ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
     enum http1_status st;
 
     *done = false;
+    /* (the body idle timer shares c->timer: the head timer is off while a request is served) */
     st = http1_parse_body(&c->parser, NULL, 0, &consumed, buf, cap, &produced);
     if (st == HTTP1_BODY_DONE) {
+        conn_body_wait(c, false);
         *done = true;
         return 0;
     }
-    if (st == HTTP1_ERROR)
+    if (st == HTTP1_ERROR) {
+        conn_body_wait(c, false);
         return -1;
+    }
     if (evbuffer_get_length(in) < cap)
         conn_read_direct(c, in, cap - evbuffer_get_length(in));
+    bool raw_seen = evbuffer_get_length(in) > 0;
     while (total < cap) {
         size_t len = evbuffer_get_length(in);
         if (len == 0)
@@ -355,18 +379,28 @@ ssize_t conn_read_body(struct conn *c, char *buf, size_t cap, bool *done)
         evbuffer_drain(in, consumed);
         total += produced;
         if (st == HTTP1_BODY_DONE) {
+            conn_body_wait(c, false);
             *done = true;
             return (ssize_t)total;
         }
-        if (st == HTTP1_ERROR)
+        if (st == HTTP1_ERROR) {
+            conn_body_wait(c, false);
             return -1;
+        }
         if (consumed == 0)
             break;
     }
-    if (total > 0)
+    if (total > 0) {
+        conn_body_wait(c, false);
         return (ssize_t)total;
-    if (c->peer_eof)
+    }
+    if (c->peer_eof) {
+        conn_body_wait(c, false);
         return -1; /* the client closed before its body ended */
+    }
+    /* Raw bytes that decode to nothing yet (a chunk-size line) still count as progress. */
+    if (!c->body_waiting || raw_seen)
+        conn_body_wait(c, true);
     return UPSTREAM_WOULD_BLOCK;
 }
 

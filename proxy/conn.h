@@ -79,6 +79,10 @@ struct conn_pipeline {
     void (*abort)(struct request *r);
     /* r ended with conn_request_done: free it. */
     void (*release)(struct request *r);
+    /* How long r's body may stall (config body_timeout), read when the wait starts. */
+    int64_t (*body_idle_ms)(struct request *r);
+    /* r's body stalled for that long: cancel, answer or close (the pipeline decides). */
+    void (*stalled)(struct request *r);
 };
 
 /* What a connection needs from the loop that owns it. All borrowed; same thread. */
@@ -124,6 +128,7 @@ struct conn {
     bool close_after;            /* close once the output is flushed */
     bool peer_eof;               /* the client half-closed after its request */
     bool sent_continue;
+    bool body_waiting; /* the body idle timer (config body_timeout) is armed on c->timer */
     /* Interception: set after CONNECT to a mapped host. */
     bool intercept;
     struct hostmap_authority connect_auth;

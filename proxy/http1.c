@@ -9,6 +9,11 @@
 
 #include "util.h"
 
+/* llhttp.c tests LLHTTP_STRICT_MODE with #if: CMake defines it for llhttp and for us. */
+#if !LLHTTP_STRICT_MODE
+#error "llhttp must be built with LLHTTP_STRICT_MODE=1 (see CMakeLists.txt)"
+#endif
+
 /* NUL terminators and slack on top of the raw head bytes. */
 #define HTTP1_ARENA_MAX (HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64)
 #define HTTP1_ARENA_INITIAL 1024
@@ -93,9 +98,18 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
             return fail(p, 400, "bad_request", "chunked trailers are too large");
         return 0;
     }
+    if (p->too_many_headers)
+        return 0;
     if (p->span != SPAN_FIELD) {
-        if (p->nheaders >= HTTP1_MAX_HEADERS)
-            return fail(p, 431, "headers_too_large", "the request has too many header lines");
+        /*
+         * Refused when the name is complete, not here: llhttp hands over a
+         * name in one piece or many depending on how the bytes arrived, and
+         * an invalid byte later in the name must win either way (400).
+         */
+        if (p->nheaders >= HTTP1_MAX_HEADERS) {
+            p->too_many_headers = true;
+            return 0;
+        }
         p->span = SPAN_FIELD;
         struct http1_header *h = &p->headers[p->nheaders++];
         h->name_off = (uint32_t)p->arena_len;
@@ -122,6 +136,8 @@ static int on_header_field_complete(llhttp_t *ll)
     struct http1_parser *p = parser_of(ll);
     if (p->phase != HTTP1_PHASE_HEAD)
         return 0;
+    if (p->too_many_headers)
+        return fail(p, 431, "headers_too_large", "the request has too many header lines");
     if (p->span != SPAN_FIELD || p->headers[p->nheaders - 1].name_len == 0)
         return fail(p, 400, "bad_request", "empty header name");
     const struct http1_header *h = &p->headers[p->nheaders - 1];
@@ -195,6 +211,50 @@ static bool name_is(const struct http1_parser *p, const struct http1_header *h, 
     return h->name_len == n && util_memcaseeq(p->arena + h->name_off, name, n);
 }
 
+/*
+ * Transfer-Encoding: one header whose value is exactly "chunked" (any case;
+ * OWS is already trimmed). A list, a second header, a parameter or another
+ * coding is ambiguous between implementations, so it is refused. RFC 9112
+ * §6.1: a Transfer-Encoding in an HTTP/1.0 request means faulty framing.
+ */
+static int check_transfer_encoding(struct http1_parser *p)
+{
+    int te = 0;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        const struct http1_header *h = &p->headers[i];
+        if (!name_is(p, h, "transfer-encoding"))
+            continue;
+        if (++te > 1)
+            return fail(p, 400, "bad_request", "more than one Transfer-Encoding header");
+        if (h->value_len != 7 || !util_memcaseeq(p->arena + h->value_off, "chunked", 7))
+            return fail(p, 400, "bad_request", "Transfer-Encoding other than a single chunked");
+    }
+    if (te && p->http_minor == 0)
+        return fail(p, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");
+    return 0;
+}
+
+/*
+ * A Connection header lists hop-by-hop headers a proxy removes. Naming an
+ * end-to-end framing header or a credential asks the proxy to drop what
+ * defines the message or who sends it; no client needs that, and proxies
+ * that honour it disagree with those that do not, so it is refused.
+ */
+static const char *const connection_forbidden[] = {
+    "host", "content-length", "transfer-encoding", "authorization", "proxy-authorization", "cookie",
+};
+
+static int check_connection(struct http1_parser *p)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(connection_forbidden); i++) {
+        const char *name = connection_forbidden[i];
+        if (http1_request_connection_lists(p, name, strlen(name)))
+            return fail(p, 400, "bad_request",
+                        "the Connection header names a framing or credential header");
+    }
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     struct http1_parser *p = parser_of(ll);
@@ -225,6 +285,8 @@ static int on_headers_complete(llhttp_t *ll)
     }
     if (hosts > 1)
         return fail(p, 400, "bad_request", "duplicate Host header");
+    if (check_transfer_encoding(p) < 0 || check_connection(p) < 0)
+        return -1;
     /* CONNECT from some clients carries no Host; every other request must name one. */
     if (hosts == 0 && !p->is_connect)
         return fail(p, 400, "bad_request", "missing Host header");
@@ -243,6 +305,7 @@ static int on_headers_complete(llhttp_t *ll)
     if (p->is_connect && p->has_body)
         return fail(p, 400, "bad_request", "CONNECT with a body");
     p->keep_alive = llhttp_should_keep_alive(ll) != 0;
+    p->cstate = p->chunked ? HTTP1_CHUNK_SIZE_LINE : HTTP1_CHUNK_NONE;
     p->phase = HTTP1_PHASE_BODY;
     return HPE_PAUSED;
 }
@@ -255,6 +318,24 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
     memcpy(p->body_out + p->body_len, at, len);
     p->body_len += len;
     return 0;
+}
+
+static int on_chunk_header(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    p->last_chunk = ll->content_length == 0;
+    return 0;
+}
+
+/*
+ * After a chunk's closing CRLF: pause, so http1_parse_body knows where the
+ * next chunk-size line starts. Not after the last chunk, whose completion
+ * comes with the message's.
+ */
+static int on_chunk_complete(llhttp_t *ll)
+{
+    struct http1_parser *p = parser_of(ll);
+    return p->last_chunk ? 0 : HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *ll)
@@ -275,6 +356,8 @@ static const llhttp_settings_t *settings(void)
         .on_header_value_complete = on_header_value_complete,
         .on_headers_complete = on_headers_complete,
         .on_body = on_body,
+        .on_chunk_header = on_chunk_header,
+        .on_chunk_complete = on_chunk_complete,
         .on_message_complete = on_message_complete,
     };
     return &s;
@@ -330,6 +413,13 @@ static enum http1_status parse_error(struct http1_parser *p, llhttp_errno_t e)
             p->err_msg = "invalid header";
             break;
         case HPE_INVALID_METHOD:
+            /* TRACK is IIS's TRACE: refused with the same answer (llhttp does not know it). */
+            if (p->peek_len >= 5 && memcmp(p->peek, "TRACK", 5) == 0) {
+                p->err_status = 405;
+                p->err_code = "method_not_allowed";
+                p->err_msg = "TRACK is not allowed through this proxy";
+                break;
+            }
             p->err_msg = "unknown method";
             break;
         case HPE_INVALID_VERSION:
@@ -346,6 +436,34 @@ static enum http1_status parse_error(struct http1_parser *p, llhttp_errno_t e)
     return HTTP1_ERROR;
 }
 
+/*
+ * Checks over head bytes llhttp has accepted: every LF ends a CRLF, and the
+ * request line has no two spaces in a row. Also keeps the first bytes of
+ * the request line (leading empty lines skipped) to name a refused method.
+ * Returns -1 (with the error set) on a violation.
+ */
+static int scan_head(struct http1_parser *p, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (c == '\n' && !p->prev_cr)
+            return fail(p, 400, "bad_request", "bare LF in the request head");
+        p->prev_cr = c == '\r';
+        if (p->line_done)
+            continue;
+        if (c == '\r' || c == '\n') {
+            p->line_done = p->peek_len > 0;
+            continue;
+        }
+        if (c == ' ' && p->prev_sp)
+            return fail(p, 400, "bad_request", "more than one space in the request line");
+        p->prev_sp = c == ' ';
+        if (p->peek_len < HTTP1_METHOD_PEEK)
+            p->peek[p->peek_len++] = c;
+    }
+    return 0;
+}
+
 enum http1_status http1_parse_head(struct http1_parser *p, const char *data, size_t len,
                                    size_t *consumed)
 {
@@ -360,8 +478,19 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
     p->exec_start = data;
     p->exec_end = data + n;
     llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
+    if (e != HPE_OK && e != HPE_PAUSED) {
+        /* Bytes before the error may hold the first violation (or TRACK's name). */
+        const char *at = llhttp_get_error_pos(&p->ll);
+        size_t upto = at && at >= data && at < data + n ? (size_t)(at - data) + 1 : n;
+        (void)scan_head(p, data, upto);
+        return parse_error(p, e);
+    }
+    size_t used = e == HPE_PAUSED ? (size_t)(llhttp_get_error_pos(&p->ll) - data) : n;
+    if (scan_head(p, data, used) < 0) {
+        p->phase = HTTP1_PHASE_ERROR;
+        return HTTP1_ERROR;
+    }
     if (e == HPE_PAUSED) {
-        size_t used = (size_t)(llhttp_get_error_pos(&p->ll) - data);
         llhttp_resume(&p->ll);
         p->head_bytes += used;
         *consumed = used;
@@ -372,8 +501,6 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
         }
         return HTTP1_HEAD_DONE;
     }
-    if (e != HPE_OK)
-        return parse_error(p, e);
     p->head_bytes += n;
     *consumed = n;
     if (p->head_bytes > HTTP1_MAX_HEAD_BYTES) {
@@ -382,6 +509,58 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
         return HTTP1_ERROR;
     }
     return HTTP1_NEED_MORE;
+}
+
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * Checks over chunked-body bytes llhttp has accepted (at most one chunk per
+ * call: llhttp pauses after each chunk). A chunk-size line is bounded in
+ * digits and length; a trailer line, like a head, never ends in a bare LF.
+ * Chunk data is not looked at. Returns -1 (with the error set) on a violation.
+ */
+static int scan_body(struct http1_parser *p, const char *data, size_t len)
+{
+    size_t i = 0;
+    while (i < len && p->cstate == HTTP1_CHUNK_SIZE_LINE) {
+        char c = data[i++];
+        if (c == '\n') {
+            if (!p->prev_cr)
+                return fail(p, 400, "bad_request", "bare LF in a chunk-size line");
+            p->cstate = p->last_chunk ? HTTP1_CHUNK_TRAILERS : HTTP1_CHUNK_DATA;
+            p->prev_cr = false;
+            p->prev_lf = true; /* a trailer line starts here */
+            p->chunk_line_len = 0;
+            p->chunk_digits = 0;
+            p->chunk_digits_ended = false;
+            break;
+        }
+        p->prev_cr = c == '\r';
+        if (c == '\r')
+            continue;
+        if (++p->chunk_line_len > HTTP1_MAX_CHUNK_LINE)
+            return fail(p, 400, "bad_request", "chunk extension is too long");
+        if (!p->chunk_digits_ended && is_hex(c)) {
+            if (++p->chunk_digits > HTTP1_MAX_CHUNK_SIZE_DIGITS)
+                return fail(p, 400, "bad_request", "chunk size has too many digits");
+        } else {
+            p->chunk_digits_ended = true;
+        }
+    }
+    if (p->cstate != HTTP1_CHUNK_TRAILERS)
+        return 0;
+    for (; i < len; i++) {
+        if (data[i] == '\n' && !p->prev_cr)
+            return fail(p, 400, "bad_request", "bare LF in a chunked trailer");
+        if (p->prev_lf && (data[i] == ' ' || data[i] == '\t'))
+            return fail(p, 400, "bad_request", "obsolete line folding in a chunked trailer");
+        p->prev_cr = data[i] == '\r';
+        p->prev_lf = data[i] == '\n';
+    }
+    return 0;
 }
 
 enum http1_status http1_parse_body(struct http1_parser *p, const char *data, size_t len,
@@ -405,18 +584,39 @@ enum http1_status http1_parse_body(struct http1_parser *p, const char *data, siz
     p->body_out = out;
     p->body_cap = cap;
     p->body_len = 0;
-    llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
-    *produced = p->body_len;
-    p->body_out = NULL;
-    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-        *consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
-        p->phase = HTTP1_PHASE_DONE;
-        return HTTP1_BODY_DONE;
+    size_t pos = 0;
+    enum http1_status st = HTTP1_NEED_MORE;
+    while (pos < n) {
+        llhttp_errno_t e = llhttp_execute(&p->ll, data + pos, n - pos);
+        /* The message of an Upgrade request ended: llhttp answers PAUSED_UPGRADE. */
+        if (e == HPE_PAUSED_UPGRADE)
+            e = HPE_PAUSED;
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            st = parse_error(p, e);
+            break;
+        }
+        size_t used =
+            e == HPE_PAUSED ? (size_t)(llhttp_get_error_pos(&p->ll) - (data + pos)) : n - pos;
+        if (p->chunked && scan_body(p, data + pos, used) < 0) {
+            p->phase = HTTP1_PHASE_ERROR;
+            st = HTTP1_ERROR;
+            break;
+        }
+        pos += used;
+        if (e == HPE_OK)
+            break;
+        llhttp_resume(&p->ll);
+        if (p->phase == HTTP1_PHASE_DONE) {
+            st = HTTP1_BODY_DONE;
+            break;
+        }
+        p->cstate = HTTP1_CHUNK_SIZE_LINE; /* paused after a chunk: a size line comes next */
     }
-    if (e != HPE_OK)
-        return parse_error(p, e);
-    *consumed = n;
-    return HTTP1_NEED_MORE;
+    /* On an error nothing decoded is valid: the caller forwards none of it. */
+    *produced = st == HTTP1_ERROR ? 0 : p->body_len;
+    *consumed = pos;
+    p->body_out = NULL;
+    return st;
 }
 
 const char *http1_method(const struct http1_parser *p)

@@ -6,7 +6,10 @@
  * Layer 2, pure: no I/O, no event loop, no logging. Never enables llhttp's
  * lenient flags; anything ambiguous (Content-Length with Transfer-Encoding,
  * duplicate Content-Length, obs-fold, control bytes, duplicate or missing
- * Host, bad chunk sizes) is an error, never a guess. Memory per parser is
+ * Host, bad chunk sizes, any Transfer-Encoding but one "chunked", a bare LF
+ * in a head, chunk line or trailer, two spaces in the request line, a
+ * Connection header naming a framing or credential header) is an error,
+ * never a guess. llhttp must be compiled with LLHTTP_STRICT_MODE=1. Memory per parser is
  * bounded by HTTP1_MAX_HEAD_BYTES and HTTP1_MAX_HEADERS.
  */
 #ifndef CREDPROXY_HTTP1_H
@@ -21,6 +24,15 @@
 #define HTTP1_MAX_HEAD_BYTES (64 * 1024)    /* request line + headers, CRLFs included */
 #define HTTP1_MAX_HEADERS 100               /* header lines per request */
 #define HTTP1_MAX_TRAILER_BYTES (16 * 1024) /* chunked trailers: parsed, bounded, dropped */
+/*
+ * One chunk-size line, extensions included, CRLF excluded: 4 KiB is far
+ * above anything a client sends (extensions are ignored) and keeps a
+ * never-ending extension from holding a connection.
+ */
+#define HTTP1_MAX_CHUNK_LINE 4096
+/* Hex digits of a chunk size, leading zeros included: more than 64 bits is refused. */
+#define HTTP1_MAX_CHUNK_SIZE_DIGITS 16
+#define HTTP1_METHOD_PEEK 8 /* first bytes of a request line kept to name a refused method */
 
 enum http1_status {
     HTTP1_NEED_MORE = 0, /* every byte consumed; feed more */
@@ -52,6 +64,24 @@ struct http1_parser {
     int last_done; /* the last span completed (obs-fold shows as value after value) */
     size_t head_bytes;
     size_t trailer_bytes;
+    /* Byte-level checks llhttp's strict mode leaves to us (see scan_head / scan_body). */
+    bool prev_cr;          /* the previous head/line byte was CR */
+    bool too_many_headers; /* a name beyond HTTP1_MAX_HEADERS started (431 at its end) */
+    bool prev_lf;          /* the previous trailer byte was LF (a line starts) */
+    bool prev_sp;          /* the previous request-line byte was SP */
+    bool line_done;        /* the request line has ended */
+    char peek[HTTP1_METHOD_PEEK];
+    size_t peek_len;
+    enum {
+        HTTP1_CHUNK_NONE = 0,
+        HTTP1_CHUNK_SIZE_LINE,
+        HTTP1_CHUNK_DATA,
+        HTTP1_CHUNK_TRAILERS
+    } cstate;
+    size_t chunk_line_len;   /* bytes of the current chunk-size line */
+    size_t chunk_digits;     /* leading hex digits of the current chunk-size line */
+    bool chunk_digits_ended; /* a non-digit was seen on the current size line */
+    bool last_chunk;         /* on_chunk_header saw size 0 */
 
     /* Facts of the parsed head (valid after HTTP1_HEAD_DONE). */
     unsigned http_major, http_minor;
@@ -93,8 +123,8 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
 
 /*
  * After HTTP1_HEAD_DONE: decode body bytes from data into out (at most cap
- * decoded bytes; *produced says how many). Never consumes more raw bytes
- * than cap, so decoded output always fits. Returns HTTP1_NEED_MORE,
+ * decoded bytes; *produced says how many, 0 with HTTP1_ERROR). Never
+ * consumes more raw bytes than cap, so decoded output always fits. Returns HTTP1_NEED_MORE,
  * HTTP1_BODY_DONE (bodiless requests answer it at once) or HTTP1_ERROR.
  */
 enum http1_status http1_parse_body(struct http1_parser *p, const char *data, size_t len,

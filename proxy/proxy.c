@@ -1699,6 +1699,36 @@ static void proxy_body_available(struct request *r)
         upstream_resume_request(r->ex);
 }
 
+/* The body idle limit in force for r (config body_timeout). */
+static int64_t proxy_body_timeout_ms(struct request *r)
+{
+    return req_cfg(r)->body_timeout_ms;
+}
+
+/*
+ * The request body promised by the head has not advanced for body_timeout:
+ * cancel the upstream exchange, answer 400 if no response head was sent
+ * (else just close), and close the connection.
+ */
+static void proxy_body_stalled(struct request *r)
+{
+    struct conn *c = r->c;
+    if (r->ex) {
+        r->upstream_ms = upstream_elapsed_ms(r->ex);
+        upstream_cancel(r->ex);
+        r->ex = NULL;
+    }
+    r->body_blocked = false;
+    log_info("request body from %s stalled for %lld ms; cancelled", c->peer,
+             (long long)req_cfg(r)->body_timeout_ms);
+    if (r->head_sent) {
+        conn_close(c, "request body stalled");
+        return;
+    }
+    reply_error_x(r, 400, "bad_request",
+                  "the request body stalled: no bytes arrived within body_timeout", NULL, true);
+}
+
 /* The client's output drained: resume a response that paused for it. */
 static void proxy_output_drained(struct request *r)
 {
@@ -1716,4 +1746,6 @@ const struct conn_pipeline proxy_pipeline = {
     .drained = proxy_output_drained,
     .abort = proxy_request_abort,
     .release = proxy_request_free,
+    .body_idle_ms = proxy_body_timeout_ms,
+    .stalled = proxy_body_stalled,
 };

@@ -16,9 +16,11 @@ RUNTIME_PKGS=(
   libevent-dev libssl-dev libcurl4-openssl-dev libyaml-dev libhiredis-dev libjansson-dev
   node-llhttp
 )
-# Tests: the fake Atlassian, clients in three languages, redis, the container test.
+# Tests: the fake Atlassian, clients in three languages, redis, the container test,
+# and clang-14 with libFuzzer for the fuzz smoke run.
 TEST_PKGS=(
   git curl
+  clang-14 libclang-rt-14-dev
   redis-server
   python3 python3-requests python3-jira nodejs
   iproute2 util-linux systemd

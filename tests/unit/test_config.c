@@ -610,6 +610,7 @@ static void test_good_minimal(void)
         ends_with(cfg->interception.ca_key, "/tests/fixtures/config/good/" CONFIG_DEFAULT_CA_KEY));
     CHECK(cfg->gateway.rewrite_links);
     CHECK(cfg->shutdown_timeout_ms == CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS);
+    CHECK(cfg->body_timeout_ms == CONFIG_DEFAULT_BODY_TIMEOUT_MS);
     CHECK(cfg->log.format == LOG_FORMAT_TEXT && cfg->log.level == LOG_INFO && cfg->log.audit);
     CHECK(config_credential_index(cfg, "svc") == 0);
     CHECK(config_credential_index(cfg, "nope") == -1);
@@ -683,6 +684,7 @@ static void test_good_full(void)
     CHECK_STR(cfg->interception.ca_key, "/tmp/x/ca.key");
     CHECK(!cfg->gateway.rewrite_links);
     CHECK(cfg->shutdown_timeout_ms == 60000);
+    CHECK(cfg->body_timeout_ms == 30000);
     CHECK(cfg->log.format == LOG_FORMAT_JSON && cfg->log.level == LOG_DEBUG && !cfg->log.audit);
     config_free(cfg);
 }
