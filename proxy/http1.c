@@ -437,31 +437,50 @@ static enum http1_status parse_error(struct http1_parser *p, llhttp_errno_t e)
 }
 
 /*
- * Checks over head bytes llhttp has accepted: every LF ends a CRLF, and the
- * request line has no two spaces in a row. Also keeps the first bytes of
- * the request line (leading empty lines skipped) to name a refused method.
- * Returns -1 (with the error set) on a violation.
+ * Checks llhttp's strict mode leaves to us, run over head bytes *before*
+ * llhttp sees them: every LF ends a CRLF, and the request line has no two
+ * spaces in a row. Also keeps the first bytes of the request line (leading
+ * empty lines skipped) to name a refused method. Stops after the empty line
+ * that ends the head (the bytes after it are the body's or the next
+ * request's). Returns how many bytes are clean; *why names the violation
+ * at that index, or stays NULL. Scanning first and feeding llhttp only the
+ * clean bytes keeps the verdict the same however the bytes arrive.
  */
-static int scan_head(struct http1_parser *p, const char *data, size_t len)
+static size_t scan_head(struct http1_parser *p, const char *data, size_t len, const char **why)
 {
+    *why = NULL;
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
-        if (c == '\n' && !p->prev_cr)
-            return fail(p, 400, "bad_request", "bare LF in the request head");
-        p->prev_cr = c == '\r';
-        if (p->line_done)
-            continue;
-        if (c == '\r' || c == '\n') {
-            p->line_done = p->peek_len > 0;
+        if (c == '\n') {
+            if (!p->prev_cr) {
+                *why = "bare LF in the request head";
+                return i;
+            }
+            p->prev_cr = false;
+            if (p->scan_line_len == 0 && p->scan_lines > 0) {
+                p->scan_done = true;
+                return i + 1;
+            }
+            if (p->scan_line_len > 0)
+                p->scan_lines++;
+            p->scan_line_len = 0;
             continue;
         }
-        if (c == ' ' && p->prev_sp)
-            return fail(p, 400, "bad_request", "more than one space in the request line");
+        p->prev_cr = c == '\r';
+        if (c == '\r')
+            continue;
+        p->scan_line_len++;
+        if (p->scan_lines > 0)
+            continue;
+        if (c == ' ' && p->prev_sp) {
+            *why = "more than one space in the request line";
+            return i;
+        }
         p->prev_sp = c == ' ';
         if (p->peek_len < HTTP1_METHOD_PEEK)
             p->peek[p->peek_len++] = c;
     }
-    return 0;
+    return len;
 }
 
 enum http1_status http1_parse_head(struct http1_parser *p, const char *data, size_t len,
@@ -475,22 +494,24 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
     /* Feed no more than one byte past the limit: that is enough to know. */
     size_t room = HTTP1_MAX_HEAD_BYTES + 1 - p->head_bytes;
     size_t n = len < room ? len : room;
+    const char *why = NULL;
+    if (!p->scan_done) {
+        size_t clean = scan_head(p, data, n, &why);
+        if (why)
+            n = clean; /* llhttp gets the bytes before the violation: an earlier error wins */
+    }
     p->exec_start = data;
     p->exec_end = data + n;
     llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
-    if (e != HPE_OK && e != HPE_PAUSED) {
-        /* Bytes before the error may hold the first violation (or TRACK's name). */
-        const char *at = llhttp_get_error_pos(&p->ll);
-        size_t upto = at && at >= data && at < data + n ? (size_t)(at - data) + 1 : n;
-        (void)scan_head(p, data, upto);
+    if (e != HPE_OK && e != HPE_PAUSED)
         return parse_error(p, e);
-    }
-    size_t used = e == HPE_PAUSED ? (size_t)(llhttp_get_error_pos(&p->ll) - data) : n;
-    if (scan_head(p, data, used) < 0) {
+    if (why) {
+        fail(p, 400, "bad_request", why);
         p->phase = HTTP1_PHASE_ERROR;
         return HTTP1_ERROR;
     }
     if (e == HPE_PAUSED) {
+        size_t used = (size_t)(llhttp_get_error_pos(&p->ll) - data);
         llhttp_resume(&p->ll);
         p->head_bytes += used;
         *consumed = used;

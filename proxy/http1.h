@@ -65,11 +65,13 @@ struct http1_parser {
     size_t head_bytes;
     size_t trailer_bytes;
     /* Byte-level checks llhttp's strict mode leaves to us (see scan_head / scan_body). */
-    bool prev_cr;          /* the previous head/line byte was CR */
-    bool too_many_headers; /* a name beyond HTTP1_MAX_HEADERS started (431 at its end) */
+    bool prev_cr;          /* the previous scanned byte was CR */
     bool prev_lf;          /* the previous trailer byte was LF (a line starts) */
+    bool too_many_headers; /* a name beyond HTTP1_MAX_HEADERS started (431 at its end) */
     bool prev_sp;          /* the previous request-line byte was SP */
-    bool line_done;        /* the request line has ended */
+    size_t scan_lines;     /* non-empty head lines scanned (the request line first) */
+    size_t scan_line_len;  /* bytes of the head line being scanned, CR excluded */
+    bool scan_done;        /* the head's closing empty line was scanned */
     char peek[HTTP1_METHOD_PEEK];
     size_t peek_len;
     enum {
