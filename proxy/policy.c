@@ -1298,6 +1298,13 @@ char *policy_narrow_query(const struct config_policy *pol, const struct policy_o
         deny(d, "", "a ';' in the query string of a narrowed search");
         goto fail;
     }
+    for (size_t i = 0; i < len; i++) {
+        /* A NUL would end the returned string before the narrowed parameter (fuzz_narrow). */
+        if ((unsigned char)query[i] < 0x20 || query[i] == 0x7f) {
+            deny(d, "", "a control byte in the query string of a narrowed search");
+            goto fail;
+        }
+    }
     for (size_t i = 0; i <= len;) {
         size_t j = i;
         while (j < len && query[j] != '&')

@@ -595,6 +595,8 @@ static const struct q_row q_rows[] = {
     {&pol_triage, "/wiki/rest/api/content", "spaceKey=DOCS", NULL},
     {&pol_triage, "/wiki/rest/api/content", "title=Home", NULL},
     {&pol_triage, "/wiki/rest/api/content", "spaceKey=ENG&spaceKey=DOCS", NULL},
+    {&pol_triage, "/rest/api/3/search", "a=\x01&jql=x", NULL},
+    {&pol_triage, "/wiki/rest/api/search", "limit=5\x7f&cql=x", NULL},
 };
 
 static void test_query(void)
@@ -613,6 +615,29 @@ static void test_query(void)
             CHECK_MSG(!got && d.verdict == POLICY_DENY, "%s?%s accepted: %s", r->path, r->query,
                       got ? got : "");
         }
+        free(got);
+    }
+}
+
+/* Query strings with a NUL byte (fuzz_narrow): the NUL would end the returned string before
+ * the appended narrowed jql=, so an unnarrowed search went upstream. Always refused. */
+static void test_query_nul(void)
+{
+    static const struct {
+        const char *path, *query;
+        size_t len;
+    } rows[] = {
+        {"/rest/api/3/search", "a=\0&jql=x", 9},
+        {"/rest/api/3/search", "a=\0", 3},
+        {"/rest/api/3/search", "fields text ~\0\0 \"=sum2ary", 25},
+        {"/wiki/rest/api/search", "limit=5\0&cql=type%3Dpage", 24},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct policy_op op;
+        struct policy_decision d;
+        policy_classify("GET", rows[i].path, strlen(rows[i].path), &op);
+        char *got = policy_narrow_query(&pol_triage, &op, rows[i].query, rows[i].len, &d);
+        CHECK_MSG(!got && d.verdict == POLICY_DENY, "row %zu accepted: %s", i, got ? got : "");
         free(got);
     }
 }
@@ -778,6 +803,7 @@ int main(void)
     test_verdicts();
     test_narrow();
     test_query();
+    test_query_nul();
     test_bodies();
     test_lookup();
     TEST_DONE();
