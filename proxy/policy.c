@@ -1426,6 +1426,11 @@ static void body_issue_project(const struct config_policy *pol, const struct pol
         return;
     }
     if (json_is_string(key)) {
+        /* a longer key would be cut to a different (maybe listed) one in buf */
+        if (json_string_length(key) > POLICY_MAX_KEY) {
+            deny(d, "", "fields.project.key is not a project key");
+            return;
+        }
         snprintf(buf, sizeof(buf), "%s", json_string_value(key));
         if (!project_key_ok(buf)) {
             deny(d, "", "fields.project.key is not a project key");

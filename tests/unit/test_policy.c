@@ -353,6 +353,17 @@ static const struct config_policy pol_triage = {
     .nspaces = 1,
     .has_spaces = true,
 };
+/* A listed key of the longest length kept (POLICY_MAX_KEY): a longer body key must not be cut to
+ * it. */
+#define K64 "KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK"
+static char *k64[] = {K64};
+static const struct config_policy pol_k64 = {
+    .name = "k64",
+    .allow = POLICY_ALL_CLASSES,
+    .projects = k64,
+    .nprojects = 1,
+    .has_projects = true,
+};
 static const struct config_policy pol_docs = {
     .name = "docs-writer",
     .allow = POLICY_CLASS_BIT(POLICY_READ) | POLICY_CLASS_BIT(POLICY_WRITE),
@@ -715,6 +726,13 @@ static const struct b_row b_rows[] = {
      "65601"},
     {&pol_triage, "/wiki/api/v2/footer-comments", "{\"pageId\":\"1\",\"blogPostId\":\"2\"}",
      POLICY_DENY, NULL},
+    {&pol_k64, "/rest/api/3/issue", "{\"fields\":{\"project\":{\"key\":\"" K64 "\"}}}",
+     POLICY_ALLOW, NULL},
+    {&pol_k64, "/rest/api/3/issue", "{\"fields\":{\"project\":{\"key\":\"" K64 "X\"}}}",
+     POLICY_DENY, NULL},
+    {&pol_k64, "/rest/api/3/issue/bulk",
+     "{\"issueUpdates\":[{\"fields\":{\"project\":{\"key\":\"" K64 "SECRET\"}}}]}", POLICY_DENY,
+     NULL},
 };
 
 static void test_bodies(void)
