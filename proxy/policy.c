@@ -1448,6 +1448,30 @@ static void body_issue_project(const struct config_policy *pol, const struct pol
          allow_id ? " or fields.project.id" : "; bulk creates need keys");
 }
 
+/* Does the JSON text nest arrays and objects at most POLICY_MAX_JSON_DEPTH deep? */
+static bool json_depth_ok(const char *s, size_t len)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > POLICY_MAX_JSON_DEPTH)
+                return false;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
+    return true;
+}
+
 void policy_apply_body(const struct config_policy *pol, const struct policy_op *op,
                        const char *body, size_t len, char **out, size_t *out_len,
                        struct policy_decision *d)
@@ -1461,6 +1485,10 @@ void policy_apply_body(const struct config_policy *pol, const struct policy_op *
     *out_len = 0;
     if (len > POLICY_MAX_BODY) {
         deny(d, "", "the body is larger than %d bytes", POLICY_MAX_BODY);
+        return;
+    }
+    if (!json_depth_ok(body, len)) {
+        deny(d, "", "the body nests deeper than %d levels", POLICY_MAX_JSON_DEPTH);
         return;
     }
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);

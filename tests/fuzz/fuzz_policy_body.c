@@ -3,7 +3,8 @@
  * policy_apply_body, and lookup answers through policy_lookup_parse. The
  * first byte chooses the body rule (and the lookup kind); the rest is the
  * body.
- * Invariants: never a crash or leak; a body over POLICY_MAX_BODY is denied;
+ * Invariants: never a crash or leak; a body over POLICY_MAX_BODY or nesting
+ * deeper than POLICY_MAX_JSON_DEPTH is denied;
  * a rewritten body is a JSON object per jansson whose "jql" begins with the
  * scope clause and whose other members are the agent's, unchanged; only
  * JQL searches are rewritten; a create is allowed only for a listed key
@@ -52,6 +53,33 @@ static const char *body_project_key(json_t *root)
     return json_is_string(k) ? json_string_value(k) : NULL;
 }
 
+/* Nesting depth of a parsed value (an object or array counts one level). */
+static int tree_depth(json_t *v)
+{
+    int deepest = 0;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach(v, k, m)
+        {
+            int dm = tree_depth(m);
+            deepest = dm > deepest ? dm : deepest;
+        }
+        return deepest + 1;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(v, i, m)
+        {
+            int dm = tree_depth(m);
+            deepest = dm > deepest ? dm : deepest;
+        }
+        return deepest + 1;
+    }
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > POLICY_MAX_BODY + 2)
@@ -98,8 +126,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     json_error_t jerr;
     json_t *orig = d.verdict == POLICY_DENY ? NULL : json_loadb(in, len, 0, &jerr);
-    if (d.verdict != POLICY_DENY)
+    if (d.verdict != POLICY_DENY) {
         FUZZ_CHECK(json_is_object(orig));
+        FUZZ_CHECK(tree_depth(orig) <= POLICY_MAX_JSON_DEPTH);
+    }
     if (d.verdict == POLICY_ALLOW && body == POLICY_BODY_JIRA_ISSUE) {
         const char *k = body_project_key(orig);
         FUZZ_CHECK(k != NULL && listed(projects, 2, k));

@@ -761,6 +761,40 @@ static void test_bodies(void)
     }
 }
 
+/* POLICY_MAX_JSON_DEPTH was declared but not enforced (fuzz_policy_body): bodies nesting
+ * deeper are refused, up to the limit they are read; brackets inside strings do not count. */
+static void test_body_depth(void)
+{
+    static const struct {
+        int depth;           /* nested arrays around the jql member's value */
+        const char *padding; /* a string member with brackets, before it */
+        enum policy_verdict verdict;
+    } rows[] = {
+        {POLICY_MAX_JSON_DEPTH - 1, "", POLICY_ALLOW}, /* + the outer object = the limit */
+        {POLICY_MAX_JSON_DEPTH, "", POLICY_DENY},
+        {2000, "", POLICY_DENY},
+        {POLICY_MAX_JSON_DEPTH - 1, "[[[[{{{{\\\"[[[[", POLICY_ALLOW},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char body[8192];
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"s\":\"%s\",\"x\":", rows[i].padding);
+        for (int k = 0; k < rows[i].depth; k++)
+            body[n++] = '[';
+        for (int k = 0; k < rows[i].depth; k++)
+            body[n++] = ']';
+        n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"jql\":\"a = 1\"}");
+        struct policy_op op;
+        struct policy_decision d;
+        char *out = NULL;
+        size_t olen = 0;
+        policy_classify("POST", "/rest/api/3/search/jql", 22, &op);
+        policy_apply_body(&pol_triage, &op, body, n, &out, &olen, &d);
+        CHECK_MSG(d.verdict == rows[i].verdict, "depth %d: verdict %d (%s)", rows[i].depth,
+                  d.verdict, d.reason);
+        free(out);
+    }
+}
+
 /* ---- lookups and the cache -------------------------------------------- */
 
 static void test_lookup(void)
@@ -823,6 +857,7 @@ int main(void)
     test_query();
     test_query_nul();
     test_bodies();
+    test_body_depth();
     test_lookup();
     TEST_DONE();
 }
