@@ -14,6 +14,44 @@ enum gwroute_product gwroute_product_for(const char *path, size_t len)
     return GWROUTE_JIRA;
 }
 
+/*
+ * Could the path part (up to '?' or '#') climb out of its /ex/{product}/{cloudId}
+ * prefix upstream: a "." or ".." segment (also written with %2e; libcurl
+ * removes dot segments before sending), a backslash, or an encoded '/' or '\'?
+ */
+static bool gw_path_ambiguous(const char *path, size_t len)
+{
+    size_t end = 0, seg = 0, dots = 0, other = 0;
+    while (end < len && path[end] != '?' && path[end] != '#')
+        end++;
+    for (size_t i = 0; i <= end; i++) {
+        if (i == end || path[i] == '/') {
+            if (other == 0 && (dots == 1 || dots == 2) && i > seg)
+                return true;
+            seg = i + 1;
+            dots = other = 0;
+            continue;
+        }
+        if (path[i] == '\\')
+            return true;
+        if (path[i] == '%' && i + 2 < end) {
+            char h = path[i + 1], l = (char)(path[i + 2] | 0x20);
+            if ((h == '2' && l == 'f') || (h == '5' && l == 'c'))
+                return true;
+            if (h == '2' && l == 'e') {
+                dots++;
+                i += 2;
+                continue;
+            }
+        }
+        if (path[i] == '.')
+            dots++;
+        else
+            other++;
+    }
+    return false;
+}
+
 int gwroute_prefix(enum gwroute_product p, const char *cloud_id, char *out, size_t cap)
 {
     if (!cloud_id || !*cloud_id)
@@ -26,7 +64,8 @@ int gwroute_prefix(enum gwroute_product p, const char *cloud_id, char *out, size
 char *gwroute_url(const char *path, size_t len, const char *cloud_id)
 {
     char prefix[GWROUTE_MAX_PREFIX + 1];
-    if (gwroute_prefix(gwroute_product_for(path, len), cloud_id, prefix, sizeof(prefix)) < 0)
+    if (gw_path_ambiguous(path, len) ||
+        gwroute_prefix(gwroute_product_for(path, len), cloud_id, prefix, sizeof(prefix)) < 0)
         return NULL;
     if (len == 0)
         return xasprintf("%s%s/", GWROUTE_ORIGIN, prefix);
@@ -37,6 +76,8 @@ bool gwroute_parse(const char *path, size_t len, enum gwroute_product *product, 
                    size_t cap)
 {
     size_t off;
+    if (gw_path_ambiguous(path, len))
+        return false;
     if (len >= 9 && memcmp(path, "/ex/jira/", 9) == 0) {
         *product = GWROUTE_JIRA;
         off = 9;

@@ -31,7 +31,9 @@ int gwroute_prefix(enum gwroute_product p, const char *cloud_id, char *out, size
 
 /*
  * The gateway URL for a site request's origin-form path (path[0] == '/',
- * or empty for "/"): a new string the caller frees.
+ * or empty for "/"): a new string the caller frees. NULL for a path that
+ * could climb out of the prefix upstream ("." or ".." segments, also as
+ * %2e, backslashes, encoded '/' or '\'), or when cloud_id is empty.
  */
 char *gwroute_url(const char *path, size_t len, const char *cloud_id);
 
@@ -40,7 +42,9 @@ char *gwroute_url(const char *path, size_t len, const char *cloud_id);
  * /ex/jira/ID or /ex/confluence/ID followed by '/', '?' or the end, with ID
  * a cloudId (hex digits and '-', at most CONFIG_MAX_CLOUD_ID; written to
  * cloud_id lowercased). Anything else (other products, /oauth/..., a
- * look-alike such as /ex/jira/ID-evil, encoded slashes) is false.
+ * look-alike such as /ex/jira/ID-evil, encoded slashes, dot segments or
+ * backslashes anywhere in the path, which could climb to another cloudId) is
+ * false.
  */
 bool gwroute_parse(const char *path, size_t len, enum gwroute_product *product, char *cloud_id,
                    size_t cap);

@@ -1298,6 +1298,13 @@ char *policy_narrow_query(const struct config_policy *pol, const struct policy_o
         deny(d, "", "a ';' in the query string of a narrowed search");
         goto fail;
     }
+    for (size_t i = 0; i < len; i++) {
+        /* A NUL would end the returned string before the narrowed parameter (fuzz_narrow). */
+        if ((unsigned char)query[i] < 0x20 || query[i] == 0x7f) {
+            deny(d, "", "a control byte in the query string of a narrowed search");
+            goto fail;
+        }
+    }
     for (size_t i = 0; i <= len;) {
         size_t j = i;
         while (j < len && query[j] != '&')
@@ -1419,6 +1426,11 @@ static void body_issue_project(const struct config_policy *pol, const struct pol
         return;
     }
     if (json_is_string(key)) {
+        /* a longer key would be cut to a different (maybe listed) one in buf */
+        if (json_string_length(key) > POLICY_MAX_KEY) {
+            deny(d, "", "fields.project.key is not a project key");
+            return;
+        }
         snprintf(buf, sizeof(buf), "%s", json_string_value(key));
         if (!project_key_ok(buf)) {
             deny(d, "", "fields.project.key is not a project key");
@@ -1436,6 +1448,30 @@ static void body_issue_project(const struct config_policy *pol, const struct pol
          allow_id ? " or fields.project.id" : "; bulk creates need keys");
 }
 
+/* Does the JSON text nest arrays and objects at most POLICY_MAX_JSON_DEPTH deep? */
+static bool json_depth_ok(const char *s, size_t len)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > POLICY_MAX_JSON_DEPTH)
+                return false;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+        }
+    }
+    return true;
+}
+
 void policy_apply_body(const struct config_policy *pol, const struct policy_op *op,
                        const char *body, size_t len, char **out, size_t *out_len,
                        struct policy_decision *d)
@@ -1449,6 +1485,10 @@ void policy_apply_body(const struct config_policy *pol, const struct policy_op *
     *out_len = 0;
     if (len > POLICY_MAX_BODY) {
         deny(d, "", "the body is larger than %d bytes", POLICY_MAX_BODY);
+        return;
+    }
+    if (!json_depth_ok(body, len)) {
+        deny(d, "", "the body nests deeper than %d levels", POLICY_MAX_JSON_DEPTH);
         return;
     }
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);

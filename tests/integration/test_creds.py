@@ -421,6 +421,17 @@ def scoped_token_forward_mode(env):
                 "http://api.atlassian.com/ex/bitbucket/%s/x" % acme_id):
         h.proxy_error(get(env, url), 403, "host_not_allowed")
     check(not env.fake.records(since=seq), "other api.atlassian.com paths never went out")
+    # Dot segments would climb to another cloudId once libcurl removes them (fuzz_gwroute):
+    # neither the agent's gateway URL nor a site path may carry the credential there.
+    other = "00000000-0000-0000-0000-00000000ffff"
+    for url in ("http://api.atlassian.com/ex/jira/%s/../%s/rest/api/3/myself" % (acme_id, other),
+                "http://api.atlassian.com/ex/jira/%s/%%2e%%2e/%s/x" % (acme_id, other),
+                "http://acme.atlassian.net/../../jira/%s/rest/api/3/myself" % other,
+                "http://acme.atlassian.net/rest/..%%2f..%%2f..%%2fjira/%s/x" % other):
+        r = get(env, url)
+        check(r.status in (400, 403, 503), "%s refused" % url, r)
+    check(not [x for x in env.fake.records(since=seq) if other in x["target"]],
+          "nothing reached the other cloudId")
 
 
 @h.test

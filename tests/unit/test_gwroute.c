@@ -37,6 +37,27 @@ static void test_url(void)
         CHECK_STR(u, cases[i].want);
         free(u);
     }
+    /* paths that would climb out of /ex/jira/ID once dot segments are removed (fuzz_gwroute) */
+    static const char *const climbs[] = {
+        "/../../jira/0b0b/rest/api/3/myself",
+        "/rest/../../../confluence/0b0b/wiki",
+        "/%2e%2e/%2E./jira/0b0b/x",
+        "/..",
+        "/./x",
+        "/x/.",
+        "/x\\..\\..\\y",
+        "/x/..%2f..%2fy",
+        "/x/%5C",
+    };
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(climbs); i++) {
+        char *u = gwroute_url(climbs[i], strlen(climbs[i]), ID);
+        CHECK_MSG(u == NULL, "url for %s: %s", climbs[i], u ? u : "");
+        free(u);
+    }
+    /* dots that are not whole segments, and dot segments in the query, are kept */
+    char *u = gwroute_url("/a.b/..c/x?next=/../y", 21, ID);
+    CHECK_STR(u, GWROUTE_ORIGIN "/ex/jira/" ID "/a.b/..c/x?next=/../y");
+    free(u);
     CHECK(gwroute_url("/x", 2, "") == NULL);
     CHECK(gwroute_url("/x", 2, NULL) == NULL);
     char p[8];
@@ -66,6 +87,15 @@ static void test_parse(void)
         {"/EX/jira/" ID "/x", false, 0, NULL},
         {"/ex//jira/" ID "/x", false, 0, NULL},
         {"//ex/jira/" ID "/x", false, 0, NULL},
+        /* dot segments climb to another cloudId upstream (fuzz_gwroute) */
+        {"/ex/jira/" ID "/../0b0b/rest/api/3/myself", false, 0, NULL},
+        {"/ex/jira/a/../\x9e/x/y", false, 0, NULL},
+        {"/ex/confluence/" ID "/%2e%2e/%2e%2e/jira/0b0b", false, 0, NULL},
+        {"/ex/jira/" ID "/./x", false, 0, NULL},
+        {"/ex/jira/" ID "/x\\y", false, 0, NULL},
+        {"/ex/jira/" ID "/x%2fy", false, 0, NULL},
+        {"/ex/jira/" ID "/x?next=/../y", true, GWROUTE_JIRA, ID},
+        {"/ex/jira/" ID "/a..b/.x", true, GWROUTE_JIRA, ID},
         {"/ex/jira/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0/x", false, 0,
          NULL}, /* 65: too long */
     };

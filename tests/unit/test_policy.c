@@ -353,6 +353,17 @@ static const struct config_policy pol_triage = {
     .nspaces = 1,
     .has_spaces = true,
 };
+/* A listed key of the longest length kept (POLICY_MAX_KEY): a longer body key must not be cut to
+ * it. */
+#define K64 "KKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKKK"
+static char *k64[] = {K64};
+static const struct config_policy pol_k64 = {
+    .name = "k64",
+    .allow = POLICY_ALL_CLASSES,
+    .projects = k64,
+    .nprojects = 1,
+    .has_projects = true,
+};
 static const struct config_policy pol_docs = {
     .name = "docs-writer",
     .allow = POLICY_CLASS_BIT(POLICY_READ) | POLICY_CLASS_BIT(POLICY_WRITE),
@@ -595,6 +606,8 @@ static const struct q_row q_rows[] = {
     {&pol_triage, "/wiki/rest/api/content", "spaceKey=DOCS", NULL},
     {&pol_triage, "/wiki/rest/api/content", "title=Home", NULL},
     {&pol_triage, "/wiki/rest/api/content", "spaceKey=ENG&spaceKey=DOCS", NULL},
+    {&pol_triage, "/rest/api/3/search", "a=\x01&jql=x", NULL},
+    {&pol_triage, "/wiki/rest/api/search", "limit=5\x7f&cql=x", NULL},
 };
 
 static void test_query(void)
@@ -613,6 +626,29 @@ static void test_query(void)
             CHECK_MSG(!got && d.verdict == POLICY_DENY, "%s?%s accepted: %s", r->path, r->query,
                       got ? got : "");
         }
+        free(got);
+    }
+}
+
+/* Query strings with a NUL byte (fuzz_narrow): the NUL would end the returned string before
+ * the appended narrowed jql=, so an unnarrowed search went upstream. Always refused. */
+static void test_query_nul(void)
+{
+    static const struct {
+        const char *path, *query;
+        size_t len;
+    } rows[] = {
+        {"/rest/api/3/search", "a=\0&jql=x", 9},
+        {"/rest/api/3/search", "a=\0", 3},
+        {"/rest/api/3/search", "fields text ~\0\0 \"=sum2ary", 25},
+        {"/wiki/rest/api/search", "limit=5\0&cql=type%3Dpage", 24},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct policy_op op;
+        struct policy_decision d;
+        policy_classify("GET", rows[i].path, strlen(rows[i].path), &op);
+        char *got = policy_narrow_query(&pol_triage, &op, rows[i].query, rows[i].len, &d);
+        CHECK_MSG(!got && d.verdict == POLICY_DENY, "row %zu accepted: %s", i, got ? got : "");
         free(got);
     }
 }
@@ -690,6 +726,13 @@ static const struct b_row b_rows[] = {
      "65601"},
     {&pol_triage, "/wiki/api/v2/footer-comments", "{\"pageId\":\"1\",\"blogPostId\":\"2\"}",
      POLICY_DENY, NULL},
+    {&pol_k64, "/rest/api/3/issue", "{\"fields\":{\"project\":{\"key\":\"" K64 "\"}}}",
+     POLICY_ALLOW, NULL},
+    {&pol_k64, "/rest/api/3/issue", "{\"fields\":{\"project\":{\"key\":\"" K64 "X\"}}}",
+     POLICY_DENY, NULL},
+    {&pol_k64, "/rest/api/3/issue/bulk",
+     "{\"issueUpdates\":[{\"fields\":{\"project\":{\"key\":\"" K64 "SECRET\"}}}]}", POLICY_DENY,
+     NULL},
 };
 
 static void test_bodies(void)
@@ -714,6 +757,40 @@ static void test_bodies(void)
             CHECK(out == NULL);
         if (r->verdict == POLICY_NEEDS_LOOKUP)
             CHECK_STR(d.id, r->expect);
+        free(out);
+    }
+}
+
+/* POLICY_MAX_JSON_DEPTH was declared but not enforced (fuzz_policy_body): bodies nesting
+ * deeper are refused, up to the limit they are read; brackets inside strings do not count. */
+static void test_body_depth(void)
+{
+    static const struct {
+        int depth;           /* nested arrays around the jql member's value */
+        const char *padding; /* a string member with brackets, before it */
+        enum policy_verdict verdict;
+    } rows[] = {
+        {POLICY_MAX_JSON_DEPTH - 1, "", POLICY_ALLOW}, /* + the outer object = the limit */
+        {POLICY_MAX_JSON_DEPTH, "", POLICY_DENY},
+        {2000, "", POLICY_DENY},
+        {POLICY_MAX_JSON_DEPTH - 1, "[[[[{{{{\\\"[[[[", POLICY_ALLOW},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        char body[8192];
+        size_t n = (size_t)snprintf(body, sizeof(body), "{\"s\":\"%s\",\"x\":", rows[i].padding);
+        for (int k = 0; k < rows[i].depth; k++)
+            body[n++] = '[';
+        for (int k = 0; k < rows[i].depth; k++)
+            body[n++] = ']';
+        n += (size_t)snprintf(body + n, sizeof(body) - n, ",\"jql\":\"a = 1\"}");
+        struct policy_op op;
+        struct policy_decision d;
+        char *out = NULL;
+        size_t olen = 0;
+        policy_classify("POST", "/rest/api/3/search/jql", 22, &op);
+        policy_apply_body(&pol_triage, &op, body, n, &out, &olen, &d);
+        CHECK_MSG(d.verdict == rows[i].verdict, "depth %d: verdict %d (%s)", rows[i].depth,
+                  d.verdict, d.reason);
         free(out);
     }
 }
@@ -778,7 +855,9 @@ int main(void)
     test_verdicts();
     test_narrow();
     test_query();
+    test_query_nul();
     test_bodies();
+    test_body_depth();
     test_lookup();
     TEST_DONE();
 }
