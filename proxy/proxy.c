@@ -978,7 +978,11 @@ static int cred_ready(struct request *r)
         if (!url || gwroute_prefix(gwroute_product_for(path, strlen(path)), id, r->gw_prefix,
                                    sizeof(r->gw_prefix)) < 0) {
             free(url);
-            reply_unavailable(r, "cannot build the API gateway URL");
+            /* Dot segments or encoded separators: ambiguous once normalized, so refused. */
+            reply_error_x(r, 400, "bad_request",
+                          "the path cannot go through the API gateway unchanged (dot segments, "
+                          "backslashes or an encoded '/' are refused)",
+                          NULL, false);
             return -1;
         }
         free(r->url);
