@@ -2008,27 +2008,42 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
     struct config *cfg = c->cfg;
     yaml_node_t *n;
 
+    bool bad = false, creds_bad, clients_bad = true;
+
+    /*
+     * Every section is checked, so one run reports every error it can:
+     * a section stops at its own first error, and a section that refers to
+     * another (sites and clients name credentials, policies name clients)
+     * is checked only when what it refers to was valid, so no error is
+     * reported that only follows from an earlier one. The cross-checks need
+     * the whole configuration and run last, on a valid one.
+     */
     if (cfg_map_check(c, root, "the top level", cfg_top_keys) < 0)
         return -1;
-    if (cfg_listen_top(c, root) < 0)
-        return -1;
+    bad |= cfg_listen_top(c, root) < 0;
     n = cfg_map_get(c, root, "admin");
     if (n) {
         cfg->admin = xcalloc(1, sizeof(*cfg->admin));
-        if (cfg_listen_node(c, n, "admin", cfg->admin) < 0)
-            return -1;
+        bad |= cfg_listen_node(c, n, "admin", cfg->admin) < 0;
     }
-    if (cfg_workers(c, root) < 0 || cfg_credentials(c, root) < 0 || cfg_sites(c, root) < 0)
-        return -1;
-    if (cfg_rate_limit(c, root) < 0 || cfg_clients(c, root) < 0)
-        return -1;
-    if (cfg_get_bool(c, root, "", "require_client_auth", &cfg->require_client_auth) < 0 ||
-        cfg_get_bool(c, root, "", "allow_unauthenticated_remote",
-                     &cfg->allow_unauthenticated_remote) < 0)
-        return -1;
-    if (cfg_upstream(c, root) < 0 || cfg_sections(c, root) < 0)
-        return -1;
-    if (cfg_policies(c, root) < 0 || cfg_framing(c, root) < 0)
+    bad |= cfg_workers(c, root) < 0;
+    creds_bad = cfg_credentials(c, root) < 0;
+    bad |= creds_bad;
+    if (!creds_bad) {
+        bad |= cfg_sites(c, root) < 0;
+        clients_bad = cfg_clients(c, root) < 0;
+        bad |= clients_bad;
+    }
+    bad |= cfg_rate_limit(c, root) < 0;
+    bad |= cfg_get_bool(c, root, "", "require_client_auth", &cfg->require_client_auth) < 0;
+    bad |= cfg_get_bool(c, root, "", "allow_unauthenticated_remote",
+                        &cfg->allow_unauthenticated_remote) < 0;
+    bad |= cfg_upstream(c, root) < 0;
+    bad |= cfg_sections(c, root) < 0;
+    if (!clients_bad)
+        bad |= cfg_policies(c, root) < 0;
+    bad |= cfg_framing(c, root) < 0;
+    if (bad)
         return -1;
     return cfg_cross_checks(c, root);
 }
@@ -2160,6 +2175,7 @@ static int cfg_load_file(const char *path, const struct config_load_opts *opts, 
 done_noparse:
     cfg_wipe_buf(buf, len);
     if (c.err) {
+        cfg_errors_finish(&c);
         config_free(cfg);
         *err = c.err;
         return -1;

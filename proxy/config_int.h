@@ -28,12 +28,15 @@
 /* Longest key path in messages ("credentials.NAME.rate_limit"). */
 #define CFG_MAX_WHAT 160
 #define CFG_ENV_FILE "<environment>"
+/* Errors reported in one message (one per line); the rest are counted. */
+#define CFG_MAX_ERRORS 20
 
 struct cfg_ctx {
     const char *file;
     yaml_document_t *doc;
     struct config *cfg;
-    char *err;
+    char *err;   /* the errors found so far, one per line */
+    size_t nerr; /* how many (may exceed CFG_MAX_ERRORS) */
     size_t warn_cap;
     const struct config_load_opts *opts; /* never NULL inside the loader */
     bool keep_secret;                    /* NO_SECRETS, but this is the --client's key */
@@ -60,6 +63,8 @@ struct config_pos cfg_pos(const yaml_node_t *n);
 char *cfg_vformat(const char *file, struct config_pos pos, const char *tag, const char *fmt,
                   va_list ap);
 void cfg_warn_add(struct cfg_ctx *c, char *text);
+/* Append "N more errors not shown" when more than CFG_MAX_ERRORS were found. */
+void cfg_errors_finish(struct cfg_ctx *c);
 const char *cfg_type_name(const yaml_node_t *n);
 yaml_node_t *cfg_node(struct cfg_ctx *c, int id);
 const char *cfg_scalar(struct cfg_ctx *c, const yaml_node_t *n, const char *what);

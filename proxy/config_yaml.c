@@ -65,14 +65,34 @@ char *cfg_vformat(const char *file, struct config_pos pos, const char *tag, cons
     return xasprintf("%s: %s%s", file, tag, msg);
 }
 
+/*
+ * Add one error to c->err (one per line, in the order found). The first
+ * CFG_MAX_ERRORS are kept; past that a last line says how many more there
+ * were. Takes ownership of msg.
+ */
+static void cfg_error_add(struct cfg_ctx *c, char *msg)
+{
+    c->nerr++;
+    if (c->nerr > CFG_MAX_ERRORS) {
+        free(msg);
+        return;
+    }
+    if (!c->err) {
+        c->err = msg;
+        return;
+    }
+    char *joined = xasprintf("%s\n%s", c->err, msg);
+    free(c->err);
+    free(msg);
+    c->err = joined;
+}
+
 int cfg_fail_at(struct cfg_ctx *c, struct config_pos pos, const char *fmt, ...)
 {
     va_list ap;
 
-    if (c->err)
-        return -1; /* the first error wins */
     va_start(ap, fmt);
-    c->err = cfg_vformat(c->file, pos, "", fmt, ap);
+    cfg_error_add(c, cfg_vformat(c->file, pos, "", fmt, ap));
     va_end(ap);
     return -1;
 }
@@ -81,12 +101,20 @@ int cfg_fail(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
 
-    if (c->err)
-        return -1;
     va_start(ap, fmt);
-    c->err = cfg_vformat(c->file, cfg_pos(n), "", fmt, ap);
+    cfg_error_add(c, cfg_vformat(c->file, cfg_pos(n), "", fmt, ap));
     va_end(ap);
     return -1;
+}
+
+void cfg_errors_finish(struct cfg_ctx *c)
+{
+    if (c->nerr > CFG_MAX_ERRORS && c->err) {
+        char *joined = xasprintf("%s\n%s: %zu more errors not shown", c->err, c->file,
+                                 c->nerr - CFG_MAX_ERRORS);
+        free(c->err);
+        c->err = joined;
+    }
 }
 
 void cfg_warn_add(struct cfg_ctx *c, char *text)

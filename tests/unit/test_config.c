@@ -41,9 +41,10 @@ static void write_file(const char *name, const char *data, size_t len, mode_t mo
     free(p);
 }
 
-/* Replaces every @TMP@ and @SOON@ in s; returns a new string. */
+/* Replaces every @TMP@, @SOON@ and @DIR@ in s; returns a new string. */
 static char *substitute(const char *s)
 {
+    char fixdir[4096];
     size_t cap = strlen(s) * 2 + 4096, len = 0;
     char *out = xmalloc(cap);
     while (*s) {
@@ -55,6 +56,12 @@ static char *substitute(const char *s)
         } else if (strncmp(s, "@SOON@", 6) == 0) {
             rep = soon_date;
             skip = 6;
+        } else if (strncmp(s, "@DIR@", 5) == 0) {
+            /* the fixtures' directory, as the second and later error lines name it */
+            const char *src = getenv("CREDPROXY_SOURCE_DIR");
+            snprintf(fixdir, sizeof(fixdir), "%s/tests/fixtures/config", src ? src : ".");
+            rep = fixdir;
+            skip = 5;
         }
         if (rep) {
             size_t n = strlen(rep);
@@ -327,6 +334,14 @@ static const struct {
      "false"},
     {"second_document", "bad/second_document.yaml:9:1: a second YAML document starts here; the "
                         "configuration must be one document"},
+    /* Every section is checked: all three errors are reported, one per line. */
+    {"several_errors",
+     "bad/several_errors.yaml:1:9: listen '8080' is not a listen address: the host is missing; "
+     "write 127.0.0.1:PORT for local use or 0.0.0.0:PORT for every interface\n"
+     "@DIR@/bad/several_errors.yaml:2:10: workers must be a whole number from 0 to 64, got "
+     "'999'\n"
+     "@DIR@/bad/several_errors.yaml:11:10: log.level must be debug, info, warn or error, got "
+     "'loud'"},
     {"site_host_ip",
      "bad/site_host_ip.yaml:6:11: sites[0].host '10.0.0.1' is an IP address; a site must be a "
      "host name (the interception CA certifies names): name it and map the name to the address "
