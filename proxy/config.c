@@ -1892,12 +1892,14 @@ static int cfg_sections(struct cfg_ctx *c, const yaml_node_t *root)
 }
 
 /* Listener collisions across main, site and admin listeners, and exposure rules. */
-static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
+/*
+ * Rules across sections, on the parsed struct config (positions come from
+ * the struct), so a file and the ATLASSIAN_* default go through the same
+ * checks.
+ */
+static int cfg_cross_checks(struct cfg_ctx *c)
 {
     struct config *cfg = c->cfg;
-    yaml_node_t *admin_node = cfg_map_get(c, root, "admin");
-    yaml_node_t *rca_node = cfg_map_get(c, root, "require_client_auth");
-    yaml_node_t *aur_node = cfg_map_get(c, root, "allow_unauthenticated_remote");
     bool any_remote = false;
 
     for (size_t i = 0; i < cfg->nsites; i++) {
@@ -1920,22 +1922,22 @@ static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
     if (cfg->admin) {
         for (size_t j = 0; j < cfg->nlisten; j++) {
             if (cfg_listen_same(cfg->admin, &cfg->listen[j]))
-                return cfg_fail(c, admin_node,
-                                "admin %s is also a main listen address; give the admin "
-                                "endpoints their own address, e.g. 127.0.0.1:9090",
-                                cfg->admin->text);
+                return cfg_fail_at(c, cfg->admin->pos,
+                                   "admin %s is also a main listen address; give the admin "
+                                   "endpoints their own address, e.g. 127.0.0.1:9090",
+                                   cfg->admin->text);
         }
         if (!cfg->admin->loopback)
-            cfg_warn(c, admin_node,
-                     "admin %s is not loopback: /metrics and /readyz are reachable from other "
-                     "machines",
-                     cfg->admin->text);
+            cfg_warn_at(c, cfg->admin->pos,
+                        "admin %s is not loopback: /metrics and /readyz are reachable from other "
+                        "machines",
+                        cfg->admin->text);
     }
 
     if (cfg->require_client_auth && cfg->nclients == 0)
-        return cfg_fail(c, rca_node,
-                        "require_client_auth is true but no clients are configured; add clients "
-                        "(- id: NAME, key_env: VAR) or set it to false");
+        return cfg_fail_at(c, cfg->require_client_auth_pos,
+                           "require_client_auth is true but no clients are configured; add clients "
+                           "(- id: NAME, key_env: VAR) or set it to false");
 
     /* Every listener that carries proxied traffic: main and site listeners. */
     size_t total = cfg->nlisten + cfg->nsites;
@@ -1971,9 +1973,9 @@ static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
     if (any_remote && cfg->nclients > 0 && !cfg->allow_unauthenticated_remote)
         cfg->require_client_auth = true;
     if (cfg->allow_unauthenticated_remote && !any_remote)
-        cfg_warn(c, aur_node,
-                 "allow_unauthenticated_remote is true but every listener is loopback or a unix "
-                 "socket; it has no effect");
+        cfg_warn_at(c, cfg->allow_unauthenticated_remote_pos,
+                    "allow_unauthenticated_remote is true but every listener is loopback or a unix "
+                    "socket; it has no effect");
     return 0;
 }
 
@@ -2038,6 +2040,9 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
     bad |= cfg_get_bool(c, root, "", "require_client_auth", &cfg->require_client_auth) < 0;
     bad |= cfg_get_bool(c, root, "", "allow_unauthenticated_remote",
                         &cfg->allow_unauthenticated_remote) < 0;
+    cfg->require_client_auth_pos = cfg_pos(cfg_map_get(c, root, "require_client_auth"));
+    cfg->allow_unauthenticated_remote_pos =
+        cfg_pos(cfg_map_get(c, root, "allow_unauthenticated_remote"));
     bad |= cfg_upstream(c, root) < 0;
     bad |= cfg_sections(c, root) < 0;
     if (!clients_bad)
@@ -2045,7 +2050,7 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
     bad |= cfg_framing(c, root) < 0;
     if (bad)
         return -1;
-    return cfg_cross_checks(c, root);
+    return cfg_cross_checks(c);
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -2327,6 +2332,8 @@ static int cfg_load_env(const struct config_load_opts *opts, struct config **out
     }
     cr->secret = xstrdup(vals[2]);
 done:
+    if (cfg_cross_checks(&c) < 0)
+        goto fail;
     cfg_onboard_finish(&c, NULL);
     *out = cfg;
     return 0;

@@ -196,6 +196,7 @@ struct config {
     size_t default_policy;    /* index into policies; CONFIG_POLICY_FULL unless set */
     bool require_client_auth; /* as written, or forced on (see below) */
     bool allow_unauthenticated_remote;
+    struct config_pos require_client_auth_pos, allow_unauthenticated_remote_pos; /* for messages */
 
     struct {
         char *ca_file; /* NULL = libcurl's default trust store */
