@@ -331,12 +331,8 @@ static char *cfg_path_join(const char *dir, const char *p)
  */
 static void cfg_resolve_ca_paths(struct config *cfg, const char *file)
 {
-    char *dir = xstrdup(file ? file : "./"), *slash = strrchr(dir, '/'), *abs = NULL, *tmp;
+    char *dir = util_dirname(file ? file : "./"), *abs = NULL, *tmp;
 
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    else
-        strcpy(dir, ".");
     if (dir[0] != '/') {
         char *cwd = getcwd(NULL, 0);
         if (cwd) {

@@ -309,17 +309,10 @@ static struct config *load_config(const struct cli *cli)
 /* `ca init`: the CA goes where the configuration looks for it unless --dir says otherwise. */
 static int ca_init(const struct config *cfg, const struct cli *cli)
 {
-    char *dir = cli->dir ? xstrdup(cli->dir) : xstrdup(cfg->interception.ca_cert);
-    char *err = NULL, *slash;
+    char *dir = cli->dir ? xstrdup(cli->dir) : util_dirname(cfg->interception.ca_cert);
+    char *err = NULL;
     int rc;
 
-    if (!cli->dir) {
-        slash = strrchr(dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        else
-            strcpy(dir, ".");
-    }
     rc = mitm_ca_init(cfg, dir, cli->force, &err);
     if (rc == 0) {
         printf("created %s/ca.pem and %s/ca.key; trust %s/ca.pem in your agents "

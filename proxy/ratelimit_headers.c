@@ -33,8 +33,14 @@ static int rl_month(const char *s)
 
 static int rl_check_fields(int64_t y, int mon, int d, int h, int mi, int sec)
 {
-    if (y < 1970 || y > 9999 || mon < 1 || mon > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || sec < 0 || sec > 60)
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    if (y < 1970 || y > 9999 || mon < 1 || mon > 12 || d < 1 || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || sec < 0 || sec > 60)
+        return -1;
+    /* A day the month does not have ("31 Feb") is no date. */
+    if (d > mdays[mon - 1] || (mon == 2 && d == 29 && !leap))
         return -1;
     return 0;
 }
@@ -70,35 +76,88 @@ static bool rl_digits(const char *s, int n, int *out)
     return true;
 }
 
+/* A tiny bounded scanner for HTTP-dates (no sscanf on what an upstream sent). */
+static bool rl_take_alpha(const char **p, char *out, size_t min, size_t max)
+{
+    size_t n = 0;
+    while (isalpha((unsigned char)(*p)[n]) && n < max)
+        n++;
+    if (n < min || isalpha((unsigned char)(*p)[n]))
+        return false;
+    memcpy(out, *p, n);
+    out[n] = '\0';
+    *p += n;
+    return true;
+}
+
+static bool rl_take_num(const char **p, int min_digits, int max_digits, int *out)
+{
+    int n = 0, v = 0;
+    while (isdigit((unsigned char)(*p)[n]) && n < max_digits) {
+        v = v * 10 + ((*p)[n] - '0');
+        n++;
+    }
+    if (n < min_digits || isdigit((unsigned char)(*p)[n]))
+        return false;
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool rl_take_lit(const char **p, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (strncmp(*p, lit, n) != 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+/* "HH:MM:SS" */
+static bool rl_take_clock(const char **p, int *h, int *mi, int *sec)
+{
+    return rl_take_num(p, 2, 2, h) && rl_take_lit(p, ":") && rl_take_num(p, 2, 2, mi) &&
+           rl_take_lit(p, ":") && rl_take_num(p, 2, 2, sec);
+}
+
+/*
+ * The three forms RFC 9110 5.6.7 asks recipients to accept:
+ * IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850
+ * "Sunday, 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994".
+ */
 static int rl_parse_http_date(const char *s, int64_t *at_ms)
 {
-    char wd[16], mon[4], tz[4];
-    int d, y, h, mi, sec, n = 0;
-    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
-    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3s%n", wd, &d, mon, &y, &h, &mi,
-               &sec, tz, &n) == 8 &&
-        s[n] == '\0' && strcmp(tz, "GMT") == 0) {
-        goto have;
-    }
-    /* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
-    n = 0;
-    if (sscanf(s, "%15[A-Za-z], %2d-%3[A-Za-z]-%2d %2d:%2d:%2d %3s%n", wd, &d, mon, &y, &h, &mi,
-               &sec, tz, &n) == 8 &&
-        s[n] == '\0' && strcmp(tz, "GMT") == 0) {
-        y += y < 70 ? 2000 : 1900;
-        goto have;
-    }
-    /* asctime: "Sun Nov  6 08:49:37 1994" */
-    n = 0;
-    if (sscanf(s, "%3[A-Za-z] %3[A-Za-z] %2d %2d:%2d:%2d %4d%n", wd, mon, &d, &h, &mi, &sec, &y,
-               &n) == 7 &&
-        s[n] == '\0') {
-        goto have;
-    }
-    return -1;
-have:
-    if (strlen(mon) != 3) {
+    char wd[16], mon[4];
+    int d = 0, y = 0, h = 0, mi = 0, sec = 0;
+    const char *p = s;
+
+    if (!rl_take_alpha(&p, wd, 3, 9))
         return -1;
+    if (rl_take_lit(&p, ", ")) {
+        if (strlen(wd) == 3) {
+            if (!(rl_take_num(&p, 2, 2, &d) && rl_take_lit(&p, " ") &&
+                  rl_take_alpha(&p, mon, 3, 3) && rl_take_lit(&p, " ") &&
+                  rl_take_num(&p, 4, 4, &y) && rl_take_lit(&p, " ")))
+                return -1;
+        } else {
+            if (!(rl_take_num(&p, 2, 2, &d) && rl_take_lit(&p, "-") &&
+                  rl_take_alpha(&p, mon, 3, 3) && rl_take_lit(&p, "-") &&
+                  rl_take_num(&p, 2, 2, &y) && rl_take_lit(&p, " ")))
+                return -1;
+            y += y < 70 ? 2000 : 1900;
+        }
+        if (!(rl_take_clock(&p, &h, &mi, &sec) && rl_take_lit(&p, " GMT") && *p == '\0'))
+            return -1;
+    } else {
+        if (strlen(wd) != 3 || !rl_take_lit(&p, " ") || !rl_take_alpha(&p, mon, 3, 3) ||
+            !rl_take_lit(&p, " "))
+            return -1;
+        if (*p == ' ')
+            p++; /* a one-digit day is padded with a space */
+        if (!(rl_take_num(&p, 1, 2, &d) && rl_take_lit(&p, " ") &&
+              rl_take_clock(&p, &h, &mi, &sec) && rl_take_lit(&p, " ") &&
+              rl_take_num(&p, 4, 4, &y) && *p == '\0'))
+            return -1;
     }
     int m = rl_month(mon);
     if (!m || rl_check_fields(y, m, d, h, mi, sec) < 0)

@@ -99,6 +99,20 @@ static const struct reset_case retry_cases[] = {
     {"soon", -1, 0},
     {"999999999999999999999999", -1, 0}, /* overflows u64 */
     {"Thu, 26 Mar 2026 16:00:00 PST", -1, 0},
+    /* the HTTP-date scanner: exact forms only */
+    {"Thu Mar  6 16:00:10 2026", 0, 0}, /* one-digit day, space-padded; in the past */
+    {"Thu, 26 Mar 2026 16:00:00 GMT x", -1, 0},
+    {"Thu, 26 Mar 2026 16:00:00  GMT", -1, 0},
+    {"Thu, 6 Mar 2026 16:00:00 GMT", -1, 0},
+    {"Thu, 26 Mar 26 16:00:00 GMT", -1, 0},
+    {"Thursday, 26-Mar-2026 16:00:05 GMT", -1, 0},
+    {"Thu, 26 March 2026 16:00:00 GMT", -1, 0},
+    {"Thu, 26 Mar 2026 16:0:00 GMT", -1, 0},
+    {"Thu, 26 Mar 2026 16:00:00 gmt", -1, 0},
+    {"Thu,26 Mar 2026 16:00:00 GMT", -1, 0},
+    {"Thu Mar 26 16:00:10 2026 ", 0, 40000}, /* trailing space is trimmed first */
+    {"Thu Mar 26 16:00:10", -1, 0},
+    {"Thu, 31 Feb 2026 16:00:00 GMT", -1, 0},
 };
 
 static void test_retry_after_table(void)

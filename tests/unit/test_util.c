@@ -469,6 +469,15 @@ static void test_files(void)
     snprintf(path, sizeof(path), "%s/nodir/f", dir);
     CHECK(util_write_atomic(path, "x", 1, 0600, &err) == -1 && err != NULL);
     free(err);
+    {
+        static const char *const dn[][2] = {{"a/b", "a"}, {"/a", "/"},        {"a", "."},
+                                            {"./x", "."}, {"/a/b/c", "/a/b"}, {"a/", "a"}};
+        for (size_t i = 0; i < sizeof(dn) / sizeof(dn[0]); i++) {
+            char *d = util_dirname(dn[i][0]);
+            CHECK_STR(d, dn[i][1]);
+            free(d);
+        }
+    }
     CHECK(util_secret_mode_check(0600, UTIL_SECRET_OWN) == UTIL_MODE_OK);
     CHECK(util_secret_mode_check(0400, UTIL_SECRET_MOUNTED) == UTIL_MODE_OK);
     CHECK(util_secret_mode_check(0640, UTIL_SECRET_OWN) == UTIL_MODE_REFUSE);
