@@ -39,7 +39,7 @@
 #include <event2/event.h>
 
 #include "log.h"
-#include "ratelimit_bucket.h"
+#include "ratelimit_queue.h"
 #include "ratelimit_redis.h"
 #include "util.h"
 

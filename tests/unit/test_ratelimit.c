@@ -12,7 +12,7 @@
 #include <event2/thread.h>
 
 #include "ratelimit.h"
-#include "ratelimit_bucket.h"
+#include "ratelimit_queue.h"
 #include "testlib.h"
 #include "util.h"
 
