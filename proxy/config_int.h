@@ -61,7 +61,7 @@ void cfg_warn(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 struct config_pos cfg_pos(const yaml_node_t *n);
 char *cfg_vformat(const char *file, struct config_pos pos, const char *tag, const char *fmt,
-                  va_list ap);
+                  va_list ap) __attribute__((format(printf, 4, 0)));
 void cfg_warn_add(struct cfg_ctx *c, char *text);
 /* Append "N more errors not shown" when more than CFG_MAX_ERRORS were found. */
 void cfg_errors_finish(struct cfg_ctx *c);
