@@ -24,8 +24,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 
+#include "accept_backoff.h"
+#include "credstate.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -71,6 +74,16 @@ static void admin_reply_text(struct evhttp_request *req, int code, const char *r
     evbuffer_free(b);
 }
 
+/* Issue 10: a credential the breaker holds back, or one with no usable token. */
+static int admin_creds_ready_reason(struct admin *a, char *buf, size_t cap)
+{
+    if (a->src.breaker && credstate_ready_reason(a->src.breaker, util_now_ms(), buf, cap) != 0)
+        return -1;
+    if (a->src.unavailable_reason && a->src.unavailable_reason(a->src.arg, buf, cap) != 0)
+        return -1;
+    return 0;
+}
+
 static void admin_handle_readyz(struct admin *a, struct evhttp_request *req)
 {
     char reason[ADMIN_MAX_REASON];
@@ -85,6 +98,10 @@ static void admin_handle_readyz(struct admin *a, struct evhttp_request *req)
         return;
     }
     if (admin_ready_reason(cfg, util_wall_time(), reason, sizeof(reason)) != 0) {
+        admin_reply_text(req, 503, "Service Unavailable", reason);
+        return;
+    }
+    if (admin_creds_ready_reason(a, reason, sizeof(reason)) != 0) {
         admin_reply_text(req, 503, "Service Unavailable", reason);
         return;
     }
@@ -104,6 +121,8 @@ static void admin_handle_metrics(struct admin *a, struct evhttp_request *req)
     if (a->src.ratelimit)
         ratelimit_get_stats(a->src.ratelimit, &st);
     metrics_render(a->src.metrics, cfg, a->src.ratelimit ? &st : NULL, b);
+    if (a->src.breaker)
+        credstate_render_metrics(a->src.breaker, util_now_ms(), a->src.unavailable, a->src.arg, b);
     admin_reply(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
 }
@@ -130,6 +149,20 @@ static void admin_handle(struct evhttp_request *req, void *arg)
     else
         admin_reply_text(req, HTTP_NOTFOUND, "Not Found",
                          "not found: the admin listener serves /healthz, /readyz and /metrics");
+}
+
+/* evhttp's listener would spin on EMFILE like any evconnlistener: pause it instead. */
+static void admin_accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+    (void)arg;
+    accept_backoff_pause(evl);
+}
+
+static void admin_guard_accept(struct evhttp_bound_socket *bs)
+{
+    struct evconnlistener *evl = evhttp_bound_socket_get_listener(bs);
+    if (evl)
+        evconnlistener_set_error_cb(evl, admin_accept_error_cb);
 }
 
 struct admin *admin_start(struct event_base *base, const struct config_listen *addr,
@@ -162,13 +195,14 @@ struct admin *admin_start(struct event_base *base, const struct config_listen *a
             free(why);
             goto fail;
         }
-        if (!evhttp_accept_socket_with_handle(a->http, fd)) {
+        struct evhttp_bound_socket *ubs = evhttp_accept_socket_with_handle(a->http, fd);
+        if (!ubs) {
             evutil_closesocket(fd);
             *err = xasprintf("admin: cannot serve unix:%s", addr->path);
             goto fail;
         }
+        admin_guard_accept(ubs);
         a->unix_path = xstrdup(addr->path);
-        log_info("admin listening on unix:%s", addr->path);
     } else {
         struct evhttp_bound_socket *bs =
             evhttp_bind_socket_with_handle(a->http, addr->host, (ev_uint16_t)addr->port);
@@ -177,7 +211,7 @@ struct admin *admin_start(struct event_base *base, const struct config_listen *a
                              strerror(errno));
             goto fail;
         }
-        log_info("admin listening on %s", addr->text ? addr->text : addr->host);
+        admin_guard_accept(bs);
     }
     return a;
 fail:
@@ -220,7 +254,8 @@ int admin_ready_reason(const struct config *cfg, int64_t now, char *buf, size_t 
     for (size_t i = 0; i < cfg->ncredentials; i++) {
         const struct config_credential *c = &cfg->credentials[i];
         const char *name = c->name ? c->name : "?";
-        if (!c->secret || !*c->secret) {
+        /* healthcheck loads without secrets: the running proxy holds them, not this process. */
+        if (!cfg->no_secrets && (!c->secret || !*c->secret)) {
             snprintf(buf, cap, "credential '%s' has no secret loaded", name);
             return -1;
         }
@@ -317,6 +352,8 @@ static int healthcheck_without_admin(const struct config *cfg)
     if (rc != CURLE_OK)
         fprintf(stderr, "credproxy: healthcheck: proxy not accepting on %s: %s\n", l->text,
                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    else
+        printf("ready\n"); /* as /readyz says it, so both paths print the same */
     curl_easy_cleanup(h);
     free(url);
     return rc == CURLE_OK ? 0 : 1;

@@ -14,6 +14,7 @@
 struct event_base;
 struct metrics;
 struct ratelimit;
+struct breaker;
 struct admin;
 
 /* What the admin server reads; every callback runs on the control loop. */
@@ -25,6 +26,10 @@ struct admin_source {
     bool (*listening)(void *arg);
     struct metrics *metrics;
     struct ratelimit *ratelimit; /* may be NULL */
+    struct breaker *breaker;     /* may be NULL: rejected credentials fail /readyz */
+    /* May be NULL: a credential with no usable token now, and why (oauth, cloudId). */
+    int (*unavailable_reason)(void *arg, char *buf, size_t cap);
+    bool (*unavailable)(void *arg, const char *credential);
 };
 
 /* Bind addr and serve. NULL with *err on failure. src is copied. */

@@ -30,6 +30,7 @@
 #include <curl/curl.h>
 
 #include "log.h"
+#include "tokensched.h"
 #include "util.h"
 
 #define CHECK_TOKENS_URL "https://id.atlassian.com/manage-profile/security/api-tokens"
@@ -115,10 +116,17 @@ static void check_verdict_init(struct check_verdict *v)
     v->cause = "ok";
 }
 
-void check_domain_hint(const char *host, char *buf, size_t cap)
+/* How the user wrote the site: the example in the words of the config they used. */
+static const char *check_site_example(bool env_default)
+{
+    return env_default ? "`ATLASSIAN_SITE=test`" : "`domain: test`";
+}
+
+void check_domain_hint(const char *host, bool env_default, char *buf, size_t cap)
 {
     static const char suffix[] = ".atlassian.net";
     size_t hl = host ? strlen(host) : 0, sl = sizeof(suffix) - 1;
+    const char *ex = check_site_example(env_default);
 
     if (cap == 0)
         return;
@@ -129,21 +137,22 @@ void check_domain_hint(const char *host, char *buf, size_t cap)
         snprintf(buf, cap,
                  " The domain looks typed with .atlassian.net included (%s): make sure you didn't "
                  "include .atlassian.net in the domain; write just the domain part, e.g. "
-                 "`domain: test` for test.atlassian.net",
-                 host);
+                 "%s for test.atlassian.net",
+                 host, ex);
         return;
     }
     if (hl > sl && strcmp(host + hl - sl, suffix) == 0 && memchr(host, '.', hl - sl)) {
         snprintf(buf, cap,
                  " The site name has a dot in it (%.*s): an Atlassian domain is one word, the part "
-                 "before .atlassian.net, e.g. `domain: test` for https://test.atlassian.net",
-                 (int)(hl - sl), host);
+                 "before .atlassian.net, e.g. %s for https://test.atlassian.net",
+                 (int)(hl - sl), host, ex);
         return;
     }
     if (hl > 14 && strcmp(host + hl - 14, ".atlassian.com") == 0)
         snprintf(buf, cap,
                  " Atlassian Cloud sites end in .atlassian.net, not .atlassian.com: write just the "
-                 "domain part, e.g. `domain: test` for test.atlassian.net");
+                 "domain part, e.g. %s for test.atlassian.net",
+                 ex);
 }
 
 /* A DNS, TCP, TLS or timeout failure: a network problem, never a credential one. */
@@ -156,12 +165,14 @@ static void check_network(const struct check_target *t, const struct check_excha
     check_clean(e, err, sizeof(err));
     switch (x->curl_code) {
     case CURLE_COULDNT_RESOLVE_HOST:
-        check_domain_hint(t->host, hint, sizeof(hint));
+        /* Every *.atlassian.net name resolves (Atlassian answers 404 for unknown sites), so
+         * a resolver failure is the network's, not the site name's. */
+        check_domain_hint(t->host, t->env_default, hint, sizeof(hint));
         check_set(v, CHECK_FAIL, "dns_failure", 0);
         check_msg(v,
-                  "unknown site: %s does not resolve (DNS failure: %s). Verify your Atlassian "
-                  "domain is correct: just the domain part, e.g. `domain: test` for "
-                  "test.atlassian.net.%s",
+                  "%s could not be resolved (%s); check DNS, network or upstream.proxy (needed "
+                  "when this machine reaches the internet only through a proxy): a network "
+                  "problem, not the site or the credential.%s",
                   t->host, err, hint);
         break;
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -224,13 +235,13 @@ bool check_diagnose_site(const struct check_target *t, const struct check_exchan
         return false;
     }
     if (x->status == 404 && check_has(x->body, "Site temporarily unavailable")) {
-        check_domain_hint(t->host, hint, sizeof(hint));
+        check_domain_hint(t->host, t->env_default, hint, sizeof(hint));
         check_set(v, CHECK_FAIL, "site_unknown", x->status);
         check_msg(v,
                   "unknown site: Atlassian answered 404 \"Site temporarily unavailable\" for %s "
                   "(no such site, or no product on it). Verify your Atlassian domain is correct: "
-                  "just the domain part, e.g. `domain: test` for test.atlassian.net.%s",
-                  t->host, hint);
+                  "just the domain part, e.g. %s for test.atlassian.net.%s",
+                  t->host, check_site_example(t->env_default), hint);
         return false;
     }
     /* Anything else (Data Center hosts have no /_edge) goes on to the real checks. */
@@ -290,6 +301,99 @@ static void check_location(const char *loc, char *out, size_t cap)
     out[strcspn(out, "?#")] = '\0';
 }
 
+/* Issue 10: the scope the current-user call needs, in Atlassian's classic-scope names. */
+static const char *check_product_scope(enum check_product p)
+{
+    return p == CHECK_PRODUCT_JIRA ? "read:jira-user" : "read:confluence-user";
+}
+
+/*
+ * The gateway's "Unauthorized; scope does not match" (401 or 403): the token
+ * works but lacks a scope. Names the scope the call needs.
+ */
+static bool check_scope_missing(const struct check_target *t, enum check_product p,
+                                const struct check_exchange *x, struct check_verdict *v)
+{
+    if (!check_has(x->body, "scope does not match") && !check_has(x->body, "insufficient_scope"))
+        return false;
+    check_set(v, CHECK_FAIL, "scope_missing", x->status);
+    check_msg(v,
+              "the %s was accepted but lacks a scope (%ld, \"scope does not match\"): %s needs "
+              "%s. %s",
+              t->oauth ? "service account's OAuth credential" : "token", x->status,
+              check_product_path(p), check_product_scope(p),
+              t->oauth ? "Add the scope to the service account's OAuth 2.0 credential in "
+                         "Atlassian Administration > Directory > Service accounts"
+                       : "Create a new API token with that scope (\"Create API token with "
+                         "scopes\") and replace this one");
+    return true;
+}
+
+/* An access token the gateway calls expired (WWW-Authenticate error_description). */
+static bool check_token_expiry(const struct check_target *t, const struct check_exchange *x,
+                               struct check_verdict *v)
+{
+    if (!check_has(x->www_authenticate, "expired"))
+        return false;
+    check_set(v, CHECK_FAIL, "token_expired", x->status);
+    if (t->oauth)
+        check_msg(v, "the minted access token had already expired when it was used (401): "
+                     "check that this machine's clock is right");
+    else
+        check_msg(v, "the token expired (401, \"expired\"): create a new API token "
+                     "(\"Create API token with scopes\") and replace this one");
+    return true;
+}
+
+bool check_diagnose_scoped(const struct check_target *t, enum check_product p,
+                           const struct check_exchange *x, struct check_verdict *v)
+{
+    char buf[CHECK_MAX_FIELD];
+    if (x->curl_code != 0 || x->status != 200 || check_header_is(x->seraph, "AUTHENTICATED_FAILED"))
+        return false;
+    if (!check_json_string(x->body, "accountId", buf, sizeof(buf)))
+        return false;
+    check_verdict_init(v);
+    check_set(v, CHECK_FAIL, "scoped_token", 401);
+    check_json_string(x->body, "displayName", v->display_name, sizeof(v->display_name));
+    snprintf(v->account_id, sizeof(v->account_id), "%s", buf);
+    check_msg(v,
+              "this is a scoped token: set `via: api_gateway` on credential %s. The site URL "
+              "rejected it (401), and https://api.atlassian.com/ex/%s/{cloudId}%s accepted it "
+              "as \"%s\"; tokens made with \"Create API token with scopes\" (and every "
+              "service account token) work only there",
+              t->credential, p == CHECK_PRODUCT_JIRA ? "jira" : "confluence", check_product_path(p),
+              v->display_name);
+    return true;
+}
+
+bool check_diagnose_token(const struct check_target *t, const struct check_exchange *x,
+                          struct check_verdict *v)
+{
+    check_verdict_init(v);
+    if (x->curl_code != 0) {
+        check_network(t, x, v);
+        return false;
+    }
+    if (x->status == 200)
+        return true;
+    v->status = x->status;
+    if (x->status == 400 || x->status == 401 || x->status == 403) {
+        check_set(v, CHECK_FAIL, "client_credentials_rejected", x->status);
+        check_msg(v,
+                  "the token endpoint rejected the client credentials of %s (%ld): check that "
+                  "client_id and the client secret were copied correctly (no extra spaces before "
+                  "or after) and that the OAuth 2.0 credential was not deleted or rotated in "
+                  "Atlassian Administration > Directory > Service accounts",
+                  t->credential, x->status);
+        return false;
+    }
+    check_set(v, CHECK_FAIL, "token_endpoint_error", x->status);
+    check_msg(v, "the token endpoint answered %ld; not a credential problem. ", x->status);
+    check_retry_after(x, v);
+    return false;
+}
+
 void check_diagnose_product(const struct check_target *t, enum check_product p,
                             const struct check_exchange *x, struct check_verdict *v)
 {
@@ -316,6 +420,10 @@ void check_diagnose_product(const struct check_target *t, enum check_product p,
                   t->email ? t->email : "the account", t->host);
         return;
     }
+    if ((x->status == 401 || x->status == 403) && check_scope_missing(t, p, x, v))
+        return;
+    if (x->status == 401 && t->via_gateway && check_token_expiry(t, x, v))
+        return;
     if (x->status == 401) {
         check_set(v, CHECK_FAIL, "credentials_rejected", x->status);
         check_rejected(t,
@@ -617,7 +725,8 @@ struct check_io {
     char denied[CHECK_MAX_FIELD];
     char retry_after[CHECK_MAX_FIELD];
     char location[CHECK_MAX_FIELD];
-    bool has_seraph, has_denied, has_retry_after, has_location;
+    char www_auth[CHECK_MAX_FIELD];
+    bool has_seraph, has_denied, has_retry_after, has_location, has_www_auth;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -658,8 +767,10 @@ static size_t check_on_header(char *line, size_t size, size_t nmemb, void *arg)
     /* A new status line (after a proxy CONNECT or a 100) starts a new header set. */
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         io->has_seraph = io->has_denied = io->has_retry_after = io->has_location = false;
+        io->has_www_auth = false;
         return n;
     }
+    check_keep_header(line, n, "WWW-Authenticate", io->www_auth, &io->has_www_auth);
     check_keep_header(line, n, "X-Seraph-LoginReason", io->seraph, &io->has_seraph);
     check_keep_header(line, n, "X-Authentication-Denied-Reason", io->denied, &io->has_denied);
     check_keep_header(line, n, "Retry-After", io->retry_after, &io->has_retry_after);
@@ -667,12 +778,25 @@ static size_t check_on_header(char *line, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* GET https://host[:port]path on h; fills io and x (x points into io). */
-static void check_get(CURL *h, const struct config_site *s, const char *path, struct check_io *io,
-                      struct check_exchange *x)
+/* The site's own origin: https://host[:port]. */
+static char *check_site_base(const struct config_site *s)
 {
-    char *url = s->port && s->port != 443 ? xasprintf("https://%s:%d%s", s->host, s->port, path)
-                                          : xasprintf("https://%s%s", s->host, path);
+    return s->port && s->port != 443 ? xasprintf("https://%s:%d", s->host, s->port)
+                                     : xasprintf("https://%s", s->host);
+}
+
+/* Issue 10: the gateway base for product p: https://api.atlassian.com/ex/{jira|confluence}/ID. */
+static char *check_gateway_base(enum check_product p, const char *cloud_id)
+{
+    return xasprintf("https://api.atlassian.com/ex/%s/%s",
+                     p == CHECK_PRODUCT_JIRA ? "jira" : "confluence", cloud_id);
+}
+
+/* GET base+path on h; fills io and x (x points into io). */
+static void check_get_at(CURL *h, const char *base, const char *path, struct check_io *io,
+                         struct check_exchange *x)
+{
+    char *url = xasprintf("%s%s", base, path);
     CURLcode rc;
     long status = 0;
 
@@ -680,6 +804,7 @@ static void check_get(CURL *h, const struct config_site *s, const char *path, st
     io->body[0] = '\0';
     io->errbuf[0] = '\0';
     io->has_seraph = io->has_denied = io->has_retry_after = io->has_location = false;
+    io->has_www_auth = false;
     curl_easy_setopt(h, CURLOPT_URL, url);
     rc = curl_easy_perform(h);
     free(url);
@@ -693,7 +818,17 @@ static void check_get(CURL *h, const struct config_site *s, const char *path, st
     x->denied_reason = io->has_denied ? io->denied : NULL;
     x->retry_after = io->has_retry_after ? io->retry_after : NULL;
     x->location = io->has_location ? io->location : NULL;
+    x->www_authenticate = io->has_www_auth ? io->www_auth : NULL;
     x->body = io->body;
+}
+
+/* GET https://host[:port]path on h; fills io and x (x points into io). */
+static void check_get(CURL *h, const struct config_site *s, const char *path, struct check_io *io,
+                      struct check_exchange *x)
+{
+    char *base = check_site_base(s);
+    check_get_at(h, base, path, io, x);
+    free(base);
 }
 
 static CURL *check_handle(const struct config *cfg, struct check_io *io, struct curl_slist *conn,
@@ -733,17 +868,73 @@ static CURL *check_handle(const struct config *cfg, struct check_io *io, struct 
     return h;
 }
 
-/* Give libcurl the credential; it renders the Authorization header itself. */
-static void check_set_auth(CURL *h, const struct config_credential *c)
+/*
+ * Give libcurl the credential; it renders the Authorization header itself.
+ * minted: the access token of an oauth_client (else NULL).
+ */
+static void check_set_auth(CURL *h, const struct config_credential *c, const char *minted)
 {
-    if (c->type == CONFIG_CRED_BEARER) {
+    if (c->type == CONFIG_CRED_BEARER || minted) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, c->secret);
+        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, minted ? minted : c->secret);
     } else {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, c->email ? c->email : "");
         curl_easy_setopt(h, CURLOPT_PASSWORD, c->secret);
     }
+}
+
+/*
+ * Issue 10: mint an access token for an oauth_client (POST token_url, the
+ * client credentials in a JSON body that is wiped afterwards). True with the
+ * token in tok (the caller wipes it); false with v filled.
+ */
+static bool check_mint(CURL *h, const struct config_credential *c, const struct check_target *t,
+                       struct check_io *io, char *tok, size_t tcap, struct check_verdict *v)
+{
+    struct check_exchange x;
+    size_t cap =
+        128 + 6 * (strlen(c->client_id) + strlen(c->secret) + (c->scopes ? strlen(c->scopes) : 0));
+    char *id = xmalloc(cap), *sec = xmalloc(cap), *sc = xmalloc(cap), *body = xmalloc(cap);
+    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h2 = hl ? curl_slist_append(hl, "Accept: application/json") : NULL;
+    bool ok = false;
+
+    if (h2)
+        hl = h2;
+    log_json_escape(id, cap, c->client_id);
+    log_json_escape(sec, cap, c->secret);
+    if (c->scopes)
+        log_json_escape(sc, cap, c->scopes);
+    snprintf(body, cap,
+             "{\"grant_type\": \"client_credentials\", \"client_id\": %s, \"client_secret\": "
+             "%s%s%s}",
+             id, sec, c->scopes ? ", \"scope\": " : "", c->scopes ? sc : "");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    check_get_at(h, c->token_url ? c->token_url : CONFIG_DEFAULT_TOKEN_URL, "", io, &x);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    util_secure_zero(sec, cap);
+    util_secure_zero(body, cap);
+    if (check_diagnose_token(t, &x, v)) {
+        int64_t life;
+        char why[128];
+        if (tokensched_parse(io->body, tok, tcap, &life, why, sizeof(why)) == 0) {
+            ok = true;
+        } else {
+            check_set(v, CHECK_FAIL, "token_endpoint_error", x.status);
+            check_msg(v, "the token endpoint's answer is unusable: %s", why);
+        }
+    }
+    util_secure_zero(io->body, sizeof(io->body));
+    curl_slist_free_all(hl);
+    free(id);
+    free(sec);
+    free(sc);
+    free(body);
+    return ok;
 }
 
 /* Checks one site; prints its two lines. Returns true when nothing failed. */
@@ -755,10 +946,14 @@ static bool check_site(const struct config *cfg, const struct config_site *s, bo
         .host = s->host,
         .credential = c->name,
         .email = c->type == CONFIG_CRED_BASIC ? c->email : NULL,
-        .bearer = c->type == CONFIG_CRED_BEARER,
+        .bearer = c->type != CONFIG_CRED_BASIC,
         .expires = c->expires,
         .now = util_wall_time(),
+        .via_gateway = c->via_gateway,
+        .oauth = c->type == CONFIG_CRED_OAUTH_CLIENT,
+        .env_default = cfg->file && strcmp(cfg->file, "<environment>") == 0,
     };
+    char *tok = NULL;
     struct check_verdict v[2];
     struct check_exchange x;
     char cloud_id[CHECK_MAX_FIELD] = "";
@@ -789,10 +984,50 @@ static bool check_site(const struct config *cfg, const struct config_site *s, bo
         curl_easy_cleanup(h);
         goto print;
     }
-    check_set_auth(h, c);
+    if (s->cloud_id)
+        snprintf(cloud_id, sizeof(cloud_id), "%s", s->cloud_id);
+    if (c->via_gateway && !cloud_id[0]) {
+        check_verdict_init(&v[0]);
+        check_set(&v[0], CHECK_FAIL, "cloud_id_unknown", x.status);
+        check_msg(&v[0],
+                  "credential %s goes through the API gateway, which needs the site's cloudId, "
+                  "and https://%s/_edge/tenant_info did not give one; set cloud_id: on the site",
+                  c->name, s->host);
+        v[1] = v[0];
+        curl_easy_cleanup(h);
+        goto print;
+    }
+    if (t.oauth) {
+        tok = xcalloc(1, TOKENSCHED_MAX_TOKEN + 1);
+        if (!check_mint(h, c, &t, io, tok, TOKENSCHED_MAX_TOKEN + 1, &v[0])) {
+            v[1] = v[0];
+            curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+            curl_easy_cleanup(h);
+            goto print;
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    }
+    check_set_auth(h, c, tok);
     for (int p = 0; p < 2; p++) {
-        check_get(h, s, check_product_path((enum check_product)p), io, &x);
-        check_diagnose_product(&t, (enum check_product)p, &x, &v[p]);
+        enum check_product prod = (enum check_product)p;
+        if (c->via_gateway) {
+            char *base = check_gateway_base(prod, cloud_id);
+            check_get_at(h, base, check_product_path(prod), io, &x);
+            free(base);
+        } else {
+            check_get(h, s, check_product_path(prod), io, &x);
+        }
+        check_diagnose_product(&t, prod, &x, &v[p]);
+        /* A 401 at the site URL: a scoped token? Try once through the gateway. */
+        if (!c->via_gateway && c->type == CONFIG_CRED_BASIC && cloud_id[0] &&
+            strcmp(v[p].cause, "credentials_rejected") == 0 && x.status == 401) {
+            char *base = check_gateway_base(prod, cloud_id);
+            struct check_verdict scoped;
+            check_get_at(h, base, check_product_path(prod), io, &x);
+            free(base);
+            if (check_diagnose_scoped(&t, prod, &x, &scoped))
+                v[p] = scoped;
+        }
     }
     curl_easy_cleanup(h);
     /* One missing product is normal; none at all means no usable site. */
@@ -805,6 +1040,10 @@ static bool check_site(const struct config *cfg, const struct config_site *s, bo
                   s->host);
     }
 print:
+    if (tok) {
+        util_secure_zero(tok, TOKENSCHED_MAX_TOKEN + 1);
+        free(tok);
+    }
     for (int p = 0; p < 2; p++) {
         check_print_verdict(out, json, &t, (enum check_product)p, &v[p], cloud_id);
         if (v[p].outcome == CHECK_FAIL)

@@ -34,14 +34,15 @@ enum check_outcome { CHECK_OK = 0, CHECK_FAIL, CHECK_SKIP };
 
 /* What one exchange produced; all borrowed. Header values are NULL when absent. */
 struct check_exchange {
-    int curl_code;             /* CURLcode: 0 when an HTTP response arrived */
-    const char *curl_error;    /* curl's error text (CURLOPT_ERRORBUFFER); may be NULL */
-    long status;               /* HTTP status; 0 when none */
-    const char *seraph;        /* X-Seraph-LoginReason */
-    const char *denied_reason; /* X-Authentication-Denied-Reason (Data Center CAPTCHA) */
-    const char *retry_after;   /* Retry-After */
-    const char *location;      /* Location */
-    const char *body;          /* NUL-terminated, possibly cut at CHECK_MAX_BODY; may be NULL */
+    int curl_code;                /* CURLcode: 0 when an HTTP response arrived */
+    const char *curl_error;       /* curl's error text (CURLOPT_ERRORBUFFER); may be NULL */
+    long status;                  /* HTTP status; 0 when none */
+    const char *seraph;           /* X-Seraph-LoginReason */
+    const char *denied_reason;    /* X-Authentication-Denied-Reason (Data Center CAPTCHA) */
+    const char *retry_after;      /* Retry-After */
+    const char *location;         /* Location */
+    const char *www_authenticate; /* WWW-Authenticate (issue 10: an expired access token) */
+    const char *body;             /* NUL-terminated, possibly cut at CHECK_MAX_BODY; may be NULL */
 };
 
 /* What the diagnosis needs from the configuration; all borrowed, no secret. */
@@ -50,8 +51,12 @@ struct check_target {
     const char *credential; /* credential name */
     const char *email;      /* basic: the account email; NULL for bearer */
     bool bearer;
-    int64_t expires; /* epoch seconds from `expires`, 0 = none */
-    int64_t now;     /* wall clock, injected for tests */
+    int64_t expires;  /* epoch seconds from `expires`, 0 = none */
+    int64_t now;      /* wall clock, injected for tests */
+    bool env_default; /* the embedded default: advice says ATLASSIAN_SITE=, not domain: */
+    /* Issue 10: the call went through https://api.atlassian.com/ex/... (scoped token, OAuth). */
+    bool via_gateway;
+    bool oauth; /* an oauth_client credential: a minted access token was sent */
 };
 
 struct check_verdict {
@@ -77,10 +82,26 @@ void check_diagnose_product(const struct check_target *t, enum check_product p,
                             const struct check_exchange *x, struct check_verdict *v);
 
 /*
+ * Issue 10: a basic credential rejected at the site URL but accepted by the
+ * gateway (x: the same call retried at api.atlassian.com/ex/.../{cloudId}):
+ * true with v rewritten to "this is a scoped token: set `via: api_gateway`".
+ */
+bool check_diagnose_scoped(const struct check_target *t, enum check_product p,
+                           const struct check_exchange *x, struct check_verdict *v);
+
+/*
+ * Issue 10: the token endpoint's answer for an oauth_client (status 0 with
+ * curl_code set: unreachable). False with v filled when no token came.
+ */
+bool check_diagnose_token(const struct check_target *t, const struct check_exchange *x,
+                          struct check_verdict *v);
+
+/*
  * A hint when host looks mistyped ("acme.atlassian.net.atlassian.net", dots
  * in the site name, ".atlassian.com"); buf gets "" when it looks right.
+ * env_default: word it for ATLASSIAN_SITE= instead of the file's domain:.
  */
-void check_domain_hint(const char *host, char *buf, size_t cap);
+void check_domain_hint(const char *host, bool env_default, char *buf, size_t cap);
 
 /*
  * Read the top-level-looking string member `key` of a JSON body into out

@@ -12,8 +12,10 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "config_int.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,362 +31,6 @@
 
 #include "hostname.h"
 #include "util.h"
-
-/* The configuration file itself: far larger than any sane config. */
-#define CFG_MAX_FILE_SIZE (1024 * 1024)
-/* Credential names and client ids appear in logs and metric labels. */
-#define CFG_MAX_NAME_LEN 64
-#define CFG_MAX_BURST 1000000u
-#define CFG_MAX_QUEUE_LIMIT 1000000u
-#define CFG_MAX_REDIS_DB 65535
-/* Longest key path in messages ("credentials.NAME.rate_limit"). */
-#define CFG_MAX_WHAT 160
-#define CFG_ENV_FILE "<environment>"
-
-struct cfg_ctx {
-    const char *file;
-    yaml_document_t *doc;
-    struct config *cfg;
-    char *err;
-    size_t warn_cap;
-};
-
-/* ---------------------------------------------------------------- messages */
-
-/*
- * Bounded formatting into a fixed buffer; cutting a long name in a message is
- * fine (and keeps -Wformat-truncation from flagging every call). Returns the
- * bytes written, never more than cap - 1.
- */
-static int cfg_bprintf(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cfg_bprintf(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return 0;
-    return (size_t)n < cap ? n : (int)cap - 1;
-}
-
-static struct config_pos cfg_pos(const yaml_node_t *n)
-{
-    struct config_pos p = {0, 0};
-    if (n) {
-        p.line = (int)n->start_mark.line + 1;
-        p.col = (int)n->start_mark.column + 1;
-    }
-    return p;
-}
-
-/* "FILE:LINE:COL: " or, without a position (the environment), "FILE: ". */
-static char *cfg_vformat(const char *file, struct config_pos pos, const char *tag, const char *fmt,
-                         va_list ap)
-{
-    char msg[1024];
-
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (pos.line > 0)
-        return xasprintf("%s:%d:%d: %s%s", file, pos.line, pos.col, tag, msg);
-    return xasprintf("%s: %s%s", file, tag, msg);
-}
-
-static int cfg_fail_at(struct cfg_ctx *c, struct config_pos pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cfg_fail_at(struct cfg_ctx *c, struct config_pos pos, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (c->err)
-        return -1; /* the first error wins */
-    va_start(ap, fmt);
-    c->err = cfg_vformat(c->file, pos, "", fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int cfg_fail(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cfg_fail(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (c->err)
-        return -1;
-    va_start(ap, fmt);
-    c->err = cfg_vformat(c->file, cfg_pos(n), "", fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static void cfg_warn_add(struct cfg_ctx *c, char *text)
-{
-    struct config *cfg = c->cfg;
-    if (cfg->nwarnings == c->warn_cap) {
-        c->warn_cap = c->warn_cap ? c->warn_cap * 2 : 8;
-        cfg->warnings = xrealloc(cfg->warnings, c->warn_cap * sizeof(*cfg->warnings));
-    }
-    cfg->warnings[cfg->nwarnings++].text = text;
-}
-
-static void cfg_warn_at(struct cfg_ctx *c, struct config_pos pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cfg_warn_at(struct cfg_ctx *c, struct config_pos pos, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    cfg_warn_add(c, cfg_vformat(c->file, pos, "warning: ", fmt, ap));
-    va_end(ap);
-}
-
-static void cfg_warn(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cfg_warn(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    cfg_warn_add(c, cfg_vformat(c->file, cfg_pos(n), "warning: ", fmt, ap));
-    va_end(ap);
-}
-
-static const char *cfg_type_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return "a single value";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a map";
-    default:
-        return "nothing";
-    }
-}
-
-/* ------------------------------------------------------------ node helpers */
-
-static yaml_node_t *cfg_node(struct cfg_ctx *c, int id)
-{
-    return yaml_document_get_node(c->doc, id);
-}
-
-/*
- * The text of a scalar node, or NULL after an error when the node is a list
- * or map, empty, or holds a NUL byte. what names the key in messages.
- */
-static const char *cfg_scalar(struct cfg_ctx *c, const yaml_node_t *n, const char *what)
-{
-    if (n->type != YAML_SCALAR_NODE) {
-        cfg_fail(c, n, "%s must be a single value, not %s", what, cfg_type_name(n));
-        return NULL;
-    }
-    if (n->data.scalar.length == 0) {
-        cfg_fail(c, n, "%s has no value; give one or remove the key", what);
-        return NULL;
-    }
-    if (strlen((const char *)n->data.scalar.value) != n->data.scalar.length) {
-        cfg_fail(c, n, "%s contains a NUL character; remove it", what);
-        return NULL;
-    }
-    return (const char *)n->data.scalar.value;
-}
-
-/*
- * Checks that n is a map whose keys are plain scalars, each in keys[] and
- * none repeated. keys is NULL-terminated; what names the map in messages.
- */
-static int cfg_map_check(struct cfg_ctx *c, const yaml_node_t *n, const char *what,
-                         const char *const *keys)
-{
-    char allowed[512];
-    size_t off = 0;
-
-    if (n->type != YAML_MAPPING_NODE)
-        return cfg_fail(c, n, "%s must be a map (key: value lines), not %s", what,
-                        cfg_type_name(n));
-    allowed[0] = '\0';
-    for (size_t k = 0; keys[k]; k++) {
-        int w = cfg_bprintf(allowed + off, sizeof(allowed) - off, "%s%s", k ? ", " : "", keys[k]);
-        if (w > 0 && (size_t)w < sizeof(allowed) - off)
-            off += (size_t)w;
-    }
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *key = cfg_node(c, p->key);
-        const char *name;
-        size_t k;
-
-        if (key->type != YAML_SCALAR_NODE ||
-            strlen((const char *)key->data.scalar.value) != key->data.scalar.length)
-            return cfg_fail(c, key, "keys in %s must be plain names; allowed keys: %s", what,
-                            allowed);
-        name = (const char *)key->data.scalar.value;
-        for (k = 0; keys[k]; k++) {
-            if (strcmp(name, keys[k]) == 0)
-                break;
-        }
-        if (!keys[k])
-            return cfg_fail(c, key, "unknown key '%.64s' in %s; allowed keys: %s", name, what,
-                            allowed);
-        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *prev = cfg_node(c, q->key);
-            if (strcmp((const char *)prev->data.scalar.value, name) == 0)
-                return cfg_fail(c, key,
-                                "duplicate key '%s' in %s (first given at line %d); keep only "
-                                "one",
-                                name, what, (int)prev->start_mark.line + 1);
-        }
-    }
-    return 0;
-}
-
-/* The value node of key in the (checked) map n, or NULL when absent. */
-static yaml_node_t *cfg_map_get(struct cfg_ctx *c, const yaml_node_t *n, const char *key)
-{
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = cfg_node(c, p->key);
-        if (strcmp((const char *)k->data.scalar.value, key) == 0)
-            return cfg_node(c, p->value);
-    }
-    return NULL;
-}
-
-/* The key node of key in the map n (for messages about the key itself). */
-static yaml_node_t *cfg_map_key(struct cfg_ctx *c, const yaml_node_t *n, const char *key)
-{
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = cfg_node(c, p->key);
-        if (strcmp((const char *)k->data.scalar.value, key) == 0)
-            return k;
-    }
-    return NULL;
-}
-
-static void cfg_what(char *buf, const char *prefix, const char *key)
-{
-    cfg_bprintf(buf, CFG_MAX_WHAT, "%s%s%s", prefix, *prefix ? "." : "", key);
-}
-
-/* ------------------------------------------------------------ typed values */
-
-static int cfg_get_bool(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                        const char *key, bool *out)
-{
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
-    const char *s;
-
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
-    if (util_strcaseeq(s, "true") || util_strcaseeq(s, "yes")) {
-        *out = true;
-        return 0;
-    }
-    if (util_strcaseeq(s, "false") || util_strcaseeq(s, "no")) {
-        *out = false;
-        return 0;
-    }
-    return cfg_fail(c, n, "%s must be true or false (yes/no also work), got '%.64s'", what, s);
-}
-
-static int cfg_get_uint(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                        const char *key, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
-    const char *s;
-    uint64_t v;
-
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
-    if (util_parse_u64(s, max, &v) < 0 || v < min)
-        return cfg_fail(c, n, "%s must be a whole number from %llu to %llu, got '%.64s'", what,
-                        (unsigned long long)min, (unsigned long long)max, s);
-    *out = v;
-    return 0;
-}
-
-static int cfg_get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                            const char *key, bool allow_zero, int64_t *out)
-{
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
-    const char *s;
-    uint64_t bare;
-    int64_t v;
-
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
-    if (util_parse_duration_ms(s, &v) < 0) {
-        if (util_parse_u64(s, UINT64_MAX, &bare) == 0)
-            return cfg_fail(c, n, "%s needs a unit: write %.32ss (or ms, m, h)", what, s);
-        return cfg_fail(c, n, "%s must be a duration like 500ms, 10s, 5m or 1h, got '%.64s'", what,
-                        s);
-    }
-    if (v == 0 && !allow_zero)
-        return cfg_fail(c, n, "%s must be longer than 0", what);
-    *out = v;
-    return 0;
-}
-
-static int cfg_get_rate(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                        const char *key, bool *given, bool *off, double *per_sec)
-{
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
-    const char *s;
-
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
-    if (util_parse_rate(s, per_sec, off) < 0)
-        return cfg_fail(
-            c, n, "%s must be a rate like 100/min, 10/s or 1000/h (or off), got '%.64s'", what, s);
-    if (given)
-        *given = true;
-    return 0;
-}
-
-/* A copy of a string value; *out untouched when the key is absent. */
-static int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                       const char *key, char **out, yaml_node_t **node)
-{
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
-    const char *s;
-
-    if (node)
-        *node = n;
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
-    free(*out);
-    *out = xstrdup(s);
-    return 0;
-}
 
 /* ------------------------------------------------------- names and hosts */
 
@@ -415,7 +61,7 @@ static bool cfg_ident_ok(const char *s)
     return true;
 }
 
-static bool cfg_is_space(char ch)
+bool cfg_is_space(char ch)
 {
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
 }
@@ -530,6 +176,12 @@ static int cfg_listen_parse(const char *text, struct config_listen *out, const c
         portstr = close + 2;
     } else {
         colon = strrchr(text, ':');
+        if (!colon && *text && strspn(text, "0123456789") == strlen(text)) {
+            /* "listen: 8080": a port alone; the host decides who can reach it. */
+            *why = "the host is missing; write 127.0.0.1:PORT for local use or 0.0.0.0:PORT for "
+                   "every interface";
+            return -1;
+        }
         if (!colon) {
             *why = "the port is missing; write HOST:PORT, e.g. 127.0.0.1:8080";
             return -1;
@@ -608,234 +260,187 @@ static int cfg_listen_node(struct cfg_ctx *c, const yaml_node_t *n, const char *
     return 0;
 }
 
-/* ---------------------------------------------------------------- secrets */
+/* ------------------------------------------------------------- onboarding */
+/*
+ * What `env`/`exec`/`lint` need beyond the plain keys: the names of the
+ * variables that hold credential secrets (exec removes them from an agent's
+ * environment), CA paths relative to the configuration file, and warnings
+ * about tokens that are evidently placeholders or of the wrong type.
+ */
 
-/* What kind of secret, for messages: "credential 'svc'" + "token". */
-struct cfg_secret_what {
-    const char *owner;  /* "credential 'svc'" or "client 'bot'" */
-    const char *noun;   /* "token" or "key" */
-    const char *prefix; /* "credentials.svc" or "clients[0]" */
-    const char *k_env, *k_file, *k_inline;
+/* Shorter than any Atlassian token (about 190 characters today, 24 for old ones, 44 for DC PATs).
+ */
+#define CFG_MIN_PLAUSIBLE_TOKEN 12
+/* What people paste from documentation instead of a token (compared case-insensitively). */
+static const char *const cfg_placeholder_tokens[] = {
+    "\xe2\x80\xa6", "...",       "changeme", "change-me", "<token>", "token",      "your-token",
+    "your_token",   "yourtoken", "secret",   "xxx",       "todo",    "replace-me", "api-token",
 };
 
-/* Conventional environment variable names are safe to echo; anything else might be a pasted token.
- */
-static bool cfg_env_name_showable(const char *s)
+/* Records one variable name (deduplicated, bounded by CONFIG_MAX_SECRET_ENVS). */
+static void cfg_secret_env_add(struct config *cfg, const char *name)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 48 || (s[0] >= '0' && s[0] <= '9'))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-            return false;
+    for (size_t i = 0; i < cfg->nsecret_envs; i++) {
+        if (strcmp(cfg->secret_envs[i], name) == 0)
+            return;
     }
-    return true;
-}
-
-static bool cfg_env_name_ok(const char *s)
-{
-    if (!s[0] || (s[0] >= '0' && s[0] <= '9'))
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_'))
-            return false;
-    }
-    return true;
-}
-
-/* A path is echoed only when it looks like one, in case the secret was pasted instead. */
-static bool cfg_path_showable(const char *s)
-{
-    return strlen(s) <= 512 && (strchr(s, '/') || strchr(s, '.'));
+    if (cfg->nsecret_envs >= CONFIG_MAX_SECRET_ENVS)
+        return;
+    if (!cfg->secret_envs)
+        cfg->secret_envs = xcalloc(CONFIG_MAX_SECRET_ENVS, sizeof(*cfg->secret_envs));
+    cfg->secret_envs[cfg->nsecret_envs++] = xstrdup(name);
 }
 
 /*
- * Checks secret bytes (after the one trailing newline of a file was cut):
- * not empty, not too long, no leading/trailing white space, no control
- * characters. from describes the source ("environment variable X").
- * Never puts a byte of the secret into the message.
+ * Every "*_env" key of one credential's map names a variable holding a secret
+ * of that credential (token_env today, client_secret_env for oauth_client):
+ * taken generically, so a new credential kind is covered without a change here.
  */
-static int cfg_secret_check(struct cfg_ctx *c, const yaml_node_t *n,
-                            const struct cfg_secret_what *w, const char *from, const char *s,
-                            size_t len)
+static void cfg_note_secret_envs(struct cfg_ctx *c, const yaml_node_t *m)
 {
-    if (len == 0)
-        return cfg_fail(c, n, "%s: the %s from %s is empty", w->owner, w->noun, from);
-    if (len > CONFIG_MAX_SECRET_LEN)
-        return cfg_fail(c, n,
-                        "%s: the %s from %s is longer than %d bytes; check that it is the "
-                        "%s",
-                        w->owner, w->noun, from, CONFIG_MAX_SECRET_LEN, w->noun);
-    if (strlen(s) != len)
-        return cfg_fail(c, n,
-                        "%s: the %s from %s contains a NUL byte (the %s itself is not "
-                        "shown)",
-                        w->owner, w->noun, from, w->noun);
-    if (cfg_is_space(s[0]) || cfg_is_space(s[len - 1]))
-        return cfg_fail(c, n,
-                        "%s: the %s from %s has leading or trailing white space; remove it "
-                        "(the %s itself is not shown)",
-                        w->owner, w->noun, from, w->noun);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f)
-            return cfg_fail(c, n,
-                            "%s: the %s from %s contains a control character (such as a line "
-                            "break); it must be a single line (the %s itself is not shown)",
-                            w->owner, w->noun, from, w->noun);
-    }
-    return 0;
-}
-
-/*
- * Reads a secret file into a new string (caller owns; zero with
- * util_free_secret). Cuts one trailing "\n" or "\r\n". Warns when the mode
- * lets group or others in. Returns NULL after an error.
- */
-static char *cfg_secret_read_file(struct cfg_ctx *c, const yaml_node_t *n,
-                                  const struct cfg_secret_what *w, const char *path)
-{
-    char what[CFG_MAX_WHAT], from[600];
-    bool show = cfg_path_showable(path);
-    char *buf = NULL;
-    size_t len = 0;
-    unsigned mode = 0;
-    int errnum = 0;
-
-    cfg_what(what, w->prefix, w->k_file);
-    cfg_bprintf(from, sizeof(from), "%s", path);
-    /* Room for the secret plus a trailing "\r\n"; longer is refused below. */
-    switch (util_read_file(path, CONFIG_MAX_SECRET_LEN + 2, &buf, &len, &mode, &errnum)) {
-    case UTIL_READ_OK:
-        break;
-    case UTIL_READ_NOT_REGULAR:
-        cfg_fail(c, n, "%s: %s %s is not a regular file", w->owner, w->k_file,
-                 show ? path : "(value not shown)");
-        return NULL;
-    case UTIL_READ_TOO_LARGE:
-        cfg_fail(c, n, "%s: the %s from %s is longer than %d bytes; check that it is the %s",
-                 w->owner, w->noun, from, CONFIG_MAX_SECRET_LEN, w->noun);
-        return NULL;
-    default:
-        if (errnum == 0)
-            errnum = ENOENT;
-        if (show)
-            cfg_fail(c, n, "%s: cannot read %s %s: %s", w->owner, w->k_file, path,
-                     strerror(errnum));
-        else
-            cfg_fail(c, n,
-                     "%s: cannot read %s: %s (the value is not shown in case it is the %s "
-                     "itself; %s takes a file path)",
-                     w->owner, what, strerror(errnum), w->noun, w->k_file);
-        return NULL;
-    }
-    if (len > 0 && buf[len - 1] == '\n') {
-        len--;
-        if (len > 0 && buf[len - 1] == '\r')
-            len--;
-        buf[len] = '\0';
-    }
-    if (cfg_secret_check(c, n, w, from, buf, len) < 0) {
-        util_secure_zero(buf, len);
-        free(buf);
-        return NULL;
-    }
-    if (util_secret_mode_check(mode, UTIL_SECRET_MOUNTED) != UTIL_MODE_OK)
-        cfg_warn(c, n, "%s: %s %s is readable by group or others (mode %04o); run chmod 600 %s",
-                 w->owner, w->k_file, path, mode, path);
-    return buf;
-}
-
-/*
- * Exactly one of the env/file/inline keys in map m; reads the secret.
- * On success *secret, *source and *ref are set (caller owns the strings).
- */
-static int cfg_secret_load(struct cfg_ctx *c, const yaml_node_t *m, const struct cfg_secret_what *w,
-                           char **secret, enum config_secret_source *source, char **ref)
-{
-    const char *keys[3] = {w->k_env, w->k_file, w->k_inline};
-    yaml_node_t *nodes[3], *n = NULL;
-    char what[CFG_MAX_WHAT];
-    int which = -1;
-    const char *v;
-
-    for (int i = 0; i < 3; i++) {
-        nodes[i] = cfg_map_get(c, m, keys[i]);
-        if (!nodes[i])
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+        const char *ks, *vs;
+        size_t kl;
+        if (!k || !v || k->type != YAML_SCALAR_NODE || v->type != YAML_SCALAR_NODE)
             continue;
-        if (which >= 0)
-            return cfg_fail(c, cfg_map_key(c, m, keys[i]),
-                            "%s has both %s and %s; give exactly one of %s, %s or %s", w->owner,
-                            keys[which], keys[i], keys[0], keys[1], keys[2]);
-        which = i;
+        ks = (const char *)k->data.scalar.value;
+        vs = (const char *)v->data.scalar.value;
+        kl = strlen(ks);
+        if (kl > 4 && strcmp(ks + kl - 4, "_env") == 0 && cfg_env_name_ok(vs))
+            cfg_secret_env_add(c->cfg, vs);
     }
-    if (which < 0)
-        return cfg_fail(c, m, "%s has no %s: add %s: VARIABLE (recommended), %s: PATH or %s: ...",
-                        w->owner, w->noun, keys[0], keys[1], keys[2]);
-    n = nodes[which];
-    cfg_what(what, w->prefix, keys[which]);
-    if (n->type != YAML_SCALAR_NODE)
-        return cfg_fail(c, n, "%s must be a single value, not %s", what, cfg_type_name(n));
-    if (n->data.scalar.length == 0)
-        return cfg_fail(c, n, "%s has no value; give one or remove the key", what);
-    v = (const char *)n->data.scalar.value;
+}
 
-    if (which == 0) {
-        const char *val;
-        char from[128];
-        if (!cfg_env_name_ok(v) || strlen(v) != n->data.scalar.length)
-            return cfg_fail(c, n,
-                            "%s must be the NAME of an environment variable (letters, digits, "
-                            "_), not the %s itself (the value is not shown)",
-                            what, w->noun);
-        if (!cfg_env_name_showable(v))
-            cfg_bprintf(from, sizeof(from), "the environment variable named by %s", what);
-        else
-            cfg_bprintf(from, sizeof(from), "environment variable %s", v);
-        val = getenv(v);
-        if (!val)
-            return cfg_fail(c, n, "%s: %s is not set; export it before starting credproxy",
-                            w->owner, from);
-        if (!*val)
-            return cfg_fail(c, n, "%s: %s is empty; export the %s in it", w->owner, from, w->noun);
-        if (cfg_secret_check(c, n, w, from, val, strlen(val)) < 0)
-            return -1;
-        *secret = xstrdup(val);
-        *source = CONFIG_SECRET_ENV;
-        *ref = xstrdup(v);
-        return 0;
+/* A relative path made absolute against dir; a new string (or a copy when already absolute). */
+static char *cfg_path_join(const char *dir, const char *p)
+{
+    if (p[0] == '/' || !dir)
+        return xstrdup(p);
+    return xasprintf("%s/%s", dir, p);
+}
+
+/*
+ * interception.ca_cert/ca_key written relative (or left at the default
+ * certs/ca.pem) mean "next to the configuration file" (file NULL: the
+ * embedded default, the current directory), whatever directory
+ * the proxy, `env` or an MCP host starts in. The directory itself is made
+ * absolute so every command agrees on one path.
+ */
+static void cfg_resolve_ca_paths(struct config *cfg, const char *file)
+{
+    char *dir = util_dirname(file ? file : "./"), *abs = NULL, *tmp;
+
+    if (dir[0] != '/') {
+        char *cwd = getcwd(NULL, 0);
+        if (cwd) {
+            abs = strcmp(dir, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, dir);
+            free(cwd);
+        }
     }
-    if (which == 1) {
-        if (strlen(v) != n->data.scalar.length)
-            return cfg_fail(c, n, "%s contains a NUL character", what);
-        *secret = cfg_secret_read_file(c, n, w, v);
-        if (!*secret)
-            return -1;
-        *source = CONFIG_SECRET_FILE;
-        *ref = xstrdup(v);
-        return 0;
+    tmp = abs ? abs : dir;
+    if (cfg->interception.ca_cert && cfg->interception.ca_cert[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_cert);
+        free(cfg->interception.ca_cert);
+        cfg->interception.ca_cert = p;
     }
-    {
-        char from[64];
-        cfg_bprintf(from, sizeof(from), "the configuration file (%s:)", w->k_inline);
-        if (cfg_secret_check(c, n, w, from, v, n->data.scalar.length) < 0)
-            return -1;
+    if (cfg->interception.ca_key && cfg->interception.ca_key[0] != '/') {
+        char *p = cfg_path_join(tmp, cfg->interception.ca_key);
+        free(cfg->interception.ca_key);
+        cfg->interception.ca_key = p;
     }
-    cfg_warn(c, cfg_map_key(c, m, keys[2]),
-             "%s: the %s is written in the configuration file (%s:); prefer %s or %s and keep "
-             "the file private",
-             w->owner, w->noun, keys[2], keys[0], keys[1]);
-    *secret = xstrdup(v);
-    *source = CONFIG_SECRET_INLINE;
-    *ref = NULL;
-    return 0;
+    free(abs);
+    free(dir);
+}
+
+/* The token is one of the documentation's placeholders, or too short to be an API token. */
+static bool cfg_token_is_placeholder(const char *t)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(cfg_placeholder_tokens); i++) {
+        if (strcasecmp(t, cfg_placeholder_tokens[i]) == 0)
+            return true;
+    }
+    if (strstr(t, "\xe2\x80\xa6") || (t[0] == '<' && t[strlen(t) - 1] == '>'))
+        return true;
+    return strlen(t) < CFG_MIN_PLAUSIBLE_TOKEN;
+}
+
+/* The credential is used by at least one *.atlassian.net site. */
+static bool cfg_cred_on_cloud(const struct config *cfg, size_t idx)
+{
+    size_t sl = strlen(CFG_ATLASSIAN_SUFFIX);
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const char *h = cfg->sites[i].host;
+        size_t hl = h ? strlen(h) : 0;
+        if (cfg->sites[i].credential == idx && hl > sl &&
+            strcmp(h + hl - sl, CFG_ATLASSIAN_SUFFIX) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Lint warnings about the secret itself (only when it was read): a
+ * placeholder, and a Cloud API token sent as Bearer. The token's bytes never
+ * reach a message; "ATATT" is Atlassian's public prefix, not part of a secret.
+ */
+static void cfg_token_warnings(struct cfg_ctx *c)
+{
+    const struct config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        const struct config_credential *cr = &cfg->credentials[i];
+        const char *from = cr->source == CONFIG_SECRET_ENV    ? "environment variable"
+                           : cr->source == CONFIG_SECRET_FILE ? "file"
+                                                              : "configuration";
+        if (!cr->secret)
+            continue;
+        if (cfg_token_is_placeholder(cr->secret))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': the token from %s %s looks like a placeholder (%zu "
+                        "characters; Atlassian API tokens are much longer): paste the real token "
+                        "from id.atlassian.com -> Security -> API tokens",
+                        cr->name, from, cr->source_ref ? cr->source_ref : "(inline)",
+                        strlen(cr->secret));
+        if (cr->type == CONFIG_CRED_BEARER && strncmp(cr->secret, "ATATT", 5) == 0 &&
+            cfg_cred_on_cloud(cfg, i))
+            cfg_warn_at(c, cr->pos,
+                        "credential '%s': type bearer with an Atlassian Cloud API token (ATATT...) "
+                        "on an *.atlassian.net site: Cloud API tokens need type: basic and the "
+                        "account's email; Atlassian answers 401 to them as Bearer",
+                        cr->name);
+    }
+}
+
+/* After a successful load: relative CA paths, token warnings, the no-secrets marker. */
+static void cfg_onboard_finish(struct cfg_ctx *c, const char *file)
+{
+    cfg_resolve_ca_paths(c->cfg, file); /* NULL: the embedded default, the current directory */
+    cfg_token_warnings(c);
+    c->cfg->no_secrets = (c->opts->flags & CONFIG_LOAD_NO_SECRETS) != 0;
+    /* The embedded default's variable, under whichever configuration: an agent never needs it. */
+    cfg_secret_env_add(c->cfg, "ATLASSIAN_API_TOKEN");
+}
+
+int config_client_index(const struct config *cfg, const char *id)
+{
+    if (!cfg || !id)
+        return -1;
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        if (cfg->clients[i].id && strcmp(cfg->clients[i].id, id) == 0)
+            return (int)i;
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ credentials */
 
 static const char *const cfg_cred_keys[] = {
-    "type", "email", "token_env", "token_file", "token", "expires", "rate_limit", "burst", NULL};
+    "type", "email", "token_env", "token_file", "token", "expires", "rate_limit", "burst",
+    /* v2: cfg_credential_v2 */
+    "reject_after", "via", "client_id", "client_secret_env", "client_secret_file", "client_secret",
+    "token_url", "scopes", NULL};
 
 static int cfg_email_check(struct cfg_ctx *c, const yaml_node_t *n, const char *owner,
                            const char *e)
@@ -883,6 +488,135 @@ static void cfg_expiry_warn(struct cfg_ctx *c, const yaml_node_t *n, const char 
                  owner, date, (long long)days, days == 1 ? "" : "s");
 }
 
+/* scopes: a list of names or one space-separated string -> one space-separated string. */
+static int cfg_scopes(struct cfg_ctx *c, const yaml_node_t *n, const char *prefix, char **out)
+{
+    char buf[CONFIG_MAX_SCOPES + 1];
+    size_t off = 0;
+    const yaml_node_item_t *it = NULL, *end = NULL;
+
+    buf[0] = '\0';
+    if (n->type == YAML_SCALAR_NODE) {
+        if (n->data.scalar.length > CONFIG_MAX_SCOPES)
+            return cfg_fail(c, n, "%s.scopes is longer than %d bytes", prefix, CONFIG_MAX_SCOPES);
+        memcpy(buf, n->data.scalar.value, n->data.scalar.length);
+        off = n->data.scalar.length;
+        buf[off] = '\0';
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        it = n->data.sequence.items.start;
+        end = n->data.sequence.items.top;
+        for (; it < end; it++) {
+            yaml_node_t *e = cfg_node(c, *it);
+            if (e->type != YAML_SCALAR_NODE)
+                return cfg_fail(c, e, "%s.scopes entries must be scope names", prefix);
+            size_t len = e->data.scalar.length;
+            if (off + len + 2 > sizeof(buf))
+                return cfg_fail(c, e, "%s.scopes is longer than %d bytes", prefix,
+                                CONFIG_MAX_SCOPES);
+            if (off)
+                buf[off++] = ' ';
+            memcpy(buf + off, e->data.scalar.value, len);
+            off += len;
+            buf[off] = '\0';
+        }
+    } else {
+        return cfg_fail(c, n, "%s.scopes must be a list of scope names, not %s", prefix,
+                        cfg_type_name(n));
+    }
+    for (size_t i = 0; i < off; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch < 0x20 || ch == 0x7f || ch == '&' || ch == '=' || ch == '+' || ch == '%')
+            return cfg_fail(c, n, "%s.scopes holds a character no scope name has", prefix);
+    }
+    *out = off ? xstrdup(buf) : NULL;
+    return 0;
+}
+
+/*
+ * The v2 keys of one credential (issue 10): reject_after, via, and the
+ * oauth_client keys. Runs after type is known; refuses keys of the other
+ * kind (a token_env on an oauth_client would otherwise be ignored).
+ */
+static int cfg_credential_v2(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                             const char *owner, struct config_credential *cr)
+{
+    static const char *const oauth_only[] = {"client_id",
+                                             "client_secret_env",
+                                             "client_secret_file",
+                                             "client_secret",
+                                             "token_url",
+                                             "scopes",
+                                             NULL};
+    static const char *const token_only[] = {"token_env", "token_file", "token", NULL};
+    bool oauth = cr->type == CONFIG_CRED_OAUTH_CLIENT;
+    uint64_t reject_after = CONFIG_DEFAULT_REJECT_AFTER;
+    yaml_node_t *n;
+
+    for (size_t i = 0; (oauth ? token_only : oauth_only)[i]; i++) {
+        const char *k = (oauth ? token_only : oauth_only)[i];
+        if (cfg_map_get(c, m, k))
+            return cfg_fail(c, cfg_map_key(c, m, k),
+                            oauth ? "%s.%s is for basic and bearer credentials; an oauth_client "
+                                    "takes client_secret_env, client_secret_file or client_secret"
+                                  : "%s.%s is only for type: oauth_client",
+                            prefix, k);
+    }
+    if (cfg_get_uint(c, m, prefix, "reject_after", 1, CONFIG_MAX_REJECT_AFTER, &reject_after) < 0)
+        return -1;
+    cr->reject_after = (unsigned)reject_after;
+
+    char *via = NULL;
+    if (cfg_get_str(c, m, prefix, "via", &via, &n) < 0)
+        return -1;
+    if (via) {
+        bool ok = strcmp(via, "api_gateway") == 0 || strcmp(via, "site") == 0;
+        cr->via_gateway = strcmp(via, "api_gateway") == 0;
+        if (!ok) {
+            cfg_fail(c, n,
+                     "%s.via must be api_gateway (scoped API tokens, which work only through "
+                     "https://api.atlassian.com/ex/...) or site, got '%.64s'",
+                     prefix, via);
+            free(via);
+            return -1;
+        }
+        if (oauth && !cr->via_gateway) {
+            free(via);
+            return cfg_fail(c, n, "%s: an oauth_client always goes through api_gateway", owner);
+        }
+        free(via);
+    }
+    if (!oauth)
+        return 0;
+    cr->via_gateway = true;
+    if (!cfg_map_get(c, m, "client_id"))
+        return cfg_fail(c, m,
+                        "%s has no client_id: type oauth_client needs the service account's "
+                        "OAuth client_id and a client_secret_env",
+                        owner);
+    if (cfg_get_str(c, m, prefix, "client_id", &cr->client_id, &n) < 0)
+        return -1;
+    for (const char *p = cr->client_id; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '&' || *p == '=')
+            return cfg_fail(c, n,
+                            "%s.client_id contains white space or a character it cannot "
+                            "hold; copy it again from Atlassian Administration",
+                            prefix);
+    }
+    if (!*cr->client_id)
+        return cfg_fail(c, n, "%s.client_id is empty", prefix);
+    if (cfg_get_str(c, m, prefix, "token_url", &cr->token_url, &n) < 0)
+        return -1;
+    if (!cr->token_url)
+        cr->token_url = xstrdup(CONFIG_DEFAULT_TOKEN_URL);
+    else if (strncmp(cr->token_url, "https://", 8) != 0 || strpbrk(cr->token_url, " \t\r\n"))
+        return cfg_fail(c, n, "%s.token_url must be an https:// URL, got '%.200s'", prefix,
+                        cr->token_url);
+    n = cfg_map_get(c, m, "scopes");
+    if (n && cfg_scopes(c, n, prefix, &cr->scopes) < 0)
+        return -1;
+    return 0;
+}
+
 static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_node_t *m,
                           struct config_credential *cr)
 {
@@ -915,12 +649,17 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
             cr->type = CONFIG_CRED_BASIC;
         else if (strcmp(t, "bearer") == 0)
             cr->type = CONFIG_CRED_BEARER;
+        else if (strcmp(t, "oauth_client") == 0)
+            cr->type = CONFIG_CRED_OAUTH_CLIENT;
         else
-            return cfg_fail(c, n, "%s.type must be basic or bearer, got '%.64s'", prefix, t);
+            return cfg_fail(c, n, "%s.type must be basic, bearer or oauth_client, got '%.64s'",
+                            prefix, t);
     }
+    if (cfg_credential_v2(c, m, prefix, owner, cr) < 0)
+        return -1;
 
     n = cfg_map_get(c, m, "email");
-    if (cr->type == CONFIG_CRED_BEARER && n)
+    if (cr->type != CONFIG_CRED_BASIC && n)
         return cfg_fail(c, cfg_map_key(c, m, "email"),
                         "%s.email is only for type: basic; remove it (bearer sends the token "
                         "alone)",
@@ -938,9 +677,13 @@ static int cfg_credential(struct cfg_ctx *c, const yaml_node_t *key, const yaml_
     }
 
     struct cfg_secret_what w = {owner, "token", prefix, "token_env", "token_file", "token"};
+    if (cr->type == CONFIG_CRED_OAUTH_CLIENT)
+        w = (struct cfg_secret_what){
+            owner,          "client secret", prefix, "client_secret_env", "client_secret_file",
+            "client_secret"};
     if (cfg_secret_load(c, m, &w, &cr->secret, &cr->source, &cr->source_ref) < 0)
         return -1;
-    if (cr->type == CONFIG_CRED_BEARER && strchr(cr->secret, ' '))
+    if (cr->type == CONFIG_CRED_BEARER && cr->secret && strchr(cr->secret, ' '))
         return cfg_fail(c, cfg_map_get(c, m, "token_env") ?: cfg_map_get(c, m, "token_file")
                                                                ?: cfg_map_get(c, m, "token"),
                         "%s: a bearer token cannot contain spaces (the token itself is not shown)",
@@ -1002,6 +745,7 @@ static int cfg_credentials(struct cfg_ctx *c, const yaml_node_t *root)
         cfg->ncredentials = i + 1;
         if (cfg_credential(c, key, val, &cfg->credentials[i]) < 0)
             return -1;
+        cfg_note_secret_envs(c, val);
     }
     return 0;
 }
@@ -1009,7 +753,30 @@ static int cfg_credentials(struct cfg_ctx *c, const yaml_node_t *root)
 /* ------------------------------------------------------------------ sites */
 
 static const char *const cfg_site_keys[] = {"domain", "host",   "credential", "port",
-                                            "alias",  "listen", NULL};
+                                            "alias",  "listen", "cloud_id",   NULL};
+
+/* v2: sites[i].cloud_id, a UUID as Atlassian shows it (checked loosely: hex and '-'). */
+static int cfg_site_cloud_id(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                             struct config_site *st)
+{
+    yaml_node_t *n;
+    if (cfg_get_str(c, m, prefix, "cloud_id", &st->cloud_id, &n) < 0)
+        return -1;
+    if (!st->cloud_id)
+        return 0;
+    cfg_lower(st->cloud_id);
+    size_t len = strlen(st->cloud_id);
+    bool ok = len > 0 && len <= CONFIG_MAX_CLOUD_ID;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = isxdigit((unsigned char)st->cloud_id[i]) || st->cloud_id[i] == '-';
+    if (!ok)
+        return cfg_fail(c, n,
+                        "%s.cloud_id '%.80s' is not a cloud id (a UUID such as "
+                        "1a11d016-8984-4c3e-b9ab-142dd06acb1b); remove it to have it looked up "
+                        "from https://SITE/_edge/tenant_info",
+                        prefix, st->cloud_id);
+    return 0;
+}
 
 /*
  * For "host: https://user@jira.example.org:8443/x": the bare host to
@@ -1169,7 +936,7 @@ static int cfg_site(struct cfg_ctx *c, size_t idx, const yaml_node_t *m, struct 
         if (cfg_listen_node(c, n, what, st->listen) < 0)
             return -1;
     }
-    return 0;
+    return cfg_site_cloud_id(c, m, prefix, st);
 }
 
 /* A site's name in gateway Host headers: its domain, else nothing. */
@@ -1235,8 +1002,8 @@ static int cfg_sites(struct cfg_ctx *c, const yaml_node_t *root)
 
 /* ---------------------------------------------------------------- clients */
 
-static const char *const cfg_client_keys[] = {"id",         "key_env", "key_file", "key",
-                                              "rate_limit", "burst",   NULL};
+static const char *const cfg_client_keys[] = {"policy", "id",         "key_env", "key_file",
+                                              "key",    "rate_limit", "burst",   NULL};
 
 static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
 {
@@ -1289,8 +1056,10 @@ static int cfg_clients(struct cfg_ctx *c, const yaml_node_t *root)
         }
         cfg_bprintf(owner, sizeof(owner), "client '%s'", cl->id);
         struct cfg_secret_what w = {owner, "key", prefix, "key_env", "key_file", "key"};
+        c->keep_secret = c->opts->client_id && strcmp(c->opts->client_id, cl->id) == 0;
         if (cfg_secret_load(c, m, &w, &cl->key, &cl->source, &cl->source_ref) < 0)
             return -1;
+        c->keep_secret = false;
         if (cfg_get_rate(c, m, prefix, "rate_limit", &cl->has_rate, &cl->rate_off,
                          &cl->rate_per_sec) < 0)
             return -1;
@@ -1592,6 +1361,329 @@ static int cfg_upstream(struct cfg_ctx *c, const yaml_node_t *root)
     return 0;
 }
 
+/* -------------------------------------------------------------- policies */
+
+static const char *const cfg_class_names[POLICY_NCLASSES] = {
+    [POLICY_READ] = "read",   [POLICY_COMMENT] = "comment", [POLICY_TRANSITION] = "transition",
+    [POLICY_WRITE] = "write", [POLICY_DELETE] = "delete",   [POLICY_ADMIN] = "admin",
+};
+
+const char *config_class_name(enum policy_class c)
+{
+    return (unsigned)c < POLICY_NCLASSES ? cfg_class_names[c] : NULL;
+}
+
+int config_class_parse(const char *name)
+{
+    for (int i = 0; i < POLICY_NCLASSES; i++) {
+        if (strcmp(name, cfg_class_names[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static const char *const cfg_policy_keys[] = {"allow", "projects", "spaces", NULL};
+
+/* `full` and `read-only` always exist, first, at CONFIG_POLICY_FULL and CONFIG_POLICY_READ_ONLY. */
+static void cfg_policy_builtins(struct config *cfg)
+{
+    cfg->policies = xcalloc(2, sizeof(*cfg->policies));
+    cfg->npolicies = 2;
+    cfg->policies[CONFIG_POLICY_FULL].name = xstrdup("full");
+    cfg->policies[CONFIG_POLICY_FULL].allow = POLICY_ALL_CLASSES;
+    cfg->policies[CONFIG_POLICY_FULL].builtin = true;
+    cfg->policies[CONFIG_POLICY_READ_ONLY].name = xstrdup("read-only");
+    cfg->policies[CONFIG_POLICY_READ_ONLY].allow = POLICY_CLASS_BIT(POLICY_READ);
+    cfg->policies[CONFIG_POLICY_READ_ONLY].builtin = true;
+    cfg->default_policy = CONFIG_POLICY_FULL;
+}
+
+static void cfg_policies_free(struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        struct config_policy *p = &cfg->policies[i];
+        free(p->name);
+        for (size_t j = 0; j < p->nprojects; j++)
+            free(p->projects[j]);
+        free(p->projects);
+        for (size_t j = 0; j < p->nspaces; j++)
+            free(p->spaces[j]);
+        free(p->spaces);
+    }
+    free(cfg->policies);
+}
+
+int config_policy_index(const struct config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return -1;
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        if (strcmp(cfg->policies[i].name, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+const struct config_policy *config_policy_for(const struct config *cfg, const char *client_id)
+{
+    static const struct config_policy full = {.name = "full", .allow = POLICY_ALL_CLASSES};
+    size_t idx = cfg->default_policy;
+
+    if (client_id) {
+        for (size_t i = 0; i < cfg->nclients; i++) {
+            if (strcmp(cfg->clients[i].id, client_id) == 0 && cfg->clients[i].policy >= 0)
+                idx = (size_t)cfg->clients[i].policy;
+        }
+    }
+    return idx < cfg->npolicies ? &cfg->policies[idx] : &full;
+}
+
+/*
+ * Jira project keys: a letter, then letters, digits or '_' (Atlassian's
+ * default key pattern); kept upper-case. Confluence space keys: letters and
+ * digits, or a personal space "~" followed by an account id.
+ */
+static bool cfg_project_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY ||
+        !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+static bool cfg_space_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    size_t i = 0;
+    bool personal = n > 0 && s[0] == '~';
+    if (n == 0 || n > CONFIG_MAX_SCOPE_KEY || (personal && n == 1))
+        return false;
+    if (personal)
+        i = 1;
+    for (; i < n; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (personal)
+            ok = ok || ch == '-' || ch == ':' || ch == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* A non-empty list of scalars under key; *items (caller owns) gets copies. */
+static int cfg_policy_list(struct cfg_ctx *c, const yaml_node_t *m, const char *prefix,
+                           const char *key, char ***items, size_t *nitems, bool *present)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *l = cfg_map_get(c, m, key);
+
+    *present = false;
+    if (!l)
+        return 0;
+    cfg_what(what, prefix, key);
+    if (l->type != YAML_SEQUENCE_NODE)
+        return cfg_fail(c, l, "%s must be a list ([A, B]), not %s", what, cfg_type_name(l));
+    size_t count = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+    if (count == 0 && strcmp(key, "allow") == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; name at least one class (read, comment, "
+                        "transition, write, delete, admin)",
+                        what);
+    if (count == 0)
+        return cfg_fail(c, l,
+                        "%s is an empty list; it would allow nothing (remove the key to allow "
+                        "every one, or name at least one)",
+                        what);
+    if (count > CONFIG_MAX_POLICY_SCOPE)
+        return cfg_fail(c, l, "%s has %zu entries; at most %d", what, count,
+                        CONFIG_MAX_POLICY_SCOPE);
+    *items = xcalloc(count, sizeof(**items));
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *n = cfg_node(c, l->data.sequence.items.start[i]);
+        const char *v = cfg_scalar(c, n, what);
+        if (!v)
+            return -1;
+        (*items)[i] = xstrdup(v);
+        *nitems = i + 1;
+    }
+    *present = true;
+    return 0;
+}
+
+static int cfg_policy(struct cfg_ctx *c, const yaml_node_t *key, const yaml_node_t *m,
+                      struct config_policy *p)
+{
+    char prefix[CFG_MAX_WHAT], what[CFG_MAX_WHAT];
+    const char *name = cfg_scalar(c, key, "a policy name");
+    char **classes = NULL;
+    size_t nclasses = 0;
+    bool present;
+    int rc = -1;
+
+    if (!name)
+        return -1;
+    p->name = xstrdup(name);
+    p->pos = cfg_pos(key);
+    if (!cfg_ident_ok(name))
+        return cfg_fail(c, key,
+                        "policy name '%.64s' may only use letters, digits, '.', '_' and '-' (at "
+                        "most %d)",
+                        name, CFG_MAX_NAME_LEN);
+    if (strcmp(name, "full") == 0 || strcmp(name, "read-only") == 0)
+        return cfg_fail(c, key,
+                        "policy '%s' is built in and cannot be redefined; give yours another name",
+                        name);
+    cfg_bprintf(prefix, sizeof(prefix), "policies.%s", name);
+    if (cfg_map_check(c, m, prefix, cfg_policy_keys) < 0)
+        return -1;
+    if (!cfg_map_get(c, m, "allow"))
+        return cfg_fail(c, m,
+                        "%s has no allow list; add allow: [read, ...] (classes: read, comment, "
+                        "transition, write, delete, admin)",
+                        prefix);
+    if (cfg_policy_list(c, m, prefix, "allow", &classes, &nclasses, &present) < 0)
+        goto out;
+    yaml_node_t *al = cfg_map_get(c, m, "allow");
+    cfg_what(what, prefix, "allow");
+    for (size_t i = 0; i < nclasses; i++) {
+        int cl = config_class_parse(classes[i]);
+        if (cl < 0) {
+            cfg_fail(c, cfg_node(c, al->data.sequence.items.start[i]),
+                     "%s: unknown class '%.64s'; classes are read, comment, transition, write, "
+                     "delete, admin",
+                     what, classes[i]);
+            goto out;
+        }
+        p->allow |= POLICY_CLASS_BIT(cl);
+    }
+    if (cfg_policy_list(c, m, prefix, "projects", &p->projects, &p->nprojects, &p->has_projects) <
+        0)
+        goto out;
+    yaml_node_t *pl = cfg_map_get(c, m, "projects");
+    for (size_t i = 0; i < p->nprojects; i++) {
+        if (!cfg_project_key_ok(p->projects[i])) {
+            cfg_fail(c, cfg_node(c, pl->data.sequence.items.start[i]),
+                     "%s.projects: '%.64s' is not a Jira project key (a letter, then letters, "
+                     "digits or _)",
+                     prefix, p->projects[i]);
+            goto out;
+        }
+        for (char *q = p->projects[i]; *q; q++) {
+            if (*q >= 'a' && *q <= 'z')
+                *q = (char)(*q - 'a' + 'A');
+        }
+    }
+    if (cfg_policy_list(c, m, prefix, "spaces", &p->spaces, &p->nspaces, &p->has_spaces) < 0)
+        goto out;
+    yaml_node_t *sl = cfg_map_get(c, m, "spaces");
+    for (size_t i = 0; i < p->nspaces; i++) {
+        if (!cfg_space_key_ok(p->spaces[i])) {
+            cfg_fail(c, cfg_node(c, sl->data.sequence.items.start[i]),
+                     "%s.spaces: '%.64s' is not a Confluence space key (letters and digits, or "
+                     "~ACCOUNT for a personal space)",
+                     prefix, p->spaces[i]);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < nclasses; i++)
+        free(classes[i]);
+    free(classes);
+    return rc;
+}
+
+/* A policy name given in default_policy: or clients[i].policy:, resolved to its index. */
+static int cfg_policy_ref(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
+                          const char *key, int *out)
+{
+    char what[CFG_MAX_WHAT];
+    yaml_node_t *n = cfg_map_get(c, map, key);
+    const char *v;
+
+    if (!n)
+        return 0;
+    cfg_what(what, prefix, key);
+    v = cfg_scalar(c, n, what);
+    if (!v)
+        return -1;
+    *out = config_policy_index(c->cfg, v);
+    if (*out < 0) {
+        char names[512];
+        size_t off = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < c->cfg->npolicies; i++) {
+            int w = cfg_bprintf(names + off, sizeof(names) - off, "%s%s", i ? ", " : "",
+                                c->cfg->policies[i].name);
+            if (w > 0 && (size_t)w < sizeof(names) - off)
+                off += (size_t)w;
+        }
+        return cfg_fail(c, n, "%s: unknown policy '%.64s'; defined: %s", what, v, names);
+    }
+    return 0;
+}
+
+/* policies:, default_policy: and clients[i].policy: (after cfg_clients). */
+static int cfg_policies(struct cfg_ctx *c, const yaml_node_t *root)
+{
+    struct config *cfg = c->cfg;
+    yaml_node_t *m = cfg_map_get(c, root, "policies");
+    int idx;
+
+    for (size_t i = 0; i < cfg->nclients; i++)
+        cfg->clients[i].policy = -1;
+    if (m) {
+        if (m->type != YAML_MAPPING_NODE)
+            return cfg_fail(c, m, "policies must be a map (NAME: {allow: [...]}), not %s",
+                            cfg_type_name(m));
+        size_t count = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+        if (count == 0)
+            return cfg_fail(c, m, "policies is empty; define one or remove the key");
+        if (count + 2 > CONFIG_MAX_POLICIES)
+            return cfg_fail(c, m, "too many policies (%zu); at most %d", count,
+                            CONFIG_MAX_POLICIES - 2);
+        cfg->policies = xrealloc(cfg->policies, (count + 2) * sizeof(*cfg->policies));
+        memset(cfg->policies + 2, 0, count * sizeof(*cfg->policies));
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_pair_t *p = &m->data.mapping.pairs.start[i];
+            yaml_node_t *k = cfg_node(c, p->key), *v = cfg_node(c, p->value);
+            cfg->npolicies = 2 + i + 1;
+            if (k->type == YAML_SCALAR_NODE) {
+                for (size_t j = 2; j < 2 + i; j++) {
+                    if (strcmp(cfg->policies[j].name, (const char *)k->data.scalar.value) == 0)
+                        return cfg_fail(c, k,
+                                        "duplicate policy '%.64s' (first given at line %d); keep "
+                                        "only one",
+                                        cfg->policies[j].name, cfg->policies[j].pos.line);
+                }
+            }
+            if (cfg_policy(c, k, v, &cfg->policies[2 + i]) < 0)
+                return -1;
+        }
+    }
+    idx = CONFIG_POLICY_FULL;
+    if (cfg_policy_ref(c, root, "", "default_policy", &idx) < 0)
+        return -1;
+    cfg->default_policy = (size_t)idx;
+    yaml_node_t *l = cfg_map_get(c, root, "clients");
+    for (size_t i = 0; l && l->type == YAML_SEQUENCE_NODE && i < cfg->nclients; i++) {
+        yaml_node_t *cm = cfg_node(c, l->data.sequence.items.start[i]);
+        char prefix[CFG_MAX_WHAT];
+        cfg_bprintf(prefix, sizeof(prefix), "clients[%zu]", i);
+        if (cfg_policy_ref(c, cm, prefix, "policy", &cfg->clients[i].policy) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- the rest */
 
 static const char *const cfg_top_keys[] = {"listen",
@@ -1610,6 +1702,8 @@ static const char *const cfg_top_keys[] = {"listen",
                                            "shutdown_timeout",
                                            "body_timeout",
                                            "log",
+                                           "policies",
+                                           "default_policy",
                                            NULL};
 /* gateway.server_names: a list of host names (no port) that reach this proxy. */
 static int cfg_parse_server_names(struct cfg_ctx *c, yaml_node_t *m, struct config *cfg)
@@ -1794,12 +1888,14 @@ static int cfg_sections(struct cfg_ctx *c, const yaml_node_t *root)
 }
 
 /* Listener collisions across main, site and admin listeners, and exposure rules. */
-static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
+/*
+ * Rules across sections, on the parsed struct config (positions come from
+ * the struct), so a file and the ATLASSIAN_* default go through the same
+ * checks.
+ */
+static int cfg_cross_checks(struct cfg_ctx *c)
 {
     struct config *cfg = c->cfg;
-    yaml_node_t *admin_node = cfg_map_get(c, root, "admin");
-    yaml_node_t *rca_node = cfg_map_get(c, root, "require_client_auth");
-    yaml_node_t *aur_node = cfg_map_get(c, root, "allow_unauthenticated_remote");
     bool any_remote = false;
 
     for (size_t i = 0; i < cfg->nsites; i++) {
@@ -1822,22 +1918,22 @@ static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
     if (cfg->admin) {
         for (size_t j = 0; j < cfg->nlisten; j++) {
             if (cfg_listen_same(cfg->admin, &cfg->listen[j]))
-                return cfg_fail(c, admin_node,
-                                "admin %s is also a main listen address; give the admin "
-                                "endpoints their own address, e.g. 127.0.0.1:9090",
-                                cfg->admin->text);
+                return cfg_fail_at(c, cfg->admin->pos,
+                                   "admin %s is also a main listen address; give the admin "
+                                   "endpoints their own address, e.g. 127.0.0.1:9090",
+                                   cfg->admin->text);
         }
         if (!cfg->admin->loopback)
-            cfg_warn(c, admin_node,
-                     "admin %s is not loopback: /metrics and /readyz are reachable from other "
-                     "machines",
-                     cfg->admin->text);
+            cfg_warn_at(c, cfg->admin->pos,
+                        "admin %s is not loopback: /metrics and /readyz are reachable from other "
+                        "machines",
+                        cfg->admin->text);
     }
 
     if (cfg->require_client_auth && cfg->nclients == 0)
-        return cfg_fail(c, rca_node,
-                        "require_client_auth is true but no clients are configured; add clients "
-                        "(- id: NAME, key_env: VAR) or set it to false");
+        return cfg_fail_at(c, cfg->require_client_auth_pos,
+                           "require_client_auth is true but no clients are configured; add clients "
+                           "(- id: NAME, key_env: VAR) or set it to false");
 
     /* Every listener that carries proxied traffic: main and site listeners. */
     size_t total = cfg->nlisten + cfg->nsites;
@@ -1873,9 +1969,9 @@ static int cfg_cross_checks(struct cfg_ctx *c, const yaml_node_t *root)
     if (any_remote && cfg->nclients > 0 && !cfg->allow_unauthenticated_remote)
         cfg->require_client_auth = true;
     if (cfg->allow_unauthenticated_remote && !any_remote)
-        cfg_warn(c, aur_node,
-                 "allow_unauthenticated_remote is true but every listener is loopback or a unix "
-                 "socket; it has no effect");
+        cfg_warn_at(c, cfg->allow_unauthenticated_remote_pos,
+                    "allow_unauthenticated_remote is true but every listener is loopback or a unix "
+                    "socket; it has no effect");
     return 0;
 }
 
@@ -1902,6 +1998,7 @@ static void cfg_defaults(struct config *cfg)
     cfg->log.format = LOG_FORMAT_TEXT;
     cfg->log.level = LOG_INFO;
     cfg->log.audit = true;
+    cfg_policy_builtins(cfg);
 }
 
 static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
@@ -1909,29 +2006,47 @@ static int cfg_document(struct cfg_ctx *c, const yaml_node_t *root)
     struct config *cfg = c->cfg;
     yaml_node_t *n;
 
+    bool bad = false, creds_bad, clients_bad = true;
+
+    /*
+     * Every section is checked, so one run reports every error it can:
+     * a section stops at its own first error, and a section that refers to
+     * another (sites and clients name credentials, policies name clients)
+     * is checked only when what it refers to was valid, so no error is
+     * reported that only follows from an earlier one. The cross-checks need
+     * the whole configuration and run last, on a valid one.
+     */
     if (cfg_map_check(c, root, "the top level", cfg_top_keys) < 0)
         return -1;
-    if (cfg_listen_top(c, root) < 0)
-        return -1;
+    bad |= cfg_listen_top(c, root) < 0;
     n = cfg_map_get(c, root, "admin");
     if (n) {
         cfg->admin = xcalloc(1, sizeof(*cfg->admin));
-        if (cfg_listen_node(c, n, "admin", cfg->admin) < 0)
-            return -1;
+        bad |= cfg_listen_node(c, n, "admin", cfg->admin) < 0;
     }
-    if (cfg_workers(c, root) < 0 || cfg_credentials(c, root) < 0 || cfg_sites(c, root) < 0)
+    bad |= cfg_workers(c, root) < 0;
+    creds_bad = cfg_credentials(c, root) < 0;
+    bad |= creds_bad;
+    if (!creds_bad) {
+        bad |= cfg_sites(c, root) < 0;
+        clients_bad = cfg_clients(c, root) < 0;
+        bad |= clients_bad;
+    }
+    bad |= cfg_rate_limit(c, root) < 0;
+    bad |= cfg_get_bool(c, root, "", "require_client_auth", &cfg->require_client_auth) < 0;
+    bad |= cfg_get_bool(c, root, "", "allow_unauthenticated_remote",
+                        &cfg->allow_unauthenticated_remote) < 0;
+    cfg->require_client_auth_pos = cfg_pos(cfg_map_get(c, root, "require_client_auth"));
+    cfg->allow_unauthenticated_remote_pos =
+        cfg_pos(cfg_map_get(c, root, "allow_unauthenticated_remote"));
+    bad |= cfg_upstream(c, root) < 0;
+    bad |= cfg_sections(c, root) < 0;
+    if (!clients_bad)
+        bad |= cfg_policies(c, root) < 0;
+    bad |= cfg_framing(c, root) < 0;
+    if (bad)
         return -1;
-    if (cfg_rate_limit(c, root) < 0 || cfg_clients(c, root) < 0)
-        return -1;
-    if (cfg_get_bool(c, root, "", "require_client_auth", &cfg->require_client_auth) < 0 ||
-        cfg_get_bool(c, root, "", "allow_unauthenticated_remote",
-                     &cfg->allow_unauthenticated_remote) < 0)
-        return -1;
-    if (cfg_upstream(c, root) < 0 || cfg_sections(c, root) < 0)
-        return -1;
-    if (cfg_framing(c, root) < 0)
-        return -1;
-    return cfg_cross_checks(c, root);
+    return cfg_cross_checks(c);
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -1943,7 +2058,8 @@ static int cfg_read_file(const char *path, unsigned char **out, size_t *len, cha
     size_t n;
 
     if (!f) {
-        *err = xasprintf("%s:1:1: cannot read the configuration file: %s", path, strerror(errno));
+        /* No position: there is no file to point into. */
+        *err = xasprintf("credproxy: cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     buf = xmalloc(CFG_MAX_FILE_SIZE + 1);
@@ -1988,7 +2104,10 @@ static void cfg_wipe_doc(yaml_document_t *doc)
     }
 }
 
-int config_load_file(const char *path, struct config **out, char **err)
+static const struct config_load_opts cfg_no_opts = {0, NULL};
+
+static int cfg_load_file(const char *path, const struct config_load_opts *opts, struct config **out,
+                         char **err)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -2009,6 +2128,7 @@ int config_load_file(const char *path, struct config **out, char **err)
     c.file = path;
     c.cfg = cfg;
     c.doc = &doc;
+    c.opts = opts;
 
     if (!yaml_parser_initialize(&parser))
         abort();
@@ -2047,8 +2167,8 @@ int config_load_file(const char *path, struct config **out, char **err)
             cfg_wipe_doc(&extra);
             yaml_document_delete(&extra);
         }
-        if (!c.err)
-            cfg_document(&c, root);
+        if (!c.err && cfg_document(&c, root) == 0)
+            cfg_onboard_finish(&c, path);
     }
     cfg_wipe_doc(&doc);
     yaml_document_delete(&doc);
@@ -2056,6 +2176,7 @@ int config_load_file(const char *path, struct config **out, char **err)
 done_noparse:
     cfg_wipe_buf(buf, len);
     if (c.err) {
+        cfg_errors_finish(&c);
         config_free(cfg);
         *err = c.err;
         return -1;
@@ -2073,7 +2194,12 @@ const char *config_missing_message(void)
     return cfg_missing_text;
 }
 
-int config_load_env(struct config **out, char **err)
+int config_load_file(const char *path, struct config **out, char **err)
+{
+    return cfg_load_file(path, &cfg_no_opts, out, err);
+}
+
+static int cfg_load_env(const struct config_load_opts *opts, struct config **out, char **err)
 {
     static const char *const names[] = {"ATLASSIAN_SITE", "ATLASSIAN_EMAIL", "ATLASSIAN_API_TOKEN"};
     const char *vals[3];
@@ -2091,12 +2217,25 @@ int config_load_env(struct config **out, char **err)
         if (vals[i] && *vals[i])
             nset++;
     }
-    if (nset == 0)
+    if (nset == 0 && !(opts->flags & CONFIG_LOAD_DEFAULT_ANY))
         return 1;
-    if (nset < 3) {
-        int nmiss = 3 - nset, k = 0;
+    if (opts->flags & CONFIG_LOAD_DEFAULT_ANY) {
+        /* env/exec: only the site matters (and not even that); the rest is the proxy's. */
+        if (!vals[1] || !*vals[1])
+            vals[1] = "unknown@localhost";
+    }
+    /* Which variables this command needs: all three; only the site without secrets; none
+     * for env/exec. */
+    bool need[3] = {!(opts->flags & CONFIG_LOAD_DEFAULT_ANY),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS),
+                    !(opts->flags & CONFIG_LOAD_NO_SECRETS)};
+    int nmiss = 0;
+    for (int i = 0; i < 3; i++)
+        nmiss += need[i] && !(vals[i] && *vals[i]);
+    if (nmiss > 0) {
+        int k = 0;
         for (int i = 0; i < 3; i++) {
-            if (vals[i] && *vals[i])
+            if (!need[i] || (vals[i] && *vals[i]))
                 continue;
             int w = cfg_bprintf(missing + off, sizeof(missing) - off, "%s%s %s",
                                 k == 0 ? "" : (k == nmiss - 1 ? " and " : ", "), names[i],
@@ -2117,6 +2256,7 @@ int config_load_env(struct config **out, char **err)
     memset(&c, 0, sizeof(c));
     c.file = CFG_ENV_FILE;
     c.cfg = cfg;
+    c.opts = opts;
 
     cfg->listen = xcalloc(1, sizeof(*cfg->listen));
     cfg->nlisten = 1;
@@ -2140,6 +2280,7 @@ int config_load_env(struct config **out, char **err)
     cr->source_ref = xstrdup("ATLASSIAN_API_TOKEN");
     cr->rate_per_sec = CONFIG_DEFAULT_RATE_PER_SEC;
     cr->burst = CONFIG_DEFAULT_BURST;
+    cr->reject_after = CONFIG_DEFAULT_REJECT_AFTER;
 
     struct config_site *st;
     cfg->sites = xcalloc(1, sizeof(*cfg->sites));
@@ -2149,6 +2290,12 @@ int config_load_env(struct config **out, char **err)
     st->credential = 0;
 
     bool changed;
+    if (!vals[0] || !*vals[0]) {
+        /* DEFAULT_ANY without ATLASSIAN_SITE: no site (env/exec need none). */
+        cfg->nsites = 0;
+        cr->email = xstrdup(vals[1]);
+        goto done;
+    }
     st->domain = config_normalize_domain(vals[0], &changed);
     if (!st->domain) {
         cfg_fail(&c, NULL,
@@ -2162,9 +2309,16 @@ int config_load_env(struct config **out, char **err)
         cfg_warn(&c, NULL, "ATLASSIAN_SITE '%.200s' normalized to '%s'", vals[0], st->domain);
     st->host = xasprintf("%s%s", st->domain, CFG_ATLASSIAN_SUFFIX);
 
+    if (!vals[1] || !*vals[1]) {
+        /* NO_SECRETS (lint --no-secrets, ca init): the email belongs with the token. */
+        cr->email = xstrdup("unknown@localhost");
+        goto done;
+    }
     if (cfg_email_check(&c, NULL, "ATLASSIAN_EMAIL", vals[1]) < 0)
         goto fail;
     cr->email = xstrdup(vals[1]);
+    if (cfg_secrets_skipped(&c))
+        goto done;
     {
         struct cfg_secret_what w = {"credential 'default'", "token", "", "token_env",
                                     "token_file",           "token"};
@@ -2173,6 +2327,10 @@ int config_load_env(struct config **out, char **err)
             goto fail;
     }
     cr->secret = xstrdup(vals[2]);
+done:
+    if (cfg_cross_checks(&c) < 0)
+        goto fail;
+    cfg_onboard_finish(&c, NULL);
     *out = cfg;
     return 0;
 fail:
@@ -2181,16 +2339,29 @@ fail:
     return -1;
 }
 
-int config_load(const char *path, struct config **out, char **err)
+int config_load_env(struct config **out, char **err)
+{
+    return cfg_load_env(&cfg_no_opts, out, err);
+}
+
+int config_load_with(const char *path, const struct config_load_opts *opts, struct config **out,
+                     char **err)
 {
     const char *env;
 
+    if (!opts)
+        opts = &cfg_no_opts;
     if (path)
-        return config_load_file(path, out, err);
+        return cfg_load_file(path, opts, out, err);
     env = getenv("CREDPROXY_CONFIG");
     if (env && *env)
-        return config_load_file(env, out, err);
-    return config_load_env(out, err);
+        return cfg_load_file(env, opts, out, err);
+    return cfg_load_env(opts, out, err);
+}
+
+int config_load(const char *path, struct config **out, char **err)
+{
+    return config_load_with(path, NULL, out, err);
 }
 
 int config_credential_index(const struct config *cfg, const char *name)
@@ -2218,6 +2389,9 @@ void config_free(struct config *cfg)
         struct config_credential *cr = &cfg->credentials[i];
         free(cr->name);
         free(cr->email);
+        free(cr->client_id);
+        free(cr->token_url);
+        free(cr->scopes);
         free(cr->source_ref);
         util_free_secret(cr->secret);
     }
@@ -2227,6 +2401,7 @@ void config_free(struct config *cfg)
         free(s->host);
         free(s->domain);
         free(s->alias);
+        free(s->cloud_id);
         config_listen_clear(s->listen);
         free(s->listen);
     }
@@ -2240,6 +2415,7 @@ void config_free(struct config *cfg)
         util_free_secret(cl->key);
     }
     free(cfg->clients);
+    cfg_policies_free(cfg);
     free(cfg->upstream.ca_file);
     for (size_t i = 0; i < cfg->upstream.nconnect_to; i++)
         cfg_connect_to_clear(&cfg->upstream.connect_to[i]);
@@ -2253,6 +2429,9 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nwarnings; i++)
         free(cfg->warnings[i].text);
     free(cfg->warnings);
+    for (size_t i = 0; i < cfg->nsecret_envs; i++)
+        free(cfg->secret_envs[i]);
+    free(cfg->secret_envs);
     util_secure_zero(cfg, sizeof(*cfg));
     free(cfg);
 }

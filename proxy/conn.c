@@ -66,7 +66,7 @@ static void conn_process_input(struct conn *c);
 static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     if (c->state == CONN_HEAD)
         conn_process_input(c);
@@ -157,7 +157,7 @@ struct evbuffer *conn_input(struct conn *c)
 /* Parse as much of the next request head as the input holds. */
 static void conn_process_input(struct conn *c)
 {
-    while (c->state == CONN_HEAD && !c->closing) {
+    while (c->state == CONN_HEAD) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
         size_t len = evbuffer_get_length(in);
         if (len == 0)
@@ -194,7 +194,7 @@ static void conn_process_input(struct conn *c)
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     if (c->state == CONN_HEAD)
         conn_process_input(c);
@@ -205,7 +205,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     size_t out = evbuffer_get_length(bufferevent_get_output(bev));
     if (c->close_after && !c->req && out == 0) {
@@ -238,7 +238,7 @@ static void conn_intercept_ready(struct conn *c)
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     if (what & BEV_EVENT_CONNECTED) {
         if (c->state == CONN_TLS_HANDSHAKE)
@@ -287,7 +287,7 @@ void conn_request_done(struct conn *c)
     bool must_close = conn_must_close(c);
     c->req = NULL;
     c->own->pipeline->release(r);
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     if (must_close)
         c->close_after = true;
@@ -452,9 +452,28 @@ void conn_reattach(struct conn *c, struct bufferevent *bev)
     conn_setup_bev(c);
 }
 
+const char *conn_state_name(enum conn_state s)
+{
+    switch (s) {
+    case CONN_HEAD:
+        return "head";
+    case CONN_REQUEST:
+        return "request";
+    case CONN_TLS_HANDSHAKE:
+        return "tls-handshake";
+    case CONN_TUNNEL:
+        return "tunnel";
+    case CONN_CLOSING:
+        return "closing";
+    case CONN_LINGERING:
+        return "lingering";
+    }
+    return "?";
+}
+
 void conn_drain(struct conn *c)
 {
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
     if ((c->state == CONN_HEAD && !c->head_started) || c->state == CONN_TLS_HANDSHAKE)
         conn_close(c, NULL);
@@ -463,11 +482,12 @@ void conn_drain(struct conn *c)
 
 void conn_close(struct conn *c, const char *why)
 {
-    if (c->closing)
+    if (c->state >= CONN_CLOSING)
         return;
-    c->closing = true;
     if (why)
-        log_debug("connection from %s closed: %s", c->peer, why);
+        log_debug("connection from %s closed in state %s: %s", c->peer, conn_state_name(c->state),
+                  why);
+    c->state = CONN_CLOSING;
     if (c->timer)
         evtimer_del(c->timer);
     if (c->req) {
@@ -529,8 +549,8 @@ static bool conn_linger(struct conn *c)
     if (!c->bev)
         return false;
     evutil_socket_t fd = bufferevent_getfd(c->bev);
-    if (!c->lingering && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
-        c->lingering = true;
+    if (c->state != CONN_LINGERING && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+        c->state = CONN_LINGERING;
         bufferevent_setcb(c->bev, NULL, conn_linger_write_cb, conn_linger_event_cb, c);
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         bufferevent_enable(c->bev, EV_WRITE);

@@ -98,12 +98,21 @@ struct conn_owner {
     void (*removed)(void *arg, struct conn *c);
 };
 
+/*
+ * One state at a time; the order matters: every state from CONN_CLOSING on
+ * is teardown, and no callback acts on a connection in it.
+ */
 enum conn_state {
     CONN_HEAD = 0,      /* waiting for / reading a request head */
     CONN_REQUEST,       /* a request is being served (conn->req) */
     CONN_TLS_HANDSHAKE, /* after CONNECT: waiting for the client's TLS handshake */
     CONN_TUNNEL,        /* handed over to a blind tunnel: the conn only waits to be freed */
+    CONN_CLOSING,       /* teardown started: the free is queued */
+    CONN_LINGERING,     /* flushing the raw socket's last bytes, then the free */
 };
+
+/* "head", "request", ...: the state's name for logs. */
+const char *conn_state_name(enum conn_state s);
 
 struct conn {
     const struct conn_owner *own;
@@ -119,10 +128,8 @@ struct conn {
     bool is_unix;
     bool have_uid;
     unsigned peer_uid;
-    bool head_started;           /* bytes of the current head have arrived */
-    bool closing;                /* teardown started */
-    bool graceful;               /* teardown after a complete response: flush before closing */
-    bool lingering;              /* flushing the raw socket's last bytes before the free */
+    bool head_started; /* bytes of the current head have arrived */
+    bool graceful; /* how to tear down: flush what is queued first (after a complete response) */
     struct bufferevent *raw_bev; /* under the TLS filter when intercepting (owned), else NULL */
     SSL *ssl;                    /* the filter's SSL (owned: the filter does not free it) */
     bool close_after;            /* close once the output is flushed */

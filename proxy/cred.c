@@ -31,6 +31,7 @@ struct cred {
     size_t header_len;
     const char *value;
     size_t value_len;
+    bool minted; /* oauth_client: the header comes from the token store, not from here */
 };
 
 static bool cred_has_control(const char *s)
@@ -50,6 +51,22 @@ static void cred_free_buf(char *p, size_t n)
         return;
     util_secure_zero(p, n + 1);
     free(p);
+}
+
+/*
+ * An oauth_client: keeps the client secret (for cred_appears_in) and renders
+ * nothing; its Authorization comes from the token store per request.
+ */
+static struct cred *cred_new_minted(const struct config_credential *c)
+{
+    struct cred *cr = xcalloc(1, sizeof(*cr));
+    cr->name = xstrdup(c->name ? c->name : "");
+    cr->secret_len = strlen(c->secret);
+    cr->secret = xstrndup(c->secret, cr->secret_len);
+    cr->header = xstrdup("");
+    cr->value = cr->header;
+    cr->minted = true;
+    return cr;
 }
 
 /*
@@ -73,6 +90,8 @@ struct cred *cred_new(const struct config_credential *c)
         /* The secret goes into the header verbatim. */
         if (cred_has_control(c->secret) || strchr(c->secret, ' '))
             return NULL;
+    } else if (c->type == CONFIG_CRED_OAUTH_CLIENT) {
+        return cred_new_minted(c);
     } else {
         return NULL;
     }
@@ -174,4 +193,23 @@ int cred_appears_in(const struct cred *cr, const char *buf, size_t len)
     return cred_contains(buf, len, cr->secret, cr->secret_len) ||
            cred_contains(buf, len, cr->b64, cr->b64_len) ||
            cred_contains(buf, len, cr->value, cr->value_len);
+}
+
+bool cred_is_minted(const struct cred *cr)
+{
+    return cr && cr->minted;
+}
+
+bool cred_same_secret(const struct cred *a, const struct cred *b)
+{
+    if (!a || !b || a->minted != b->minted || a->secret_len != b->secret_len ||
+        a->header_len != b->header_len)
+        return false;
+    /* Constant time in the secret bytes: no early exit on the first difference. */
+    unsigned char diff = 0;
+    for (size_t i = 0; i < a->secret_len; i++)
+        diff |= (unsigned char)(a->secret[i] ^ b->secret[i]);
+    for (size_t i = 0; i < a->header_len; i++)
+        diff |= (unsigned char)(a->header[i] ^ b->header[i]);
+    return diff == 0;
 }

@@ -10,6 +10,7 @@
 #ifndef CREDPROXY_CRED_H
 #define CREDPROXY_CRED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -46,5 +47,16 @@ const char *cred_name(const struct cred *cr);
  * or the raw secret of c. Used by tests and by the log self-check.
  */
 int cred_appears_in(const struct cred *cr, const char *buf, size_t len);
+
+/*
+ * True for an oauth_client: cred_header() is "" and the Authorization line
+ * comes from the token store (oauth.h) for each request.
+ */
+bool cred_is_minted(const struct cred *cr);
+/*
+ * True when a and b hold the same secret (and email, for basic): a reload
+ * that changes it closes the breaker. Compares without an early exit.
+ */
+bool cred_same_secret(const struct cred *a, const struct cred *b);
 
 #endif

@@ -10,14 +10,25 @@
  *   *replace* a runtime's roots, so they point at a bundle of the system roots
  *   plus the local CA root, or every other https:// site would break.
  *   NODE_EXTRA_CA_CERTS: Node *adds* these to its built-in roots, so ca.pem.
+ *
+ * Neither command needs or reads a credential's secret (main loads the
+ * configuration with CONFIG_LOAD_NO_SECRETS); with --client ID the one secret
+ * read is that client's own key, which goes into the proxy URLs' userinfo so
+ * every proxy-aware tool sends Proxy-Authorization. exec removes every
+ * variable that holds a credential secret or another client's key from the
+ * child's environment.
  */
 #define _GNU_SOURCE
 #include "envcmd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +44,9 @@
 #define ENVCMD_MAX_BUNDLE_BYTES (8 * 1024 * 1024) /* system roots are ~200 KiB */
 #define ENVCMD_BUNDLE_NAME "ca-bundle.pem"
 #define ENVCMD_NO_PROXY "localhost,127.0.0.1,::1"
-#define ENVCMD_NO_CA_NOTE "no CA yet: run `credproxy ca init` for https:// interception"
+/* exec's "is the proxy up" probe: a local connect answers at once or not at all. */
+#define ENVCMD_PROBE_TIMEOUT_MS 500
+#define ENVCMD_MAX_KEY_URL (CONFIG_MAX_SECRET_LEN * 3 + 1) /* percent-encoded client key */
 
 /* The system trust store, first that exists (Debian/Ubuntu, Fedora/RHEL, Alpine/BSD). */
 static const char *const envcmd_system_roots[] = {
@@ -58,7 +71,7 @@ struct envcmd_env {
 static void envcmd_env_clear(struct envcmd_env *env)
 {
     for (size_t i = 0; i < env->nvars; i++)
-        free(env->vars[i].value);
+        util_free_secret(env->vars[i].value); /* proxy URLs may carry a client key */
     free(env->ca_cert);
     free(env->ca_bundle);
     free(env->note);
@@ -74,8 +87,35 @@ static void envcmd_add(struct envcmd_env *env, const char *name, const char *val
     }
 }
 
-/* http://HOST:PORT of the first TCP listener. Returns a new string, or NULL with *err. */
-static char *envcmd_proxy_url(const struct config *cfg, char **err)
+/* RFC 3986 userinfo: everything but the unreserved characters percent-encoded. */
+static char *envcmd_userinfo_encode(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out, *o;
+
+    if (n > CONFIG_MAX_SECRET_LEN)
+        n = CONFIG_MAX_SECRET_LEN; /* config refuses longer keys; never overrun */
+    out = xmalloc(n * 3 + 1);
+    o = out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+            *o++ = (char)ch;
+        } else {
+            *o++ = '%';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The first TCP listener, or NULL with *err. host_out: where this machine reaches it. */
+static const struct config_listen *envcmd_listener(const struct config *cfg, const char **host_out,
+                                                   char **err)
 {
     for (size_t i = 0; i < cfg->nlisten; i++) {
         const struct config_listen *l = &cfg->listen[i];
@@ -93,13 +133,39 @@ static char *envcmd_proxy_url(const struct config *cfg, char **err)
             host = "127.0.0.1";
         else if (strcmp(host, "::") == 0)
             host = "::1";
-        if (strchr(host, ':'))
-            return xasprintf("http://[%s]:%d", host, l->port);
-        return xasprintf("http://%s:%d", host, l->port);
+        *host_out = host;
+        return l;
     }
     *err = xstrdup("env needs a TCP listen address: HTTP_PROXY cannot name a unix socket "
                    "(add e.g. `listen: 127.0.0.1:8080`)");
     return NULL;
+}
+
+/*
+ * http://[ID:KEY@]HOST:PORT of the first TCP listener. Returns a new string
+ * (holding the client's key when client is given: wipe it), or NULL with *err.
+ */
+static char *envcmd_proxy_url(const struct config *cfg, const struct config_client *client,
+                              char **err)
+{
+    const char *host = NULL;
+    const struct config_listen *l = envcmd_listener(cfg, &host, err);
+    char *user = NULL, *url;
+    bool v6;
+
+    if (!l)
+        return NULL;
+    v6 = strchr(host, ':') != NULL;
+    if (client) {
+        char *id = envcmd_userinfo_encode(client->id), *key = envcmd_userinfo_encode(client->key);
+        user = xasprintf("%s:%s@", id, key);
+        free(id);
+        util_free_secret(key);
+    }
+    url = xasprintf("http://%s%s%s%s:%d", user ? user : "", v6 ? "[" : "", host, v6 ? "]" : "",
+                    l->port);
+    util_free_secret(user);
+    return url;
 }
 
 /* Whole file into a new buffer, at most max bytes. NULL when unreadable or too big. */
@@ -215,14 +281,56 @@ fail:
     return NULL;
 }
 
+/* The client named by --client (its key loaded), NULL when none; 2 with a message when bad. */
+static int envcmd_client(const struct config *cfg, const char *client_id,
+                         const struct config_client **out)
+{
+    int i;
+
+    *out = NULL;
+    if (!client_id)
+        return 0;
+    i = config_client_index(cfg, client_id);
+    if (i < 0) {
+        fprintf(stderr, "credproxy: no client '%s' in %s; the configured clients are:", client_id,
+                cfg->file);
+        for (size_t k = 0; k < cfg->nclients; k++)
+            fprintf(stderr, " %s", cfg->clients[k].id);
+        fprintf(stderr, "%s\n", cfg->nclients ? "" : " (none)");
+        return 2;
+    }
+    if (!cfg->clients[i].key) {
+        fprintf(stderr, "credproxy: client '%s' has no key loaded\n", client_id);
+        return 2;
+    }
+    *out = &cfg->clients[i];
+    return 0;
+}
+
+/* The path as this process sees it: absolute, not resolved through symlinks. New string. */
+static char *envcmd_abs_path(const char *p)
+{
+    char *cwd, *out;
+    if (p[0] == '/')
+        return xstrdup(p);
+    cwd = getcwd(NULL, 0);
+    out = cwd ? xasprintf("%s/%s", cwd, p) : xstrdup(p);
+    free(cwd);
+    return out;
+}
+
 /* Everything env prints and exec sets. 0, or 2 with a message on stderr. */
-static int envcmd_build(const struct config *cfg, struct envcmd_env *env)
+static int envcmd_build(const struct config *cfg, const char *client_id, struct envcmd_env *env)
 {
     const char *ca = cfg->interception.ca_cert ? cfg->interception.ca_cert : CONFIG_DEFAULT_CA_CERT;
-    char *err = NULL, *url = envcmd_proxy_url(cfg, &err);
+    const struct config_client *client = NULL;
+    char *err = NULL, *url;
     char abs[PATH_MAX];
 
     memset(env, 0, sizeof(*env));
+    if (envcmd_client(cfg, client_id, &client) != 0)
+        return 2;
+    url = envcmd_proxy_url(cfg, client, &err);
     if (!url) {
         fprintf(stderr, "credproxy: %s\n", err);
         free(err);
@@ -234,11 +342,15 @@ static int envcmd_build(const struct config *cfg, struct envcmd_env *env)
     envcmd_add(env, "https_proxy", url);
     envcmd_add(env, "NO_PROXY", ENVCMD_NO_PROXY);
     envcmd_add(env, "no_proxy", ENVCMD_NO_PROXY);
-    free(url);
+    util_free_secret(url);
 
     /* Absolute paths: the agent runs in its own working directory. */
     if (!realpath(ca, abs)) {
-        env->note = xstrdup(ENVCMD_NO_CA_NOTE);
+        char *looked = envcmd_abs_path(ca);
+        env->note = xasprintf("no CA at %s (interception.ca_cert): run `credproxy ca init` for "
+                              "https:// interception",
+                              looked);
+        free(looked);
         return 0;
     }
     env->ca_cert = xstrdup(abs);
@@ -301,7 +413,7 @@ static void envcmd_put_json(FILE *out, const char *v)
     fputc('"', out);
 }
 
-int envcmd_print(const struct config *cfg, const char *format, FILE *out)
+int envcmd_print(const struct config *cfg, const char *format, const char *client_id, FILE *out)
 {
     struct envcmd_env env;
     bool sh = format && strcmp(format, "sh") == 0;
@@ -314,7 +426,7 @@ int envcmd_print(const struct config *cfg, const char *format, FILE *out)
                 format ? format : "");
         return 2;
     }
-    rc = envcmd_build(cfg, &env);
+    rc = envcmd_build(cfg, client_id, &env);
     if (rc != 0)
         return rc;
     if (json) {
@@ -358,7 +470,89 @@ int envcmd_print(const struct config *cfg, const char *format, FILE *out)
     return 0;
 }
 
-int envcmd_exec(const struct config *cfg, char **argv)
+/*
+ * Removes from this process's environment (which CMD inherits) every
+ * variable that holds a credential secret, and every client's key variable
+ * except the chosen client's own.
+ */
+static void envcmd_scrub(const struct config *cfg, const char *client_id)
+{
+    for (size_t i = 0; i < cfg->nsecret_envs; i++)
+        unsetenv(cfg->secret_envs[i]);
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        const struct config_client *cl = &cfg->clients[i];
+        if (cl->source != CONFIG_SECRET_ENV || !cl->source_ref)
+            continue;
+        if (client_id && strcmp(cl->id, client_id) == 0)
+            continue;
+        unsetenv(cl->source_ref);
+    }
+}
+
+/* 0 when something accepts on HOST:PORT within ENVCMD_PROBE_TIMEOUT_MS, else an errno. */
+static int envcmd_probe(const char *host, int port)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[16];
+    int fd, err = ECONNREFUSED;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
+        return EHOSTUNREACH;
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        if (connect(fd, res->ai_addr, res->ai_addrlen) == 0) {
+            err = 0;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            socklen_t len = sizeof(err);
+            if (poll(&pfd, 1, ENVCMD_PROBE_TIMEOUT_MS) == 1) {
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                    err = errno;
+            } else {
+                err = ETIMEDOUT;
+            }
+        } else {
+            err = errno;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return err;
+}
+
+/* Warns (never fails) when nothing listens where the variables send CMD. */
+static void envcmd_warn_if_down(const struct config *cfg)
+{
+    const char *host = NULL;
+    char *err = NULL;
+    const struct config_listen *l = envcmd_listener(cfg, &host, &err);
+    int e;
+
+    if (!l) {
+        free(err);
+        return;
+    }
+    e = envcmd_probe(host, l->port);
+    if (e == 0)
+        return;
+    if (!cfg->file || strcmp(cfg->file, "<environment>") == 0)
+        fprintf(stderr,
+                "credproxy: exec: warning: nothing listens on %s:%d (%s); start the proxy "
+                "first: `credproxy run` with ATLASSIAN_SITE, ATLASSIAN_EMAIL and "
+                "ATLASSIAN_API_TOKEN set (or `systemctl start credproxy`)\n",
+                host, l->port, strerror(e));
+    else
+        fprintf(stderr,
+                "credproxy: exec: warning: nothing listens on %s:%d (%s); start the proxy "
+                "first: `credproxy run -c %s` (or `systemctl start credproxy`)\n",
+                host, l->port, strerror(e), cfg->file);
+}
+
+int envcmd_exec(const struct config *cfg, const char *client_id, char **argv)
 {
     struct envcmd_env env;
     int rc;
@@ -367,11 +561,13 @@ int envcmd_exec(const struct config *cfg, char **argv)
         fprintf(stderr, "credproxy: exec: give a command after --\n");
         return 2;
     }
-    rc = envcmd_build(cfg, &env);
+    rc = envcmd_build(cfg, client_id, &env);
     if (rc != 0)
         return rc;
     if (env.note)
         fprintf(stderr, "credproxy: exec: %s\n", env.note);
+    envcmd_warn_if_down(cfg);
+    envcmd_scrub(cfg, client_id);
     for (size_t i = 0; i < env.nvars; i++) {
         if (setenv(env.vars[i].name, env.vars[i].value, 1) != 0) {
             fprintf(stderr, "credproxy: exec: cannot set %s: %s\n", env.vars[i].name,

@@ -12,9 +12,18 @@
 
 #include "config.h"
 
-/* format: "sh", "fish" or "json". 0, or 2 on a bad format / unusable config (message on stderr). */
-int envcmd_print(const struct config *cfg, const char *format, FILE *out);
-/* Exec argv[0] with the variables set; returns only on failure (127 with a message). */
-int envcmd_exec(const struct config *cfg, char **argv);
+/*
+ * format: "sh", "fish" or "json". client_id (NULL = none): that client's key
+ * goes into the proxy URLs; cfg must hold it (CONFIG_LOAD_NO_SECRETS with
+ * opts.client_id). 0, or 2 on a bad format / unusable config / unknown
+ * client (message on stderr).
+ */
+int envcmd_print(const struct config *cfg, const char *format, const char *client_id, FILE *out);
+/*
+ * Exec argv[0] with the variables set, every credential variable and every
+ * other client's key variable removed; warns when nothing listens on the
+ * proxy address. Returns only on failure (127, or 2 for the config; message).
+ */
+int envcmd_exec(const struct config *cfg, const char *client_id, char **argv);
 
 #endif

@@ -18,6 +18,10 @@ const char *errors_code_for(int status)
         return "host_not_allowed";
     case 405:
         return "method_not_allowed";
+    case 408:
+        return "request_timeout";
+    case 413:
+        return "body_too_large";
     case 407:
         return "client_auth_required";
     case 421:
@@ -28,6 +32,8 @@ const char *errors_code_for(int status)
         return "headers_too_large";
     case 502:
         return "upstream_unreachable";
+    case 503:
+        return ERRORS_CREDENTIAL_UNAVAILABLE;
     case 504:
         return "upstream_timeout";
     default:
@@ -38,15 +44,24 @@ const char *errors_code_for(int status)
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close)
 {
+    return errors_write_json(out, status, code, message, NULL, extra_headers, close);
+}
+
+size_t errors_write_json(struct evbuffer *out, int status, const char *code, const char *message,
+                         const char *fields, const char *extra_headers, bool close)
+{
     char msg[ERRORS_MAX_MESSAGE * 6 + 3];
-    char body[sizeof(msg) + 128];
+    char body[sizeof(msg) + ERRORS_MAX_FIELDS + 128];
     char cut[ERRORS_MAX_MESSAGE + 1];
 
     snprintf(cut, sizeof(cut), "%s", message ? message : "");
     size_t need = log_json_escape(msg, sizeof(msg), cut);
     if (need >= sizeof(msg))
         snprintf(msg, sizeof(msg), "\"\"");
-    int n = snprintf(body, sizeof(body), "{\"error\": \"%s\", \"message\": %s}\n", code, msg);
+    if (!fields || strlen(fields) > ERRORS_MAX_FIELDS)
+        fields = "";
+    int n =
+        snprintf(body, sizeof(body), "{\"error\": \"%s\", \"message\": %s%s}\n", code, msg, fields);
     if (n < 0 || (size_t)n >= sizeof(body))
         n = 0;
     evbuffer_add_printf(out,
@@ -60,4 +75,40 @@ size_t errors_write(struct evbuffer *out, int status, const char *code, const ch
                         close ? "Connection: close\r\n" : "");
     evbuffer_add(out, body, (size_t)n);
     return (size_t)n;
+}
+
+size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
+                           const char *const *fields, size_t nfields, bool close)
+{
+    char esc[ERRORS_MAX_MESSAGE * 6 + 3];
+    char cut[ERRORS_MAX_MESSAGE + 1];
+    struct evbuffer *body = evbuffer_new();
+    size_t n;
+
+    if (!body)
+        return 0;
+    snprintf(cut, sizeof(cut), "%s", message ? message : "");
+    if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
+        snprintf(esc, sizeof(esc), "\"\"");
+    evbuffer_add_printf(body, "{\"error\": \"%s\", \"message\": %s", code, esc);
+    for (size_t i = 0; i + 1 < 2 * nfields; i += 2) {
+        snprintf(cut, sizeof(cut), "%s", fields[i + 1] ? fields[i + 1] : "");
+        if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
+            snprintf(esc, sizeof(esc), "\"\"");
+        evbuffer_add_printf(body, ", \"%s\": %s", fields[i], fields[i + 1] ? esc : "null");
+    }
+    evbuffer_add(body, "}\n", 2);
+    n = evbuffer_get_length(body);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n"
+                        "X-Credproxy-Error: %s\r\n"
+                        "Cache-Control: no-store\r\n"
+                        "%s\r\n",
+                        status, http1_reason(status), n, code,
+                        close ? "Connection: close\r\n" : "");
+    evbuffer_add_buffer(out, body);
+    evbuffer_free(body);
+    return n;
 }

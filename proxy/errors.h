@@ -24,6 +24,27 @@ struct evbuffer;
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close);
 
+/*
+ * errors_write with more members after "message": fields is NULL or a JSON
+ * fragment that starts with ", " ("\"credential\": \"svc\"" pairs), built
+ * with log_json_escape by the caller. Longer than ERRORS_MAX_FIELDS: dropped.
+ */
+size_t errors_write_json(struct evbuffer *out, int status, const char *code, const char *message,
+                         const char *fields, const char *extra_headers, bool close);
+
+/* Issue 10: the breaker holds the credential back; no usable token (oauth, cloudId). */
+#define ERRORS_CREDENTIAL_REJECTED "credential_rejected"
+#define ERRORS_CREDENTIAL_UNAVAILABLE "credential_unavailable"
+#define ERRORS_MAX_FIELDS 2048
+
+/*
+ * Like errors_write, with more JSON string members after "message":
+ * fields holds nfields (name, value) pairs; a NULL value is written as null.
+ * Names are trusted literals; values are escaped and cut like the message.
+ */
+size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
+                           const char *const *fields, size_t nfields, bool close);
+
 /* The code for a status the proxy answers itself (400 -> "bad_request", ...). */
 const char *errors_code_for(int status);
 

@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +27,16 @@
 static atomic_int log_cur_format = LOG_FORMAT_TEXT;
 static atomic_int log_cur_level = LOG_INFO;
 static atomic_bool log_cur_audit = true;
+/*
+ * A log reader that stops reading (a pipe nobody drains, a stuck collector)
+ * must not stop the proxy: every worker writes its audit lines itself, and
+ * a blocking write(2) on a full pipe would freeze the whole loop. Each line
+ * waits at most LOG_WRITE_WAIT_MS for room; once one was dropped, lines are
+ * dropped without waiting until the log takes one again, and then one line
+ * says how many were lost. Process-wide like the settings above.
+ */
+#define LOG_WRITE_WAIT_MS 100
+static atomic_ullong log_dropped;
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
@@ -305,15 +316,33 @@ static void log_line_emit(struct log_line *l, bool json)
         l->len += strlen(tail);
     }
     l->buf[l->len++] = '\n';
+    /*
+     * Room for the line: a pipe that polls writable has a free page, so a
+     * line of up to PIPE_BUF goes in without blocking (longer ones rarely
+     * happen and may still wait for the rest).
+     */
+    struct pollfd pfd = {.fd = STDERR_FILENO, .events = POLLOUT};
+    int ready;
+    do {
+        ready = poll(&pfd, 1, atomic_load(&log_dropped) > 0 ? 0 : LOG_WRITE_WAIT_MS);
+    } while (ready < 0 && errno == EINTR);
+    if (ready == 0) {
+        atomic_fetch_add(&log_dropped, 1);
+        return;
+    }
     while (off < l->len) {
         ssize_t n = write(STDERR_FILENO, l->buf + off, l->len - off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return; /* nowhere left to report a logging failure */
+            atomic_fetch_add(&log_dropped, 1); /* a full disk: nowhere to report it */
+            return;
         }
         off += (size_t)n;
     }
+    unsigned long long lost = atomic_exchange(&log_dropped, 0);
+    if (lost > 0)
+        log_msg(LOG_WARN, "%llu log lines were dropped: stderr was not writable", lost);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -435,6 +464,9 @@ void log_audit(const struct log_audit *a)
         log_audit_json_field(&line, "credential", a->credential);
         log_audit_json_field(&line, "error", a->error);
         log_audit_json_field(&line, "mode", a->mode);
+        log_audit_json_field(&line, "class", a->op_class);
+        if (a->reason)
+            log_audit_json_field(&line, "reason", a->reason);
         log_line_puts(&line, "}");
     } else {
         log_line_puts(&line, "audit client=");
@@ -457,6 +489,12 @@ void log_audit(const struct log_audit *a)
         log_line_text_value(&line, a->error);
         log_line_puts(&line, " mode=");
         log_line_text_value(&line, a->mode);
+        log_line_puts(&line, " class=");
+        log_line_text_value(&line, a->op_class);
+        if (a->reason) {
+            log_line_puts(&line, " reason=");
+            log_line_text_value(&line, a->reason);
+        }
     }
     log_line_emit(&line, json);
 }

@@ -47,7 +47,11 @@ struct log_audit {
     const char *credential; /* credential name, or NULL when none was injected */
     const char *error;      /* proxy error code, or NULL */
     const char *mode;       /* "forward", "gateway", "intercept", "tunnel" */
+    const char *op_class;   /* policy class ("read", "write", ...), or NULL when unclassified */
+    const char *reason;     /* why an upstream failed ("DNS failure: ..."), or NULL; no secret */
 };
+/* Longest audit reason kept (the detail is cut there: one short field, not a message). */
+#define LOG_MAX_AUDIT_REASON 160
 /* Emits the audit line when audit is enabled. Strings are JSON-escaped in JSON mode. */
 void log_audit_enable(bool on);
 void log_audit(const struct log_audit *a);

@@ -85,6 +85,14 @@ struct metrics {
     _Atomic(struct metrics_hist *) hist[METRICS_HIST_SLOTS];
     size_t nhist; /* under lock */
     struct metrics_series catch_all;
+    /* credproxy_policy_denied_total{client,class}: refusals are rare, so one array under lock. */
+    struct metrics_policy_series {
+        char client[METRICS_POLICY_LABEL_LEN + 1];
+        char cls[16];
+        uint64_t count;
+    } policy[METRICS_MAX_POLICY_SERIES];
+    size_t npolicy;        /* under lock */
+    uint64_t policy_other; /* under lock: refusals past METRICS_MAX_POLICY_SERIES label sets */
 };
 
 static char *metrics_label_dup(const char *s)
@@ -305,7 +313,7 @@ void metrics_request(struct metrics *m, const char *site, const char *cred, cons
 
     if (!m)
         return;
-    site = site ? site : "";
+    site = site && *site ? site : METRICS_SITE_UNMAPPED;
     cred = cred ? cred : "";
     client = client ? client : "";
     s = metrics_req_get(m, site, cred, client, code);
@@ -477,10 +485,74 @@ static void metrics_render_hist(struct metrics *m, struct evbuffer *out)
     free(v);
 }
 
+void metrics_policy_denied(struct metrics *m, const char *client, const char *cls)
+{
+    if (!m)
+        return;
+    client = client ? client : "";
+    cls = cls ? cls : "";
+    pthread_mutex_lock(&m->lock);
+    size_t i;
+    for (i = 0; i < m->npolicy; i++) {
+        if (strncmp(m->policy[i].client, client, METRICS_POLICY_LABEL_LEN) == 0 &&
+            strcmp(m->policy[i].cls, cls) == 0)
+            break;
+    }
+    if (i == m->npolicy && m->npolicy < METRICS_MAX_POLICY_SERIES) {
+        snprintf(m->policy[i].client, sizeof(m->policy[i].client), "%s", client);
+        snprintf(m->policy[i].cls, sizeof(m->policy[i].cls), "%s", cls);
+        m->npolicy++;
+    }
+    if (i < m->npolicy)
+        m->policy[i].count++;
+    else
+        m->policy_other++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void metrics_render_policy(struct metrics *m, struct evbuffer *out)
+{
+    metrics_head(out, "credproxy_policy_denied_total", "counter",
+                 "Requests refused by the client's policy, by client and operation class.");
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < m->npolicy; i++) {
+        evbuffer_add_printf(out, "credproxy_policy_denied_total{client=\"");
+        metrics_put_label(out, m->policy[i].client);
+        evbuffer_add_printf(out, "\",class=\"");
+        metrics_put_label(out, m->policy[i].cls);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", m->policy[i].count);
+    }
+    if (m->policy_other)
+        evbuffer_add_printf(out,
+                            "credproxy_policy_denied_total{client=\"other\",class=\"other\"} "
+                            "%" PRIu64 "\n",
+                            m->policy_other);
+    pthread_mutex_unlock(&m->lock);
+}
+
 static void metrics_counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
 {
     metrics_head(out, name, "counter", help);
     evbuffer_add_printf(out, "%s %" PRIu64 "\n", name, v);
+}
+
+/* Upstream 429/503 pauses by Atlassian's RateLimit-Reason ("none" when it named none). */
+static void metrics_render_upstream_ratelimited(const struct ratelimit_stats *rl,
+                                                struct evbuffer *out)
+{
+    uint64_t counted = 0;
+    metrics_head(out, "credproxy_upstream_ratelimited_total", "counter",
+                 "Upstream 429/503 answers that paused a credential, by RateLimit-Reason.");
+    for (size_t i = 0; i < rl->nreasons && i < RATELIMIT_MAX_REASONS; i++) {
+        evbuffer_add_printf(out, "credproxy_upstream_ratelimited_total{reason=\"");
+        metrics_put_label(out, rl->by_reason[i].reason);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", rl->by_reason[i].n);
+        counted += rl->by_reason[i].n;
+    }
+    if (counted < rl->upstream_429)
+        evbuffer_add_printf(out,
+                            "credproxy_upstream_ratelimited_total{reason=\"none\"} %" PRIu64 "\n",
+                            rl->upstream_429 - counted);
 }
 
 void metrics_render(struct metrics *m, const struct config *cfg, const struct ratelimit_stats *rl,
@@ -496,6 +568,7 @@ void metrics_render(struct metrics *m, const struct config *cfg, const struct ra
 
     metrics_render_requests(m, out);
     metrics_render_hist(m, out);
+    metrics_render_policy(m, out);
     metrics_counter(out, "credproxy_upstream_connections_total",
                     "New upstream TCP/TLS connections opened.",
                     atomic_load_explicit(&m->upstream_connections, memory_order_relaxed));
@@ -511,8 +584,7 @@ void metrics_render(struct metrics *m, const struct config *cfg, const struct ra
     evbuffer_add_printf(out, "credproxy_ratelimit_wait_seconds_total ");
     metrics_put_seconds(out, rl->waited_ms_total * 1000000ULL);
     evbuffer_add_printf(out, "\n");
-    metrics_counter(out, "credproxy_upstream_ratelimited_total",
-                    "Upstream 429/503 answers that paused a credential.", rl->upstream_429);
+    metrics_render_upstream_ratelimited(rl, out);
     metrics_counter(out, "credproxy_ratelimit_store_fallbacks_total",
                     "Rate-limit decisions taken locally because the shared store was down.",
                     rl->redis_fallbacks);

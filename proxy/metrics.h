@@ -25,6 +25,10 @@
 /* Longest label value kept (longer ones are cut); names are short, this bounds memory. */
 #define METRICS_MAX_LABEL_LEN 256
 
+/* credproxy_policy_denied_total label sets; past this they count as client="other". */
+#define METRICS_MAX_POLICY_SERIES 512
+#define METRICS_POLICY_LABEL_LEN 64
+
 struct metrics;
 struct evbuffer;
 struct ratelimit_stats;
@@ -32,12 +36,24 @@ struct ratelimit_stats;
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* One finished proxied request (site = upstream host or "" when none; cred/client may be NULL). */
+/*
+ * Label values that are not names: a request with no mapped site (denied,
+ * blind-tunnelled, malformed) is counted under one site label, never under the
+ * host the client asked for (that would let clients grow the label set); a
+ * CONNECT is counted under its own credential label, not with an empty one.
+ */
+#define METRICS_SITE_UNMAPPED "(unmapped)"
+#define METRICS_CRED_CONNECT "(connect)"
+
+/* One finished proxied request (site = the mapped site's host, NULL or "" when none:
+ * METRICS_SITE_UNMAPPED; cred/client may be NULL). */
 void metrics_request(struct metrics *m, const char *site, const char *cred, const char *client,
                      int code, double seconds);
 /* A new upstream TCP/TLS connection was opened (libcurl's num_connects). */
 void metrics_upstream_connections(struct metrics *m, unsigned n);
 void metrics_config_reload(struct metrics *m, bool ok);
+/* A request refused with policy_denied (client id or "anonymous", class name). */
+void metrics_policy_denied(struct metrics *m, const char *client, const char *cls);
 /* Gauges filled at render time: active client connections. */
 void metrics_client_connections(struct metrics *m, int delta);
 

@@ -343,9 +343,12 @@ struct mitm *mitm_load(const struct config *cfg, char **err, char **warning)
     }
 
     /* The mintable names: mapped hosts both CA certificates' constraints allow. */
-    m->hosts = xcalloc(cfg->nsites ? cfg->nsites : 1, sizeof(*m->hosts));
-    for (size_t i = 0; i < cfg->nsites; i++) {
-        const char *h = cfg->sites[i].host;
+    m->hosts = xcalloc(cfg->nsites + 1, sizeof(*m->hosts));
+    bool gateway = false; /* issue 10: api.atlassian.com is mintable for a gateway credential */
+    for (size_t i = 0; i < cfg->ncredentials; i++)
+        gateway = gateway || cfg->credentials[i].via_gateway;
+    for (size_t i = 0; i < cfg->nsites + (gateway ? 1 : 0); i++) {
+        const char *h = i < cfg->nsites ? cfg->sites[i].host : CONFIG_GATEWAY_HOST;
         bool dup = false;
         for (size_t j = 0; j < m->nhosts; j++)
             dup = dup || strcmp(m->hosts[j], h) == 0;

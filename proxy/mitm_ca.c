@@ -90,6 +90,14 @@ static size_t mitm_constraint_names(const struct config *cfg, char ***out)
         if (!dup)
             names[n++] = xstrdup(name);
     }
+    /* Issue 10: api.atlassian.com (that exact name) when a credential goes through the gateway. */
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        if (!cfg->credentials[i].via_gateway)
+            continue;
+        names = xrealloc(names, (n + 1) * sizeof(*names));
+        names[n++] = xstrdup(CONFIG_GATEWAY_HOST);
+        break;
+    }
     *out = names;
     return n;
 }

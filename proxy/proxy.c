@@ -6,7 +6,10 @@
  *   parse     conn.c/http1.c frame the head; proxy_parse_error answers refusals
  *   route     stage_route: route.c decides the site, mode and URL, or refuses
  *   identify  identify: the client's id from Proxy-Authorization or its uid
- *   admit     admit_and_forward: the credential's rate limit (and queue)
+ *   admit     admit_and_forward: the breaker (breaker_admit_request: a rejected
+ *             credential is held back, 503 credential_rejected), the credential
+ *             stage (stage_credential: a minted token and the gateway's cloudId,
+ *             waited for, bounded; the API-gateway URL), then the rate limit
  *   forward   forward: strip, inject, start the upstream exchange
  *   respond   up_on_head / up_on_body / up_on_done: frame the response back
  *   log       request_log: one audit line and the metrics
@@ -25,7 +28,9 @@
 #include <openssl/ssl.h>
 
 #include "clientauth.h"
+#include "breaker.h"
 #include "conn.h"
+#include "credstate.h"
 #include "cred.h"
 #include "errors.h"
 #include "framing.h"
@@ -34,8 +39,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "mitm.h"
+#include "policy.h"
 #include "ratelimit.h"
 #include "rewrite.h"
+#include "gwroute.h"
+#include "tokens.h"
 #include "route.h"
 #include "tunnel.h"
 #include "upstream.h"
@@ -44,6 +52,43 @@
 
 #define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
 #define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
+
+/* The policy stage's state per request (see "policy stage" below). */
+#define PROXY_LOOKUP_URL_MAX 512
+#define PROXY_HOLD_INITIAL                                                                         \
+    (16 * 1024)                  /* first size of a held-body buffer; doubles to the limit         \
+                                  */
+#define PROXY_HOLD_MIN_READ 4096 /* grow the buffer when less room than this is left */
+#define PROXY_HOLD_TIMEOUT_MS (30 * 1000) /* a held body must arrive within this */
+
+struct policy_stage {
+    const struct config_policy *pol; /* in r->world->cfg */
+    struct policy_op op;
+    /* the held request body (only when the scoped policy needs it) */
+    bool holding;    /* reading it now */
+    bool body_ready; /* held completely: forward sends these bytes instead of the stream */
+    char *held;
+    size_t held_len, held_cap, held_off;
+    struct event *hold_timer; /* PROXY_HOLD_TIMEOUT_MS while holding */
+    /* one id lookup */
+    enum policy_lookup lookup;
+    char lookup_id[POLICY_MAX_KEY + 1];
+    struct evbuffer *lookup_body;
+    int lookup_status;
+    bool lookup_too_big;
+};
+
+static void policy_stage_free(struct policy_stage *ps)
+{
+    if (!ps)
+        return;
+    free(ps->held);
+    if (ps->hold_timer)
+        event_free(ps->hold_timer);
+    if (ps->lookup_body)
+        evbuffer_free(ps->lookup_body);
+    free(ps);
+}
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -103,11 +148,17 @@ static void request_log(struct request *r)
         .credential = r->cred ? cred_name(r->cred) : NULL,
         .error = r->error,
         .mode = r->mode ? r->mode : "forward",
+        .op_class = r->op_class,
+        .reason = r->reason[0] ? r->reason : NULL,
     };
     log_audit(&a);
-    metrics_request(r->svc->metrics, r->site ? r->site->host : (r->host ? r->host : ""),
-                    r->cred ? cred_name(r->cred) : NULL, metric_client(r, uidbuf, sizeof(uidbuf)),
-                    r->status, (double)(now - r->start_ms) / 1000.0);
+    /* Bounded labels: no site -> METRICS_SITE_UNMAPPED; a CONNECT under its own label. */
+    metrics_request(r->svc->metrics, r->site ? r->site->host : NULL,
+                    a.method && strcmp(a.method, "CONNECT") == 0 ? METRICS_CRED_CONNECT
+                    : r->cred                                    ? cred_name(r->cred)
+                                                                 : NULL,
+                    metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
+                    (double)(now - r->start_ms) / 1000.0);
     metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
 }
 
@@ -119,9 +170,22 @@ static void request_finish(struct request *r)
     conn_request_done(r->c);
 }
 
+static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
+                          const char *fields, const char *extra, bool force_close);
+static void breaker_probe_gone(struct request *r);
+static void breaker_flush(struct request *r);
+
 static void reply_error_x(struct request *r, int status, const char *code, const char *msg,
                           const char *extra, bool force_close)
 {
+    reply_error_f(r, status, code, msg, NULL, extra, force_close);
+}
+
+/* reply_error_x with more JSON members in the body (see errors_write_json). */
+static void reply_error_f(struct request *r, int status, const char *code, const char *msg,
+                          const char *fields, const char *extra, bool force_close)
+{
+    breaker_probe_gone(r); /* a probe answered by the proxy itself (429, 503) told nothing */
     struct conn *c = r->c;
     /* A refused CONNECT ends the connection: the client may already be sending TLS. */
     bool close =
@@ -135,7 +199,9 @@ static void reply_error_x(struct request *r, int status, const char *code, const
     }
     if (close)
         conn_close_after(c);
-    r->bytes_out = errors_write(conn_output(c), status, code, msg, extra, close);
+    r->bytes_out = errors_write_json(conn_output(c), status, code, msg, fields, extra, close);
+    if (status == 502 || status == 504) /* the audit line says why upstream failed */
+        snprintf(r->reason, sizeof(r->reason), "%s", msg ? msg : "");
     r->status = status;
     r->error = code;
     r->head_sent = true;
@@ -176,8 +242,11 @@ static void proxy_request_free(struct request *r)
 {
     if (!r)
         return;
+    if (r->credwait_ev)
+        event_free(r->credwait_ev);
     world_unref(r->world);
     rewrite_free(r->rw);
+    policy_stage_free(r->pol);
     free(r->client_id);
     free(r->client_label);
     free(r->host);
@@ -189,6 +258,8 @@ static void proxy_request_free(struct request *r)
 
 static void proxy_request_abort(struct request *r)
 {
+    breaker_flush(r);
+    breaker_probe_gone(r);
     if (r->ex) {
         r->upstream_ms = upstream_elapsed_ms(r->ex);
         upstream_cancel(r->ex);
@@ -214,6 +285,111 @@ static void proxy_request_abort(struct request *r)
         request_log(r);
     }
     proxy_request_free(r);
+}
+
+/* ---------------------------------------------------------------- breaker */
+
+/* A probe that ended without an answer from Atlassian: no verdict either way. */
+static void breaker_probe_gone(struct request *r)
+{
+    if (!r->probe || !r->cred)
+        return;
+    struct breaker_info info;
+    struct breaker_change chg;
+    r->probe = false;
+    if (breaker_report(r->svc->breaker, cred_name(r->cred), true, BREAKER_OUTCOME_NEUTRAL, NULL,
+                       util_now_ms(), &info, &chg))
+        credstate_log_change(&info, &chg, NULL);
+}
+
+static void breaker_tell(struct request *r, enum breaker_outcome o, const char *said);
+
+/* Atlassian answered a request that carried the credential: tell the breaker. */
+static void breaker_answer(struct request *r, int status, const struct upstream_header *seraph,
+                           const struct upstream_header *denied)
+{
+    char sv[CREDSTATE_MAX_VALUE + 1] = "", dv[CREDSTATE_MAX_VALUE + 1] = "";
+    char said[BREAKER_MAX_SAID + 1];
+
+    if (seraph)
+        snprintf(sv, sizeof(sv), "%.*s", (int)seraph->value_len, seraph->value);
+    if (denied)
+        snprintf(dv, sizeof(dv), "%.*s", (int)denied->value_len, denied->value);
+    enum breaker_outcome o = breaker_classify(status, seraph ? sv : NULL, denied ? dv : NULL);
+    credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
+                   sizeof(said));
+    /*
+     * The gateway answers a token that lacks a scope with 401 "Unauthorized;
+     * scope does not match": that says nothing against the credential, so a
+     * gateway 401 is judged once the start of its body has been seen.
+     */
+    if (o == BREAKER_OUTCOME_AUTH_FAILED && status == 401 && (r->gw_prefix[0] || r->gw_agent_url)) {
+        r->brk_pending = true;
+        r->brk_scanned = 0;
+        snprintf(r->brk_said, sizeof(r->brk_said), "%s", said);
+        return;
+    }
+    breaker_tell(r, o, said);
+}
+
+/* Report outcome o for the credential (the probe flag goes with it). */
+static void breaker_tell(struct request *r, enum breaker_outcome o, const char *said)
+{
+    struct breaker_info info;
+    struct breaker_change chg;
+    bool probe = r->probe;
+    r->probe = false;
+    r->brk_pending = false;
+    if (breaker_report(r->svc->breaker, cred_name(r->cred), probe, o, said, util_now_ms(), &info,
+                       &chg))
+        credstate_log_change(&info, &chg, NULL);
+}
+
+/* A gateway 401's body bytes: "scope does not match" within the first BREAKER_SCAN_BYTES? */
+static void breaker_scan(struct request *r, const char *data, size_t len)
+{
+    static const char needle[] = "scope does not match";
+    size_t n = sizeof(needle) - 1;
+    if (!r->brk_pending)
+        return;
+    size_t room = sizeof(r->brk_head) - 1 - r->brk_scanned;
+    size_t take = len < room ? len : room;
+    memcpy(r->brk_head + r->brk_scanned, data, take);
+    r->brk_scanned += take;
+    r->brk_head[r->brk_scanned] = '\0';
+    for (size_t i = 0; i + n <= r->brk_scanned; i++) {
+        if (util_memcaseeq(r->brk_head + i, needle, n)) {
+            breaker_tell(r, BREAKER_OUTCOME_NEUTRAL, NULL);
+            return;
+        }
+    }
+    if (r->brk_scanned == sizeof(r->brk_head) - 1)
+        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
+}
+
+/* The exchange ended (or the client left) with a gateway 401 still unjudged: a real refusal. */
+static void breaker_flush(struct request *r)
+{
+    if (r->brk_pending && r->cred)
+        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
+}
+
+/* 0 when the credential may be sent; -1 after answering 503 credential_rejected. */
+static int breaker_admit_request(struct request *r)
+{
+    struct breaker_info info;
+    struct breaker_change chg;
+    enum breaker_verdict v =
+        breaker_admit(r->svc->breaker, cred_name(r->cred), util_now_ms(), &info, &chg);
+    credstate_log_change(&info, &chg, NULL);
+    if (v == BREAKER_PROBE)
+        r->probe = true;
+    if (v != BREAKER_HOLD)
+        return 0;
+    char msg[CREDSTATE_MAX_MESSAGE], fields[CREDSTATE_MAX_FIELDS], extra[CREDSTATE_MAX_HEADERS];
+    credstate_rejected_reply(&info, msg, sizeof(msg), fields, sizeof(fields), extra, sizeof(extra));
+    reply_error_f(r, 503, ERRORS_CREDENTIAL_REJECTED, msg, fields, extra, false);
+    return -1;
 }
 
 static void proxy_parse_error(void *arg, struct conn *c, int status, const char *code,
@@ -245,6 +421,29 @@ static int identify(struct request *r)
         const char *v = header_value(c, "proxy-authorization", &len);
         const struct config_client *cl = NULL;
         enum clientauth_result res = clientauth_check(cfg, v, len, &cl);
+        bool gateway = strcmp(r->mode, "gateway") == 0;
+        if (res == CLIENTAUTH_NONE && gateway && cfg->nclients > 0) {
+            /*
+             * Base-URL clients (python3-jira basic_auth, jira.js basic) cannot send
+             * Proxy-Authorization but do send Authorization: Basic base64(id:key). One
+             * that matches a configured client identifies it; any other value is ignored
+             * (and, like every client Authorization, never forwarded).
+             */
+            size_t alen;
+            const char *av = header_value(c, "authorization", &alen);
+            const struct config_client *acl = NULL;
+            if (av && clientauth_check(cfg, av, alen, &acl) == CLIENTAUTH_OK && acl) {
+                res = CLIENTAUTH_OK;
+                cl = acl;
+            }
+        }
+        if (res == CLIENTAUTH_NONE && gateway && cfg->require_client_auth) {
+            reply_error_x(r, 401, "client_auth_required",
+                          "this gateway requires a client identity: send Authorization: Basic "
+                          "base64(id:key) of a configured client (basic_auth=(id, key))",
+                          "WWW-Authenticate: Basic realm=\"credproxy\"\r\n", false);
+            return -1;
+        }
         /* With no clients configured a stray Proxy-Authorization is just dropped. */
         if ((res == CLIENTAUTH_BAD && (cfg->nclients > 0 || cfg->require_client_auth)) ||
             (res == CLIENTAUTH_NONE && cfg->require_client_auth))
@@ -323,11 +522,25 @@ static bool contains_ci(const char *s, size_t len, const char *needle)
     return false;
 }
 
+/* A Location on the API gateway (https://api.atlassian.com/ex/jira/ID/...) back to the agent's
+ * base. */
+static char *gateway_location(const struct request *r, const char *v)
+{
+    struct rewrite *rw =
+        rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin, r->gateway_origin);
+    char *nv = NULL;
+    if (rw && rewrite_add_source(rw, GWROUTE_ORIGIN, r->gw_prefix) == 0)
+        nv = rewrite_location_rw(rw, v);
+    rewrite_free(rw);
+    return nv;
+}
+
 static int up_on_head(void *arg, int status, const struct upstream_header *h, size_t n)
 {
     struct request *r = arg;
     struct conn *c = r->c;
     const struct upstream_header *ra = NULL, *reset = NULL, *rem = NULL, *near = NULL;
+    const struct upstream_header *bra = NULL, *reason = NULL, *seraph = NULL, *denied = NULL;
     const struct upstream_header *cl = NULL, *ctype = NULL, *cenc = NULL, *connection = NULL;
 
     for (size_t i = 0; i < n; i++) {
@@ -339,6 +552,14 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             rem = &h[i];
         else if (hdr_is(&h[i], "x-ratelimit-nearlimit"))
             near = &h[i];
+        else if (hdr_is(&h[i], "beta-retry-after"))
+            bra = &h[i];
+        else if (hdr_is(&h[i], "ratelimit-reason"))
+            reason = &h[i];
+        else if (hdr_is(&h[i], "x-seraph-loginreason"))
+            seraph = &h[i];
+        else if (hdr_is(&h[i], "x-authentication-denied-reason"))
+            denied = &h[i];
         else if (hdr_is(&h[i], "content-length") && !cl)
             cl = &h[i];
         else if (hdr_is(&h[i], "content-type"))
@@ -349,11 +570,19 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             connection = &h[i];
     }
     if (r->cred) {
-        char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX], b3[PROXY_RL_VALUE_MAX],
-            b4[PROXY_RL_VALUE_MAX];
-        ratelimit_upstream_response(r->svc->rl, cred_name(r->cred), status, rl_value(ra, b1),
-                                    rl_value(reset, b2), rl_value(rem, b3), rl_value(near, b4),
-                                    util_now_ms());
+        char b[6][PROXY_RL_VALUE_MAX];
+        struct rl_signals sig = {
+            .retry_after = rl_value(ra, b[0]),
+            .reset = rl_value(reset, b[1]),
+            .remaining = rl_value(rem, b[2]),
+            .near_limit = rl_value(near, b[3]),
+            .beta_retry_after = rl_value(bra, b[4]),
+            .reason = rl_value(reason, b[5]),
+        };
+        ratelimit_upstream_signals(r->svc->rl, cred_name(r->cred), status, &sig, util_now_ms());
+        breaker_answer(r, status, seraph, denied);
+        if (status == 401 && cred_is_minted(r->cred))
+            tokens_refused(r->svc->tokens, cred_name(r->cred)); /* revoked early: mint anew */
     }
 
     bool no_body = c->parser.is_head || framing_status_has_no_body(status);
@@ -362,6 +591,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     if (r->gateway_origin && !no_body && json && !encoded) {
         r->rw = rewrite_new(r->world->sites[world_site_index(r->world, r->site)].origin,
                             r->gateway_origin);
+        if (r->rw && r->gw_prefix[0])
+            rewrite_add_source(r->rw, GWROUTE_ORIGIN, r->gw_prefix);
     }
     struct framing_input fin = {
         .status = status,
@@ -401,6 +632,8 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
             char *v = xstrndup(h[i].value, h[i].value_len);
             char *nv = rewrite_location(
                 v, r->world->sites[world_site_index(r->world, r->site)].origin, r->gateway_origin);
+            if (!nv && r->gw_prefix[0])
+                nv = gateway_location(r, v);
             evbuffer_add_printf(out, "%.*s: %s\r\n", (int)h[i].name_len, h[i].name, nv ? nv : v);
             free(nv);
             free(v);
@@ -432,6 +665,7 @@ static int up_on_body(void *arg, const char *data, size_t len)
         r->resp_paused = true;
         return UPSTREAM_PAUSE;
     }
+    breaker_scan(r, data, len);
     r->bytes_out += len;
     if (r->rw) {
         struct evbuffer *tmp = evbuffer_new();
@@ -456,6 +690,15 @@ static ssize_t up_read_body(void *arg, char *buf, size_t cap)
     struct request *r = arg;
     struct conn *c = r->c;
     bool done = false;
+    if (r->pol && r->pol->body_ready) {
+        /* The policy stage held (and may have rewritten) the body: send those bytes. */
+        size_t n = r->pol->held_len - r->pol->held_off;
+        if (n > cap)
+            n = cap;
+        memcpy(buf, r->pol->held + r->pol->held_off, n);
+        r->pol->held_off += n;
+        return (ssize_t)n;
+    }
     ssize_t n = conn_read_body(c, buf, cap, &done);
     if (n == UPSTREAM_WOULD_BLOCK) {
         r->body_blocked = true;
@@ -486,6 +729,8 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
 
     r->upstream_ms = upstream_elapsed_ms(r->ex);
     r->ex = NULL;
+    breaker_flush(r);      /* a gateway 401 whose body did not say "scope" */
+    breaker_probe_gone(r); /* no-op once the head was reported */
     if (result == UPSTREAM_OK && r->head_sent) {
         if (r->rw) {
             struct evbuffer *tmp = evbuffer_new();
@@ -559,6 +804,20 @@ static bool slist_add_pair(struct curl_slist **l, const char *name, size_t nlen,
     return ok;
 }
 
+/* The credential's Authorization line: rendered at load, or the minted access token. */
+static bool add_cred_header(struct request *r, struct curl_slist **hl)
+{
+    if (!cred_is_minted(r->cred))
+        return slist_add(hl, cred_header(r->cred));
+    char *line = xmalloc(TOKENS_MAX_HEADER);
+    bool ok = tokens_auth_line(r->svc->tokens, cred_name(r->cred), line, TOKENS_MAX_HEADER, NULL,
+                               0) == TOKENS_READY &&
+              slist_add(hl, line);
+    util_secure_zero(line, TOKENS_MAX_HEADER);
+    free(line);
+    return ok;
+}
+
 /* Strip, inject, start the exchange. */
 static void forward(struct request *r)
 {
@@ -589,7 +848,7 @@ static void forward(struct request *r)
     }
     if (ok && r->cred) {
         const char *hh = r->world->sites[world_site_index(r->world, r->site)].host_header;
-        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && slist_add(&hl, cred_header(r->cred));
+        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl);
     }
     if (ok && r->gateway_origin)
         ok = slist_add(&hl, "Accept-Encoding: identity");
@@ -599,9 +858,11 @@ static void forward(struct request *r)
         snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
         ok = slist_add(&hl, via);
     }
-    if (ok && p->content_length >= 0) {
+    bool held = r->pol && r->pol->body_ready;
+    int64_t body_len = held ? (int64_t)r->pol->held_len : p->content_length;
+    if (ok && (held || p->content_length >= 0)) {
         char line[48];
-        snprintf(line, sizeof(line), "Content-Length: %lld", (long long)p->content_length);
+        snprintf(line, sizeof(line), "Content-Length: %lld", (long long)body_len);
         ok = slist_add(&hl, line);
     }
     if (!ok) {
@@ -614,7 +875,9 @@ static void forward(struct request *r)
         .method = http1_method(p),
         .url = r->url,
         .headers = hl,
-        .body_len = p->chunked ? -1 : (p->content_length > 0 ? p->content_length : 0),
+        .body_len = held         ? body_len
+                    : p->chunked ? -1
+                                 : (p->content_length > 0 ? p->content_length : 0),
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
@@ -636,13 +899,9 @@ static void rl_done(void *arg, bool admitted, int64_t retry_after_ms, int64_t wa
         reply_429(r, retry_after_ms);
 }
 
-static void admit_and_forward(struct request *r)
+static void admit_ratelimit(struct request *r)
 {
     struct conn *c = r->c;
-    if (!r->cred) {
-        forward(r);
-        return;
-    }
     int64_t retry = 0;
     struct ratelimit_wait *wait = NULL;
     /*
@@ -659,6 +918,575 @@ static void admit_and_forward(struct request *r)
         reply_429(r, retry);
     } else {
         r->rlwait = wait; /* rl_done follows; the body stays unread until then */
+    }
+}
+
+/* ------------------------------------------------- credential ready (issue 10) */
+
+/* The route said so (route_gateway_site): the credential works only through the gateway. */
+static bool req_via_gateway(const struct request *r)
+{
+    return r->site && req_cfg(r)->credentials[r->site->credential].via_gateway;
+}
+
+static void reply_unavailable(struct request *r, const char *msg)
+{
+    breaker_probe_gone(r);
+    reply_error_x(r, 503, ERRORS_CREDENTIAL_UNAVAILABLE, msg, "Retry-After: 5\r\n", false);
+}
+
+/*
+ * Does the request have what its credential needs: a minted access token
+ * (oauth_client) and, for a gateway-routed site, the cloudId (then r->url
+ * becomes the gateway URL)? 0 ready, 1 not yet (wait), -1 answered 503.
+ */
+static int cred_ready(struct request *r)
+{
+    struct tokens *t = r->svc->tokens;
+    char why[TOKENS_MAX_WHY], msg[TOKENS_MAX_WHY + 200];
+    enum tokens_state st;
+
+    if (cred_is_minted(r->cred)) {
+        char *line = xmalloc(TOKENS_MAX_HEADER);
+        st = tokens_auth_line(t, cred_name(r->cred), line, TOKENS_MAX_HEADER, why, sizeof(why));
+        util_secure_zero(line, TOKENS_MAX_HEADER);
+        free(line);
+        if (st == TOKENS_PENDING)
+            return 1;
+        if (st == TOKENS_UNAVAILABLE) {
+            snprintf(msg, sizeof(msg), "credential %s has no access token: %s", cred_name(r->cred),
+                     why);
+            reply_unavailable(r, msg);
+            return -1;
+        }
+    }
+    if (req_via_gateway(r) && !r->gw_prefix[0] && !r->gw_agent_url) {
+        char id[CONFIG_MAX_CLOUD_ID + 1];
+        st = tokens_cloud_id(t, r->site->host, r->site->port, id, sizeof(id), why, sizeof(why));
+        if (st == TOKENS_PENDING)
+            return 1;
+        if (st == TOKENS_UNAVAILABLE) {
+            snprintf(msg, sizeof(msg),
+                     "site %s: the API gateway needs its cloudId, which is unknown: %s",
+                     r->site->host, why);
+            reply_unavailable(r, msg);
+            return -1;
+        }
+        const char *origin = r->world->sites[world_site_index(r->world, r->site)].origin;
+        const char *path = r->url + strlen(origin);
+        char *url = gwroute_url(path, strlen(path), id);
+        if (!url || gwroute_prefix(gwroute_product_for(path, strlen(path)), id, r->gw_prefix,
+                                   sizeof(r->gw_prefix)) < 0) {
+            free(url);
+            /* Dot segments or encoded separators: ambiguous once normalized, so refused. */
+            reply_error_x(r, 400, "bad_request",
+                          "the path cannot go through the API gateway unchanged (dot segments, "
+                          "backslashes or an encoded '/' are refused)",
+                          NULL, false);
+            return -1;
+        }
+        free(r->url);
+        r->url = url;
+    }
+    return 0;
+}
+
+static void stage_credential(struct request *r);
+
+static void credwait_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stage_credential(arg);
+}
+
+/* Wait (bounded, polling) for a token or cloudId being fetched, then go on to the rate limit. */
+static void stage_credential(struct request *r)
+{
+    int rc = cred_ready(r);
+    if (rc < 0)
+        return;
+    if (rc == 0) {
+        if (r->credwait_ms_start)
+            r->wait_ms += util_now_ms() - r->credwait_ms_start;
+        admit_ratelimit(r);
+        return;
+    }
+    int64_t now = util_now_ms();
+    if (!r->credwait_ms_start)
+        r->credwait_ms_start = now;
+    if (now - r->credwait_ms_start >= TOKENS_MAX_WAIT_MS) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "credential %s: no access token or cloudId within %d s; see /readyz and the log",
+                 cred_name(r->cred), TOKENS_MAX_WAIT_MS / 1000);
+        reply_unavailable(r, msg);
+        return;
+    }
+    if (!r->credwait_ev)
+        r->credwait_ev = evtimer_new(r->svc->base, credwait_fire, r);
+    struct timeval tv = {0, TOKENS_POLL_MS * 1000};
+    if (!r->credwait_ev || evtimer_add(r->credwait_ev, &tv) < 0)
+        reply_unavailable(r, "cannot wait for the access token");
+}
+
+static void admit_and_forward(struct request *r)
+{
+    if (!r->cred) {
+        forward(r);
+        return;
+    }
+    if (breaker_admit_request(r) < 0)
+        return;
+    stage_credential(r);
+}
+
+/* ---------------------------------------------------------- policy stage */
+
+/*
+ * After identify(), before admit: the client's policy (policy.h) decides.
+ * Allowed requests go on unchanged, or with a narrowed query, or with a
+ * held (and possibly rewritten) body. Where the scope needs an id lookup,
+ * one GET with the same credential goes upstream first (through the rate
+ * limit and this worker's upstream engine; its answer never reaches the
+ * client) and is cached per worker. A refusal is 403 policy_denied and
+ * nothing of the request reaches upstream.
+ */
+
+static void policy_deny(struct request *r, const struct policy_decision *d)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    char uidbuf[32];
+    const char *cls = policy_class_name(ps->op.cls);
+    const char *noun = ps->op.product == POLICY_PRODUCT_CONFLUENCE ? "space" : "project";
+    const char *client = metric_client(r, uidbuf, sizeof(uidbuf));
+    char msg[512];
+    const char *fields[8] = {"client", client,       "class",
+                             cls,      noun,         d->scope[0] ? d->scope : NULL,
+                             "policy", ps->pol->name};
+
+    metrics_policy_denied(r->svc->metrics, client, cls);
+    snprintf(msg, sizeof(msg), "credproxy's policy for client %s refused this %s request: %s",
+             client, cls, d->reason);
+    r->cred = NULL;
+    if (r->head_sent) {
+        conn_close_after(c);
+        r->error = "policy_denied";
+        request_finish(r);
+        return;
+    }
+    bool close = conn_must_close(c);
+    if (close)
+        conn_close_after(c);
+    r->bytes_out = errors_write_fields(conn_output(c), 403, "policy_denied", msg, fields, 4, close);
+    r->status = 403;
+    r->error = "policy_denied";
+    r->head_sent = true;
+    request_finish(r);
+}
+
+static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id);
+static void policy_hold_begin(struct request *r);
+
+/*
+ * Allowed so far. A page edit under a space-scoped policy still has its body
+ * checked (it must not name another space); everything else goes on.
+ */
+static void policy_allowed(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    if (ps->op.body == POLICY_BODY_CONF_EDIT && !ps->body_ready &&
+        policy_scoped(ps->pol, ps->op.product)) {
+        policy_hold_begin(r);
+        return;
+    }
+    admit_and_forward(r);
+}
+
+/* A scope key was found (cache, lookup or body): allow and go on, or refuse. */
+static void policy_after_key(struct request *r, const char *key)
+{
+    struct policy_decision d;
+    policy_check_key(r->pol->pol, &r->pol->op, key, &d);
+    if (d.verdict == POLICY_ALLOW)
+        policy_allowed(r);
+    else
+        policy_deny(r, &d);
+}
+
+/* The held body is complete: check (and for searches rewrite) it. */
+static void policy_body_held(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    struct policy_decision d;
+    char *out = NULL;
+    size_t out_len = 0;
+
+    ps->holding = false;
+    ps->body_ready = true;
+    r->body_done = true;
+    if (ps->hold_timer)
+        evtimer_del(ps->hold_timer);
+    log_debug("policy: held %zu request body bytes of %s %s for policy %s", ps->held_len,
+              http1_method(&r->c->parser), r->path ? r->path : "", ps->pol->name);
+    policy_apply_body(ps->pol, &ps->op, ps->held ? ps->held : "", ps->held_len, &out, &out_len, &d);
+    if (out) {
+        free(ps->held);
+        ps->held = out;
+        ps->held_len = out_len;
+        ps->held_cap = out_len;
+    }
+    if (d.verdict == POLICY_ALLOW)
+        policy_allowed(r);
+    else if (d.verdict == POLICY_NEEDS_LOOKUP)
+        policy_lookup_begin(r, d.lookup, d.id);
+    else
+        policy_deny(r, &d);
+}
+
+/* Read what the client has sent of the body; resumes from proxy_body_available. */
+static void policy_hold_continue(struct request *r)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+
+    for (;;) {
+        bool done = false;
+        if (ps->held_cap - ps->held_len < PROXY_HOLD_MIN_READ) {
+            ps->held_cap = ps->held_cap ? ps->held_cap * 2 : PROXY_HOLD_INITIAL;
+            if (ps->held_cap > POLICY_MAX_BODY + 1)
+                ps->held_cap = POLICY_MAX_BODY + 1;
+            ps->held = xrealloc(ps->held, ps->held_cap + 1);
+        }
+        size_t room = ps->held_cap - ps->held_len;
+        if (room == 0) {
+            ps->holding = false;
+            reply_error_x(r, 413, "body_too_large",
+                          "the request body is larger than the policy check reads (1 MiB); this "
+                          "client's policy needs to read it before forwarding",
+                          NULL, true);
+            return;
+        }
+        ssize_t n = conn_read_body(c, ps->held + ps->held_len, room, &done);
+        if (n == UPSTREAM_WOULD_BLOCK) {
+            r->body_blocked = true;
+            return;
+        }
+        if (n < 0) {
+            ps->holding = false;
+            if (c->parser.phase == HTTP1_PHASE_ERROR)
+                reply_error_x(r, 400, "bad_request",
+                              c->parser.err_msg ? c->parser.err_msg : "malformed request body",
+                              NULL, true);
+            else
+                conn_close(c, "request body ended early");
+            return;
+        }
+        ps->held_len += (size_t)n;
+        r->bytes_in += (uint64_t)n;
+        if (ps->held_len > POLICY_MAX_BODY) {
+            ps->holding = false;
+            reply_error_x(r, 413, "body_too_large",
+                          "the request body is larger than the policy check reads (1 MiB); this "
+                          "client's policy needs to read it before forwarding",
+                          NULL, true);
+            return;
+        }
+        if (done) {
+            policy_body_held(r);
+            return;
+        }
+    }
+}
+
+static void policy_hold_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct request *r = arg;
+    if (!r->pol->holding || r->finished)
+        return; /* the hold already ended (answered or complete) */
+    r->pol->holding = false;
+    reply_error_x(r, 408, "request_timeout",
+                  "the request body did not arrive in time for the policy check", NULL, true);
+}
+
+static void policy_hold_begin(struct request *r)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    const struct http1_parser *p = &c->parser;
+
+    if (p->content_length > POLICY_MAX_BODY) {
+        reply_error_x(r, 413, "body_too_large",
+                      "the request body is larger than the policy check reads (1 MiB); this "
+                      "client's policy needs to read it before forwarding",
+                      NULL, true);
+        return;
+    }
+    if (!p->has_body || p->content_length == 0) {
+        policy_body_held(r);
+        return;
+    }
+    ps->holding = true;
+    ps->hold_timer = evtimer_new(r->svc->base, policy_hold_timeout, r);
+    if (ps->hold_timer) {
+        struct timeval tv = {PROXY_HOLD_TIMEOUT_MS / 1000, (PROXY_HOLD_TIMEOUT_MS % 1000) * 1000};
+        evtimer_add(ps->hold_timer, &tv);
+    }
+    conn_send_continue(c);
+    policy_hold_continue(r);
+}
+
+static int lookup_on_head(void *arg, int status, const struct upstream_header *h, size_t n)
+{
+    struct request *r = arg;
+    r->pol->lookup_status = status;
+    if (r->cred) {
+        const struct upstream_header *ra = NULL, *reset = NULL;
+        char b1[PROXY_RL_VALUE_MAX], b2[PROXY_RL_VALUE_MAX];
+        for (size_t i = 0; i < n; i++) {
+            if (hdr_is(&h[i], "retry-after"))
+                ra = &h[i];
+            else if (hdr_is(&h[i], "x-ratelimit-reset"))
+                reset = &h[i];
+        }
+        ratelimit_upstream_response(r->svc->rl, cred_name(r->cred), status, rl_value(ra, b1),
+                                    rl_value(reset, b2), NULL, NULL, util_now_ms());
+    }
+    return 0;
+}
+
+static int lookup_on_body(void *arg, const char *data, size_t len)
+{
+    struct request *r = arg;
+    struct policy_stage *ps = r->pol;
+    if (evbuffer_get_length(ps->lookup_body) + len > POLICY_MAX_LOOKUP_BODY) {
+        ps->lookup_too_big = true;
+        return UPSTREAM_ABORT;
+    }
+    evbuffer_add(ps->lookup_body, data, len);
+    return 0;
+}
+
+static ssize_t lookup_read_body(void *arg, char *buf, size_t cap)
+{
+    return 0;
+}
+
+static void lookup_on_done(void *arg, enum upstream_result result, const char *detail)
+{
+    struct request *r = arg;
+    struct policy_stage *ps = r->pol;
+    struct policy_decision d;
+    char key[POLICY_MAX_KEY + 1];
+    const char *noun = ps->op.product == POLICY_PRODUCT_CONFLUENCE ? "space" : "project";
+    char msg[400];
+
+    r->ex = NULL;
+    size_t len = evbuffer_get_length(ps->lookup_body);
+    const char *body = (const char *)evbuffer_pullup(ps->lookup_body, (ev_ssize_t)len);
+    if (result == UPSTREAM_OK && ps->lookup_status == 200 &&
+        policy_lookup_parse(ps->lookup, body ? body : "", len, key, sizeof(key)) == 0) {
+        policy_cache_put(r->svc->policy_cache, r->site->host, ps->lookup, ps->lookup_id, key,
+                         util_now_ms());
+        log_debug("policy: looked up %s %s -> %s", policy_lookup_name(ps->lookup), ps->lookup_id,
+                  key);
+        policy_after_key(r, key);
+        return;
+    }
+    if (result == UPSTREAM_OK && (ps->lookup_status == 200 || ps->lookup_status == 401 ||
+                                  ps->lookup_status == 403 || ps->lookup_status == 404)) {
+        /* Not visible to the account, gone, or an answer without the field: fail closed. */
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason),
+                 "the %s of %s %s could not be determined (Atlassian answered %d to the lookup)",
+                 noun, policy_lookup_name(ps->lookup), ps->lookup_id, ps->lookup_status);
+        policy_deny(r, &d);
+        return;
+    }
+    if (result == UPSTREAM_OK)
+        snprintf(msg, sizeof(msg),
+                 "the policy check could not resolve %s %s to its %s: Atlassian answered %d",
+                 policy_lookup_name(ps->lookup), ps->lookup_id, noun, ps->lookup_status);
+    else
+        snprintf(msg, sizeof(msg), "the policy check could not resolve %s %s to its %s: %s",
+                 policy_lookup_name(ps->lookup), ps->lookup_id, noun,
+                 ps->lookup_too_big ? "the answer was too large"
+                 : detail           ? detail
+                                    : "error");
+    int status = result == UPSTREAM_ERR_TIMEOUT ? 504 : 502;
+    reply_error_x(r, status, errors_code_for(status), msg, NULL,
+                  !r->body_done && r->c->parser.has_body);
+}
+
+static const struct upstream_callbacks lookup_callbacks = {
+    .on_head = lookup_on_head,
+    .on_body = lookup_on_body,
+    .read_body = lookup_read_body,
+    .on_done = lookup_on_done,
+};
+
+static void policy_lookup_fetch(struct request *r)
+{
+    struct policy_stage *ps = r->pol;
+    struct world *w = r->world;
+    char path[PROXY_LOOKUP_URL_MAX];
+    struct curl_slist *hl = NULL;
+
+    if (policy_lookup_path(ps->lookup, ps->lookup_id, path, sizeof(path)) < 0) {
+        struct policy_decision d;
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason), "the id %s cannot be looked up", ps->lookup_id);
+        policy_deny(r, &d);
+        return;
+    }
+    char *url = NULL;
+    if (req_via_gateway(r)) {
+        /* Issue 10: a gateway credential looks ids up through the gateway too. */
+        char id[CONFIG_MAX_CLOUD_ID + 1];
+        if (tokens_cloud_id(r->svc->tokens, r->site->host, r->site->port, id, sizeof(id), NULL,
+                            0) == TOKENS_READY)
+            url = gwroute_url(path, strlen(path), id);
+    }
+    if (!url)
+        url = xasprintf("%s%s", w->sites[world_site_index(w, r->site)].origin, path);
+    const char *hh = w->sites[world_site_index(w, r->site)].host_header;
+    bool ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl) &&
+              slist_add(&hl, "Accept: application/json");
+    if (!ok) {
+        curl_slist_free_all(hl);
+        free(url);
+        reply_error(r, 502, "out of memory building the policy lookup");
+        return;
+    }
+    if (!ps->lookup_body)
+        ps->lookup_body = evbuffer_new();
+    struct upstream_request req = {
+        .cfg = req_cfg(r), .method = "GET", .url = url, .headers = hl, .body_len = 0};
+    r->ex = upstream_start(r->svc->up, &req, &lookup_callbacks, r);
+    free(url);
+    if (!r->ex)
+        reply_error(r, 502, "could not start the policy lookup");
+}
+
+static void lookup_rl_done(void *arg, bool admitted, int64_t retry_after_ms, int64_t waited_ms)
+{
+    struct request *r = arg;
+    r->rlwait = NULL;
+    r->wait_ms += waited_ms;
+    if (admitted)
+        policy_lookup_fetch(r);
+    else
+        reply_429(r, retry_after_ms);
+}
+
+/* Resolve an id: from this worker's cache, else one upstream GET (which takes a rate token). */
+static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id)
+{
+    struct conn *c = r->c;
+    struct policy_stage *ps = r->pol;
+    char key[POLICY_MAX_KEY + 1];
+
+    ps->lookup = lookup;
+    snprintf(ps->lookup_id, sizeof(ps->lookup_id), "%s", id);
+    if (policy_cache_get(r->svc->policy_cache, r->site->host, lookup, id, util_now_ms(), key,
+                         sizeof(key))) {
+        policy_after_key(r, key);
+        return;
+    }
+    int64_t retry = 0;
+    struct ratelimit_wait *wait = NULL;
+    const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
+    enum ratelimit_result res =
+        ratelimit_acquire(r->svc->rl, r->svc->base, cred_name(r->cred), lane, util_now_ms(), &retry,
+                          lookup_rl_done, r, &wait);
+    if (res == RATELIMIT_ADMIT)
+        policy_lookup_fetch(r);
+    else if (res == RATELIMIT_REJECT)
+        reply_429(r, retry);
+    else
+        r->rlwait = wait;
+}
+
+/* Headers that could make Atlassian run another method than the one classified. */
+static bool policy_method_override(const struct conn *c)
+{
+    static const char *const names[] = {"x-http-method-override", "x-http-method",
+                                        "x-method-override"};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(names); i++) {
+        if (http1_find_header(&c->parser, names[i]) >= 0)
+            return true;
+    }
+    return false;
+}
+
+static void policy_stage(struct request *r, const char *path, size_t path_len)
+{
+    struct conn *c = r->c;
+    const struct config_policy *pol;
+    struct policy_stage *ps;
+    struct policy_decision d;
+
+    if (!r->cred || !r->site) {
+        admit_and_forward(r); /* no credential is injected: nothing to guard */
+        return;
+    }
+    pol = config_policy_for(req_cfg(r), r->client_id);
+    struct policy_op op;
+    policy_classify(http1_method(&c->parser), path, path_len, &op);
+    r->op_class = policy_class_name(op.cls);
+    bool unrestricted = pol->allow == POLICY_ALL_CLASSES && !pol->has_projects && !pol->has_spaces;
+    if (unrestricted) {
+        admit_and_forward(r); /* `full`: only the class, for the audit line */
+        return;
+    }
+    ps = xcalloc(1, sizeof(*ps));
+    ps->pol = pol;
+    ps->op = op;
+    r->pol = ps;
+    if (policy_method_override(c)) {
+        memset(&d, 0, sizeof(d));
+        d.verdict = POLICY_DENY;
+        snprintf(d.reason, sizeof(d.reason),
+                 "a method-override header (X-HTTP-Method-Override and the like) is not allowed "
+                 "under policy %s",
+                 pol->name);
+        policy_deny(r, &d);
+        return;
+    }
+    policy_decide(pol, &ps->op, &d);
+    switch (d.verdict) {
+    case POLICY_ALLOW:
+        policy_allowed(r);
+        return;
+    case POLICY_DENY:
+        policy_deny(r, &d);
+        return;
+    case POLICY_NEEDS_LOOKUP:
+        policy_lookup_begin(r, d.lookup, d.id);
+        return;
+    case POLICY_NEEDS_BODY:
+        policy_hold_begin(r);
+        return;
+    case POLICY_NARROW_QUERY: {
+        char *q = strchr(r->url, '?');
+        size_t prefix = q ? (size_t)(q - r->url) : strlen(r->url);
+        char *hash = q ? strchr(q, '#') : NULL;
+        size_t qlen = q ? (hash ? (size_t)(hash - q - 1) : strlen(q + 1)) : 0;
+        char *nq = policy_narrow_query(pol, &ps->op, q ? q + 1 : "", qlen, &d);
+        if (!nq) {
+            policy_deny(r, &d);
+            return;
+        }
+        char *url = xasprintf("%.*s%s%s", (int)prefix, r->url, *nq ? "?" : "", nq);
+        free(nq);
+        free(r->url);
+        r->url = url;
+        admit_and_forward(r);
+        return;
+    }
     }
 }
 
@@ -711,7 +1539,9 @@ static const struct tunnel_callbacks tun_callbacks = {
 static void start_intercept(struct request *r, const struct route *rt)
 {
     struct conn *c = r->c;
-    SSL_CTX *ctx = mitm_ctx_for_host(r->world->mitm, rt->site->host);
+    /* A mapped site, or api.atlassian.com for a gateway credential (rt->site NULL). */
+    const char *host = rt->site ? rt->site->host : rt->auth.host;
+    SSL_CTX *ctx = mitm_ctx_for_host(r->world->mitm, host);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
 
     SSL_CTX_free(ctx);
@@ -720,7 +1550,7 @@ static void start_intercept(struct request *r, const struct route *rt)
         snprintf(msg, sizeof(msg),
                  "cannot intercept %s: the local CA could not issue a certificate for it "
                  "(see the startup warning; re-run `credproxy ca init --force`)",
-                 rt->site->host);
+                 host);
         reply_error_x(r, 403, "interception_off", msg, NULL, true);
         return;
     }
@@ -786,6 +1616,8 @@ static void stage_route(struct request *r, struct route *rt)
     };
     struct route_input in = {
         .world = r->world,
+        .cloud_lookup = tokens_site_for_cloud_id,
+        .cloud_arg = r->svc->tokens,
         .listener = &ls,
         .self = r->svc->self,
         .tunnel = c->intercept ? &c->connect_auth : NULL,
@@ -806,6 +1638,7 @@ static void stage_route(struct request *r, struct route *rt)
     if (rt->action == ROUTE_SITE) {
         r->site = rt->site;
         r->cred = world_site_cred(r->world, rt->site);
+        r->gw_agent_url = rt->gateway_agent_url;
     }
     r->url = rt->url;
     rt->url = NULL;
@@ -825,7 +1658,7 @@ static void route_refused(struct request *r, const struct route *rt)
 }
 
 /*
- * parse (conn) -> route -> identify -> admit -> forward -> respond -> log.
+ * parse (conn) -> route -> identify -> policy -> admit -> forward -> respond -> log.
  * Each stage answers and ends the request itself when it refuses.
  */
 static void proxy_request_begin(void *arg, struct conn *c)
@@ -849,7 +1682,7 @@ static void proxy_request_begin(void *arg, struct conn *c)
             start_tunnel(r, &rt);
             break;
         default:
-            admit_and_forward(r);
+            policy_stage(r, rt.path, rt.path_len);
             break;
         }
     }
@@ -862,6 +1695,10 @@ static void proxy_body_available(struct request *r)
     if (!r->body_blocked)
         return;
     r->body_blocked = false;
+    if (r->pol && r->pol->holding) {
+        policy_hold_continue(r);
+        return;
+    }
     if (r->ex)
         upstream_resume_request(r->ex);
 }

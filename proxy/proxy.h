@@ -1,6 +1,7 @@
 /*
  * proxy: the request pipeline. parse -> site selection -> client identity
- * -> rate limit -> strip and inject -> forward -> log and count.
+ * -> policy (class, scope, narrowing; policy.h) -> rate limit -> strip and
+ * inject -> forward -> log and count.
  *
  * Layer 4. The only place that decides whether a request gets a
  * credential: only a mapped site chosen by the authority the proxy dials
@@ -15,6 +16,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "breaker.h"
+#include "gwroute.h"
+#include "log.h"
+
 struct conn;
 struct conn_pipeline;
 struct world;
@@ -22,6 +27,8 @@ struct event_base;
 struct evdns_base;
 struct upstream;
 struct ratelimit;
+struct breaker;
+struct tokens;
 struct metrics;
 struct route_self;
 struct config_site;
@@ -31,18 +38,26 @@ struct ratelimit_wait;
 struct rewrite;
 struct curl_slist;
 struct tunnel;
+struct event;
 
+/* Bytes of a gateway 401's body looked at for "scope does not match" (issue 10). */
+#define PROXY_BREAKER_SCAN 256
 #define PROXY_MAX_URL (16 * 1024) /* HTTP1_MAX_HEAD_BYTES bounds it already; this is the buffer */
 
 /*
  * What the pipeline needs from the loop it runs on, in one place (the
  * worker fills it). All borrowed; the pointers outlive every request.
  */
+struct policy_cache;
+
 struct proxy_services {
     struct event_base *base;
     struct upstream *up;
-    struct evdns_base *dns; /* NULL: blind tunnels are unavailable */
-    struct ratelimit *rl;   /* thread-safe, shared by every loop */
+    struct policy_cache *policy_cache; /* this loop's id -> project/space lookups (policy.h) */
+    struct evdns_base *dns;            /* NULL: blind tunnels are unavailable */
+    struct ratelimit *rl;              /* thread-safe, shared by every loop */
+    struct breaker *breaker;           /* thread-safe, shared: rejected credentials (issue 10) */
+    struct tokens *tokens;             /* thread-safe: minted tokens and cloudIds (issue 10) */
     struct metrics *metrics;
     const struct route_self *self;
     /* A reference to the world now in force (world_unref it). */
@@ -72,19 +87,34 @@ struct request {
     int64_t upstream_ms;
     struct upstream_exchange *ex;
     struct ratelimit_wait *rlwait;
-    struct rewrite *rw;    /* body rewriter (gateway JSON), or NULL */
-    struct tunnel *tunnel; /* blind tunnel (CONNECT to an unmapped host), or NULL */
+    struct rewrite *rw;       /* body rewriter (gateway JSON), or NULL */
+    struct tunnel *tunnel;    /* blind tunnel (CONNECT to an unmapped host), or NULL */
+    struct policy_stage *pol; /* the policy stage's state (lookups, held body), or NULL */
+    const char *op_class;     /* the policy class of the request (static), for the audit line */
     uint64_t bytes_in, bytes_out;
     int status;        /* status sent to the client (0 = none yet) */
     const char *error; /* proxy error code, or NULL */
     bool body_done;    /* the request body was read to its end */
     bool body_blocked; /* read_body answered WOULD_BLOCK: resume on input */
     bool resp_paused;  /* on_body answered PAUSE: resume on drain */
+    /* Upstream failure detail for the audit line, or "". */
+    char reason[LOG_MAX_AUDIT_REASON];
     bool head_sent;
     bool out_chunked;
     bool out_no_body;
     bool out_close_delimited;
     bool finished; /* response complete; only logging remains */
+    bool probe;    /* the breaker let this one through as its probe: report the outcome */
+    /* Issue 10: waiting for a minted token or a cloudId; the API gateway route. */
+    struct event *credwait_ev;
+    int64_t credwait_ms_start;
+    bool gw_agent_url; /* the agent itself named api.atlassian.com/ex/...: URL kept */
+    char gw_prefix[GWROUTE_MAX_PREFIX + 1]; /* "/ex/jira/{cloudId}" via the gateway, else "" */
+    /* A gateway 401 judged after the start of its body ("scope does not match" or not). */
+    bool brk_pending;
+    size_t brk_scanned;
+    char brk_head[PROXY_BREAKER_SCAN + 1];
+    char brk_said[BREAKER_MAX_SAID + 1];
 };
 
 #endif

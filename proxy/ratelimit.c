@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,7 +39,7 @@
 #include <event2/event.h>
 
 #include "log.h"
-#include "ratelimit_bucket.h"
+#include "ratelimit_queue.h"
 #include "ratelimit_redis.h"
 #include "util.h"
 
@@ -647,17 +648,54 @@ void ratelimit_upstream_response(struct ratelimit *rl, const char *cred, int sta
                                  const char *retry_after, const char *reset, const char *remaining,
                                  const char *near_limit, int64_t now_ms)
 {
+    struct rl_signals sig = {
+        .retry_after = retry_after,
+        .reset = reset,
+        .remaining = remaining,
+        .near_limit = near_limit,
+    };
+    ratelimit_upstream_signals(rl, cred, status, &sig, now_ms);
+}
+
+/* Under rl->mu: count one upstream 429 under its reason (bounded; then "other"). */
+static void rl_count_reason(struct ratelimit *rl, const char *reason)
+{
+    struct ratelimit_stats *st = &rl->stats;
+    size_t i;
+    for (i = 0; i < st->nreasons; i++) {
+        if (strcmp(st->by_reason[i].reason, reason) == 0)
+            break;
+    }
+    if (i == st->nreasons) {
+        if (st->nreasons < RATELIMIT_MAX_REASONS - 1) {
+            st->nreasons++;
+        } else {
+            i = RATELIMIT_MAX_REASONS - 1; /* the last slot is the catch-all */
+            reason = "other";
+            st->nreasons = RATELIMIT_MAX_REASONS;
+        }
+        snprintf(st->by_reason[i].reason, sizeof(st->by_reason[i].reason), "%s", reason);
+    }
+    st->by_reason[i].n++;
+}
+
+void ratelimit_upstream_signals(struct ratelimit *rl, const char *cred, int status,
+                                const struct rl_signals *sig, int64_t now_ms)
+{
     struct rlq_upstream_effect eff;
+    char reason[RL_MAX_REASON + 1];
     bool post = false;
 
-    if (!rl || !cred)
+    if (!rl || !cred || !sig)
         return;
+    bool has_reason = rl_parse_reason(sig->reason, reason, sizeof(reason));
     int64_t wall = rl_wall_ms();
     pthread_mutex_lock(&rl->mu);
-    bool changed = rlq_upstream(rl->q, cred, status, retry_after, reset, remaining, near_limit,
-                                now_ms, wall, &eff);
-    if (status == 429 || (status == 503 && eff.pause_ms > 0))
+    bool changed = rlq_upstream_signals(rl->q, cred, status, sig, now_ms, wall, &eff);
+    if (status == 429 || (status == 503 && eff.pause_ms > 0)) {
         rl->stats.upstream_429++;
+        rl_count_reason(rl, has_reason ? reason : "none");
+    }
     if (changed && rl->redis) {
         size_t i;
         for (i = 0; i < rl->nops; i++) {
@@ -682,8 +720,8 @@ void ratelimit_upstream_response(struct ratelimit *rl, const char *cred, int sta
     if (post)
         rl_kick(rl);
     if (eff.pause_ms > 0)
-        log_info("ratelimit: upstream %d for credential %s: pausing it for %lld ms", status, cred,
-                 (long long)eff.pause_ms);
+        log_info("ratelimit: upstream %d for credential %s (reason: %s): pausing it for %lld ms",
+                 status, cred, has_reason ? reason : "none given", (long long)eff.pause_ms);
 }
 
 void ratelimit_get_stats(struct ratelimit *rl, struct ratelimit_stats *out)

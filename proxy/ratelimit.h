@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ratelimit_headers.h"
 
 struct event_base;
 struct ratelimit;
@@ -35,6 +36,14 @@ enum ratelimit_result {
  */
 typedef void (*ratelimit_cb)(void *arg, bool admitted, int64_t retry_after_ms, int64_t waited_ms);
 
+/* Distinct RateLimit-Reason labels counted; later ones count as "other". */
+#define RATELIMIT_MAX_REASONS 16
+
+struct ratelimit_reason_count {
+    char reason[RL_MAX_REASON + 1]; /* "none" when the 429 named no reason */
+    uint64_t n;
+};
+
 struct ratelimit_stats {
     uint64_t admitted;
     uint64_t queued_total; /* requests that had to wait */
@@ -43,6 +52,8 @@ struct ratelimit_stats {
     uint64_t upstream_429;    /* upstream 429/503 signals seen */
     uint64_t redis_fallbacks; /* decisions taken locally because Redis was down */
     int64_t queued_now;       /* gauge */
+    struct ratelimit_reason_count by_reason[RATELIMIT_MAX_REASONS]; /* upstream_429 by reason */
+    size_t nreasons;
 };
 
 /* Created once by main; survives reloads. Returns NULL with *err on a bad store URL. */
@@ -98,6 +109,14 @@ void ratelimit_cancel(struct ratelimit_wait *w);
 void ratelimit_upstream_response(struct ratelimit *rl, const char *cred, int status,
                                  const char *retry_after, const char *reset, const char *remaining,
                                  const char *near_limit, int64_t now_ms);
+
+/*
+ * The same with every signal of the response (Beta-Retry-After and
+ * RateLimit-Reason too; see ratelimit_headers.h for the order). The reason
+ * is logged on the pause line and labels the upstream-429 count. Any thread.
+ */
+void ratelimit_upstream_signals(struct ratelimit *rl, const char *cred, int status,
+                                const struct rl_signals *sig, int64_t now_ms);
 
 void ratelimit_get_stats(struct ratelimit *rl, struct ratelimit_stats *out);
 

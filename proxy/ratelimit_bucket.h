@@ -1,9 +1,8 @@
 /*
- * ratelimit_bucket: the pure half of the limiter. Token buckets, the fair
- * wait queue (a ring of per-client FIFOs per credential) and the parsing of
- * Atlassian's rate-limit headers. Time is always passed in (monotonic ms, and
- * wall-clock ms where an absolute date must be converted), so every decision
- * can be replayed exactly in a unit test.
+ * ratelimit_bucket: the token bucket, the pure base of the limiter. The
+ * fair wait queue built on it is ratelimit_queue.h, the parsing of
+ * Atlassian's rate-limit headers ratelimit_headers.h. Time is always passed
+ * in, so every decision can be replayed exactly in a unit test.
  *
  * Layer 2. No locks, no event loop, no I/O, no logging; the caller
  * (ratelimit.c) serializes access. Never sees a secret.
@@ -16,12 +15,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "ratelimit.h"
-
-/* Longest pause an upstream header can impose (a garbage far-future date is capped here). */
-#define RL_MAX_PAUSE_MS (3600 * 1000)
-/* Pause after an upstream 429 that names no usable wait (Atlassian's gateway sometimes does). */
-#define RL_DEFAULT_UPSTREAM_PAUSE_MS 1000
 
 struct rl_bucket {
     bool off;           /* rate_limit: off: never empty (upstream pauses still apply) */
@@ -51,119 +44,5 @@ void rl_bucket_refund(struct rl_bucket *b);
 void rl_bucket_pause(struct rl_bucket *b, int64_t until_ms, int64_t now_ms);
 /* Drop the level to at most max_tokens (upstream says it is near its limit). */
 void rl_bucket_cap(struct rl_bucket *b, double max_tokens, int64_t now_ms);
-
-/*
- * Header parsing. wall_ms is the current wall-clock time in ms since the
- * epoch. Each returns 0 and the delay from now in *delay_ms (>= 0, at most
- * RL_MAX_PAUSE_MS), or -1 when the value is not of the form.
- * Retry-After: delta-seconds or an HTTP-date (IMF-fixdate, RFC 850, asctime).
- * X-RateLimit-Reset: ISO 8601 "YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+HH:MM|-HH:MM)".
- */
-int rl_parse_retry_after(const char *v, int64_t wall_ms, int64_t *delay_ms);
-int rl_parse_reset(const char *v, int64_t wall_ms, int64_t *delay_ms);
-
-/* ---- the fair queue ---- */
-
-struct rlq;
-struct rlq_cred;
-struct rlq_lane;
-
-/* Embedded in the caller's wait object; the queue never allocates or frees it. */
-struct rlq_waiter {
-    struct rlq_waiter *prev, *next;
-    struct rlq_lane *lane;     /* non-NULL while queued */
-    struct rlq_cred *cred;     /* set when queued or granted */
-    struct rlq_client *client; /* the client bucket charged, NULL when none */
-    int64_t enqueued_ms;
-    int64_t deadline_ms;
-};
-
-struct rlq_client;
-
-/* What an upstream response did to a credential (so a shared store can repeat it). */
-struct rlq_upstream_effect {
-    int64_t pause_ms;  /* 0: no pause */
-    double cap_tokens; /* < 0: no cap */
-};
-
-struct rlq *rlq_new(void);
-/* Waiters still queued are unlinked, not freed (their owner frees them). NULL is a no-op. */
-void rlq_free(struct rlq *q);
-/*
- * Apply cfg (borrowed; nothing of it is kept): credentials and clients by
- * name, keeping levels; when_exhausted, max_wait, max_queue.
- */
-void rlq_configure(struct rlq *q, const struct config *cfg, int64_t now_ms);
-
-struct rlq_cred *rlq_cred_find(struct rlq *q, const char *name);
-const char *rlq_cred_name(const struct rlq_cred *cr);
-struct rl_bucket *rlq_cred_bucket(struct rlq_cred *cr);
-/* The client's own bucket, or NULL when the client has no rate of its own. */
-struct rlq_client *rlq_client_find(struct rlq *q, const char *name);
-struct rl_bucket *rlq_client_bucket(struct rlq_client *cl);
-const char *rlq_client_name(const struct rlq_client *cl);
-
-/*
- * Local decision for one request. ADMIT: a credential token (and a client
- * token) was taken. REJECT: *retry_after_ms (>= 1) says when a token would be
- * free for this client. QUEUED: w (owned by the caller, must stay valid until
- * it leaves the queue) is at the tail of the client's lane. With w == NULL
- * nothing is queued: QUEUED then means "would queue" (a probe, so the caller
- * can allocate outside its lock and ask again).
- * force_queue: queue whenever there is room, without looking at the buckets
- * (the shared store decides later).
- */
-enum ratelimit_result rlq_acquire(struct rlq *q, const char *cred, const char *client,
-                                  int64_t now_ms, bool force_queue, struct rlq_waiter *w,
-                                  int64_t *retry_after_ms);
-
-/*
- * Serve the next waiter of cr round-robin across lanes, taking its tokens;
- * NULL when nobody can be served now. The returned waiter has left the queue.
- */
-struct rlq_waiter *rlq_grant(struct rlq *q, struct rlq_cred *cr, int64_t now_ms);
-/* Ms until rlq_grant(cr) could succeed; -1 when cr has no waiters. */
-int64_t rlq_next_due_ms(struct rlq *q, struct rlq_cred *cr, int64_t now_ms);
-/* Iterate credentials that have waiters: pass NULL to start. */
-struct rlq_cred *rlq_next_waiting_cred(struct rlq *q, struct rlq_cred *prev);
-
-/* Shared-store bookkeeping per credential (used by ratelimit.c only). */
-struct rlq_store_state {
-    bool inflight;            /* a store decision for this credential is outstanding */
-    int64_t blocked_until_ms; /* the store said: no token before then */
-};
-struct rlq_store_state *rlq_cred_store(struct rlq_cred *cr);
-struct rlq_lane *rlq_lane_find(struct rlq_cred *cr, const char *name);
-
-/* Shared-store mode: the lane to ask about next (round-robin, skipping blocked lanes), or NULL. */
-struct rlq_lane *rlq_pick_lane(struct rlq_cred *cr, int64_t now_ms);
-struct rlq_waiter *rlq_lane_head(struct rlq_lane *lane);
-struct rlq_client *rlq_lane_client(struct rlq_lane *lane);
-const char *rlq_lane_name(const struct rlq_lane *lane);
-void rlq_lane_block(struct rlq_lane *lane, int64_t until_ms);
-/* Earliest blocked_until over cr's lanes that is later than now; -1 when none is blocked. */
-int64_t rlq_lanes_unblock_ms(struct rlq_cred *cr, int64_t now_ms);
-/* Pop the lane's head as served (round-robin advances past the lane). */
-struct rlq_waiter *rlq_lane_pop(struct rlq *q, struct rlq_lane *lane);
-
-/* Leave the queue (cancel or expiry). No-op when w is not queued. */
-void rlq_remove(struct rlq *q, struct rlq_waiter *w);
-/* A waiter whose deadline has passed (removed from the queue), or NULL. */
-struct rlq_waiter *rlq_pop_expired(struct rlq *q, int64_t now_ms);
-/* Honest wait for one more request of this credential and client: >= 1 ms. */
-int64_t rlq_retry_after_ms(struct rlq *q, struct rlq_cred *cr, struct rlq_client *cl,
-                           int64_t now_ms);
-
-/*
- * An upstream response for credential `cred` (see ratelimit_upstream_response).
- * Returns what it did in *eff. Returns true when it changed the bucket.
- */
-bool rlq_upstream(struct rlq *q, const char *cred, int status, const char *retry_after,
-                  const char *reset, const char *remaining, const char *near_limit, int64_t now_ms,
-                  int64_t wall_ms, struct rlq_upstream_effect *eff);
-
-size_t rlq_queued(const struct rlq *q);
-enum config_when_exhausted rlq_mode(const struct rlq *q);
-int64_t rlq_max_wait_ms(const struct rlq *q);
 
 #endif

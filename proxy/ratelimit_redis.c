@@ -158,6 +158,21 @@ static void rl_redis_schedule_retry(struct rl_redis *r)
         r->backoff_ms = RL_REDIS_BACKOFF_MAX_MS;
 }
 
+/* The first answer on a new connection: only now is the store usable. */
+static void rl_redis_on_ping(redisAsyncContext *ac, void *replyp, void *privdata)
+{
+    struct rl_redis *r = ac->data;
+    redisReply *reply = replyp;
+
+    (void)privdata;
+    /* NULL while the context is being freed (watchdog, disconnect): they report. */
+    if (!reply || r->closing || r->ac != ac || reply->type == REDIS_REPLY_ERROR)
+        return;
+    r->connected = true;
+    r->backoff_ms = RL_REDIS_BACKOFF_MIN_MS;
+    rl_redis_report(r, true, NULL);
+}
+
 static void rl_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     struct rl_redis *r = ac->data;
@@ -169,9 +184,14 @@ static void rl_redis_on_connect(const redisAsyncContext *ac, int status)
         rl_redis_schedule_retry(r);
         return;
     }
-    r->connected = true;
-    r->backoff_ms = RL_REDIS_BACKOFF_MIN_MS;
-    rl_redis_report(r, true, NULL);
+    /*
+     * A frozen Redis (stopped, swapping, stuck in a slow script) still
+     * completes the TCP handshake from the kernel's backlog: counting that
+     * as "up" made the store flap between up and down once per reply
+     * timeout, with a warning each time and requests queued on it every
+     * round. It is up once it answers.
+     */
+    redisAsyncCommand(r->ac, rl_redis_on_ping, NULL, "PING");
 }
 
 static void rl_redis_on_disconnect(const redisAsyncContext *ac, int status)

@@ -18,7 +18,7 @@
 #include "util.h"
 
 /* Unescaped and escaped-slash forms, each with and without the default port. */
-#define REWRITE_MAX_PATTERNS 4
+#define REWRITE_MAX_PATTERNS 8 /* 4 per source; at most two sources */
 /* Work buffer: held bytes (< one pattern) plus room for a pattern and its boundary. */
 #define REWRITE_BUF_CAP (2 * (REWRITE_MAX_PATTERN + 1))
 /* TO with every '/' escaped: at most twice as long. */
@@ -68,12 +68,19 @@ static bool rewrite_origin_char_ok(char c)
 }
 
 static void rewrite_add_pattern(struct rewrite *rw, const char *scheme, const char *hostpart,
-                                const char *port, bool escaped)
+                                const char *port, bool escaped, const char *path)
 {
     struct rewrite_pattern *p = &rw->pat[rw->npat++];
     int n = snprintf(p->text, sizeof(p->text), "%s%s%s%s%s", scheme, escaped ? ":\\/\\/" : "://",
                      hostpart, port ? ":" : "", port ? port : "");
 
+    /* A path prefix (checked by the caller to fit): its slashes escaped in the JSON form. */
+    for (const char *c = path ? path : ""; *c && (size_t)n + 2 < sizeof(p->text); c++) {
+        if (*c == '/' && escaped)
+            p->text[n++] = '\\';
+        p->text[n++] = rewrite_lower(*c);
+    }
+    p->text[n] = '\0';
     p->len = (size_t)n;
     p->escaped = escaped;
     if (p->len > rw->max_pat)
@@ -83,7 +90,7 @@ static void rewrite_add_pattern(struct rewrite *rw, const char *scheme, const ch
 /*
  * Parse from_origin into the patterns. Borrowed input; fills rw. 0 or -1.
  */
-static int rewrite_parse_from(struct rewrite *rw, const char *from)
+static int rewrite_parse_from(struct rewrite *rw, const char *from, const char *path)
 {
     char lower[REWRITE_MAX_ORIGIN + 1];
     char hostpart[REWRITE_MAX_ORIGIN + 1];
@@ -149,13 +156,13 @@ static int rewrite_parse_from(struct rewrite *rw, const char *from)
 
     if (colon && strcmp(colon + 1, defport) != 0) {
         snprintf(portbuf, sizeof(portbuf), "%ld", port);
-        rewrite_add_pattern(rw, scheme, hostpart, portbuf, false);
-        rewrite_add_pattern(rw, scheme, hostpart, portbuf, true);
+        rewrite_add_pattern(rw, scheme, hostpart, portbuf, false, path);
+        rewrite_add_pattern(rw, scheme, hostpart, portbuf, true, path);
     } else {
-        rewrite_add_pattern(rw, scheme, hostpart, NULL, false);
-        rewrite_add_pattern(rw, scheme, hostpart, defport, false);
-        rewrite_add_pattern(rw, scheme, hostpart, NULL, true);
-        rewrite_add_pattern(rw, scheme, hostpart, defport, true);
+        rewrite_add_pattern(rw, scheme, hostpart, NULL, false, path);
+        rewrite_add_pattern(rw, scheme, hostpart, defport, false, path);
+        rewrite_add_pattern(rw, scheme, hostpart, NULL, true, path);
+        rewrite_add_pattern(rw, scheme, hostpart, defport, true, path);
     }
     rw->first = rw->pat[0].text[0];
     return 0;
@@ -208,11 +215,29 @@ struct rewrite *rewrite_new(const char *from_origin, const char *to_origin)
     if (!from_origin || !to_origin)
         return NULL;
     rw = xcalloc(1, sizeof(*rw));
-    if (rewrite_parse_from(rw, from_origin) < 0 || rewrite_parse_to(rw, to_origin) < 0) {
+    if (rewrite_parse_from(rw, from_origin, NULL) < 0 || rewrite_parse_to(rw, to_origin) < 0) {
         free(rw);
         return NULL;
     }
     return rw;
+}
+
+int rewrite_add_source(struct rewrite *rw, const char *from_origin, const char *path)
+{
+    size_t plen = path ? strlen(path) : 0;
+    if (!rw || !from_origin || rw->npat + 4 > REWRITE_MAX_PATTERNS || plen == 0 || path[0] != '/' ||
+        path[plen - 1] == '/' || strlen(from_origin) + 2 * plen + 8 > REWRITE_MAX_PATTERN)
+        return -1;
+    for (size_t i = 0; i < plen; i++) {
+        if (!rewrite_origin_char_ok(path[i]) || path[i] == '?' || path[i] == '#')
+            return -1;
+    }
+    size_t before = rw->npat;
+    if (rewrite_parse_from(rw, from_origin, path) < 0) {
+        rw->npat = before;
+        return -1;
+    }
+    return 0;
 }
 
 void rewrite_free(struct rewrite *rw)
@@ -401,4 +426,14 @@ char *rewrite_location(const char *value, const char *from_origin, const char *t
         out = xasprintf("%s%s", rw->to, value + rw->pat[k].len);
     rewrite_free(rw);
     return out;
+}
+
+char *rewrite_location_rw(const struct rewrite *rw, const char *value)
+{
+    size_t k = 0;
+    if (!rw || !value)
+        return NULL;
+    if (rewrite_try(rw, value, strlen(value), true, false, &k) != REWRITE_MATCH)
+        return NULL;
+    return xasprintf("%s%s", rw->to, value + rw->pat[k].len);
 }

@@ -60,6 +60,14 @@ typedef int rewrite_emit_fn(void *arg, const char *p, size_t n);
  * longer than REWRITE_MAX_ORIGIN. The caller owns the result.
  */
 struct rewrite *rewrite_new(const char *from_origin, const char *to_origin);
+/*
+ * Also rewrite FROM_ORIGIN + PATH (a path prefix such as
+ * "/ex/jira/1a11d016-8984-4c3e-b9ab-142dd06acb1b": starts with '/', no
+ * trailing '/') to the same TO, with the same boundaries and spellings.
+ * For the API gateway's links (issue 10). At most one extra source.
+ * Returns 0, or -1 (nothing added) when malformed or too long.
+ */
+int rewrite_add_source(struct rewrite *rw, const char *from_origin, const char *path);
 /* True when to_origin would be accepted by rewrite_new (no allocation). */
 bool rewrite_to_origin_ok(const char *to_origin);
 /* NULL is a no-op. Held bytes are discarded (call rewrite_finish first). */
@@ -94,5 +102,8 @@ size_t rewrite_max_held(const struct rewrite *rw);
  * origin is malformed.
  */
 char *rewrite_location(const char *value, const char *from_origin, const char *to_origin);
+
+/* rewrite_location with every source of rw (see rewrite_add_source). */
+char *rewrite_location_rw(const struct rewrite *rw, const char *value);
 
 #endif

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "gwroute.h"
 #include "rewrite.h"
 #include "util.h"
 #include "world.h"
@@ -144,6 +145,81 @@ static char *route_pass_url(const struct hostmap_authority *a, bool https, const
 }
 
 /*
+ * Issue 10: an absolute request to https://api.atlassian.com/ex/{jira|
+ * confluence}/{cloudId}/... whose cloudId is a configured site's (from
+ * cloud_id: or looked up) and whose credential goes through the gateway:
+ * that site, with the URL kept. Host AND prefix must match; any other
+ * api.atlassian.com path, or a site whose credential is not for the
+ * gateway, stays unmapped (no credential). True when it set out->site.
+ */
+static bool route_gateway_agent(const struct route_input *in, struct route *out, bool https)
+{
+    const struct world *w = in->world;
+    const struct config *cfg = w->cfg;
+    enum gwroute_product product;
+    char id[CONFIG_MAX_CLOUD_ID + 1];
+
+    if (!util_strcaseeq(out->auth.host, CONFIG_GATEWAY_HOST) ||
+        out->auth.port != (https ? 443 : 80) ||
+        !gwroute_parse(out->path, out->path_len, &product, id, sizeof(id)))
+        return false;
+    const struct config_site *site = NULL;
+    for (size_t i = 0; i < cfg->nsites && !site; i++) {
+        if (cfg->sites[i].cloud_id && strcmp(cfg->sites[i].cloud_id, id) == 0)
+            site = &cfg->sites[i];
+    }
+    if (!site && in->cloud_lookup) {
+        struct hostmap_authority a;
+        memset(&a, 0, sizeof(a));
+        if (in->cloud_lookup(in->cloud_arg, id, a.host, sizeof(a.host), &a.port)) {
+            a.port_given = true;
+            site = hostmap_lookup(w->map, &a);
+        }
+    }
+    if (!site || !cfg->credentials[site->credential].via_gateway)
+        return false;
+    out->site = site;
+    out->gateway_agent_url = true;
+    return true;
+}
+
+/* Issue 10: does any credential go through the gateway (then api.atlassian.com is intercepted)? */
+static bool route_gateway_configured(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->ncredentials; i++) {
+        if (cfg->credentials[i].via_gateway)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Issue 10: a request inside an intercepted tunnel to api.atlassian.com:
+ * only /ex/{product}/{a gateway site's cloudId}/ gets a site (and its
+ * credential); anything else there is refused. True when the tunnel is
+ * the gateway's (out is then decided).
+ */
+static bool route_gateway_tunnel(const struct route_input *in, struct route *out)
+{
+    if (!util_strcaseeq(in->tunnel->host, CONFIG_GATEWAY_HOST))
+        return false;
+    out->auth = *in->tunnel;
+    if (!route_gateway_agent(in, out, true))
+        route_refuse(out, 403, "host_not_allowed", false,
+                     "on %s only /ex/jira/{cloudId}/ and /ex/confluence/{cloudId}/ of a "
+                     "configured site whose credential has via: api_gateway are served",
+                     CONFIG_GATEWAY_HOST);
+    return true;
+}
+
+/* Issue 10: mark a site request whose credential works only through the API gateway. */
+static void route_gateway_site(const struct route_input *in, struct route *out)
+{
+    const struct config *cfg = in->world->cfg;
+    out->via_gateway = cfg->credentials[out->site->credential].via_gateway;
+}
+
+/*
  * An unmapped host: let it through (a media host, or unknown_hosts: tunnel)
  * unless it is the proxy itself, else refuse. Sets out->action.
  */
@@ -218,6 +294,16 @@ static void route_connect(const struct route_input *in, struct route *out)
     }
     route_set_host(out, out->auth.host);
     out->site = hostmap_lookup_forward(w->map, &out->auth, true);
+    if (!out->site && out->auth.port == 443 &&
+        util_strcaseeq(out->auth.host, CONFIG_GATEWAY_HOST) && route_gateway_configured(w->cfg)) {
+        /* Issue 10: intercepted so its /ex/{product}/{cloudId}/ requests can be served. */
+        if (!w->mitm) {
+            route_refuse(out, 403, "interception_off", true, "%s", ROUTE_MSG_NO_CA);
+            return;
+        }
+        out->action = ROUTE_CONNECT_INTERCEPT;
+        return;
+    }
     if (out->site) {
         if (!w->mitm) {
             route_refuse(out, 403, "interception_off", true, "%s", ROUTE_MSG_NO_CA);
@@ -254,6 +340,8 @@ static void route_absolute(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
+        if (route_gateway_tunnel(in, out))
+            return;
         out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
         if (!out->site)
             route_refuse(out, 421, "site_unknown", false,
@@ -261,6 +349,8 @@ static void route_absolute(const struct route_input *in, struct route *out)
         return;
     }
     out->site = hostmap_lookup_forward(w->map, &out->auth, https);
+    if (!out->site && !(in->listener && in->listener->is_site))
+        route_gateway_agent(in, out, https);
     if (in->listener && in->listener->is_site) {
         /* A site listener serves its site only: it is no forward proxy. */
         if (!out->site || !util_strcaseeq(out->site->host, in->listener->site_host) ||
@@ -333,6 +423,8 @@ static void route_origin_form(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
+        if (route_gateway_tunnel(in, out))
+            return;
         out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
         if (!out->site)
             route_refuse(out, 421, "site_unknown", false,
@@ -416,7 +508,11 @@ static void route_site_checks(const struct route_input *in, struct route *out)
         return;
     }
     route_set_host(out, out->site->host);
-    out->url = route_site_url(in->world, out->site, out->path, out->path_len);
+    if (out->gateway_agent_url)
+        out->url = xasprintf("https://%s%.*s", CONFIG_GATEWAY_HOST, (int)out->path_len, out->path);
+    else
+        out->url = route_site_url(in->world, out->site, out->path, out->path_len);
+    route_gateway_site(in, out);
     out->action = ROUTE_SITE;
 }
 

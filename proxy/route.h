@@ -52,8 +52,18 @@ struct route_self {
     char token[ROUTE_TOKEN_MAX + 1]; /* this process's Via marker; "" = none */
 };
 
+/*
+ * Issue 10: the host and port of the configured site whose (discovered)
+ * cloudId is cloud_id; false when none. Called only for
+ * api.atlassian.com/ex/{jira|confluence}/{cloudId}/ requests.
+ */
+typedef bool (*route_cloud_lookup_fn)(void *arg, const char *cloud_id, char *host, size_t cap,
+                                      int *port);
+
 struct route_input {
     const struct world *world;
+    route_cloud_lookup_fn cloud_lookup; /* may be NULL: only sites' cloud_id: values */
+    void *cloud_arg;
     const struct route_listener *listener;
     const struct route_self *self; /* may be NULL: no loop refusal by address */
     /* Inside an intercepted tunnel: the CONNECT authority (else NULL). */
@@ -81,6 +91,15 @@ struct route {
     size_t path_len;
     char *url;            /* owned: the upstream URL (ROUTE_SITE, ROUTE_PASS) */
     char *gateway_origin; /* owned: "http://<Host>" when gateway links are rewritten */
+    /*
+     * Issue 10, ROUTE_SITE: via_gateway: the site's credential works only
+     * through api.atlassian.com (the pipeline puts /ex/{product}/{cloudId}
+     * before the path once the cloudId is known); gateway_agent_url: the
+     * agent itself named api.atlassian.com/ex/{product}/{cloudId}/ of this
+     * site, and url is that gateway URL unchanged.
+     */
+    bool via_gateway;
+    bool gateway_agent_url;
     /* ROUTE_REFUSE */
     int status;
     const char *code;

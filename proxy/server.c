@@ -25,7 +25,11 @@
 #include "admin.h"
 #include "log.h"
 #include "metrics.h"
+#include "breaker.h"
+#include "cred.h"
+#include "credstate.h"
 #include "ratelimit.h"
+#include "tokens.h"
 #include "util.h"
 #include "worker.h"
 #include "sockets.h"
@@ -219,7 +223,52 @@ static void log_how_to_connect(const struct server *s, const struct config *cfg)
              cfg->unknown_hosts == CONFIG_UNKNOWN_TUNNEL ? "tunnel" : "deny");
 }
 
+/*
+ * libevent (evdns above all: "Nameserver 10.0.0.53:53 has failed") writes
+ * to stderr by itself, which would put unformatted lines among JSON logs.
+ */
+static void server_libevent_log(int severity, const char *msg)
+{
+    switch (severity) {
+    case EVENT_LOG_DEBUG:
+        log_debug("libevent: %s", msg);
+        break;
+    case EVENT_LOG_MSG:
+        log_info("libevent: %s", msg);
+        break;
+    case EVENT_LOG_WARN:
+        log_warn("libevent: %s", msg);
+        break;
+    default:
+        log_error("libevent: %s", msg);
+        break;
+    }
+}
+
 /* ------------------------------------------------------------- signals */
+
+/*
+ * The breaker learns the new credentials; one whose secret changed is
+ * closed (the operator rotated it), the others keep their state.
+ */
+static void server_reload_breaker(struct server *s, const struct world *nw)
+{
+    const struct world *old = s->sh.world;
+    breaker_configure(s->sh.breaker, nw->cfg);
+    for (size_t i = 0; i < nw->cfg->ncredentials; i++) {
+        const char *name = nw->cfg->credentials[i].name;
+        int oi = config_credential_index(old->cfg, name);
+        if (oi >= 0 && cred_same_secret(old->creds[oi], nw->creds[i]))
+            continue;
+        if (breaker_reset(s->sh.breaker, name, util_now_ms())) {
+            struct breaker_info info;
+            struct breaker_change chg = {BREAKER_OPEN, BREAKER_CLOSED};
+            memset(&info, 0, sizeof(info));
+            snprintf(info.credential, sizeof(info.credential), "%s", name);
+            credstate_log_change(&info, &chg, "its secret changed on reload");
+        }
+    }
+}
 
 static void server_reload(struct server *s)
 {
@@ -255,6 +304,8 @@ static void server_reload(struct server *s)
     free(sig);
     /* The limiter learns the new credentials before any request can use the new world. */
     ratelimit_configure(s->sh.rl, nw->cfg);
+    server_reload_breaker(s, nw);
+    tokens_configure(s->sh.tokens, nw);
     log_configure(nw->cfg->log.format, nw->cfg->log.level);
     log_audit_enable(nw->cfg->log.audit);
     shared_world_swap(&s->sh, nw);
@@ -328,6 +379,18 @@ static bool admin_listening(void *arg)
     return s->listening && !s->draining;
 }
 
+static int admin_tokens_reason(void *arg, char *buf, size_t cap)
+{
+    struct server *s = arg;
+    return tokens_ready_reason(s->sh.tokens, buf, cap);
+}
+
+static bool admin_tokens_unavailable(void *arg, const char *credential)
+{
+    struct server *s = arg;
+    return tokens_unavailable(s->sh.tokens, credential);
+}
+
 /* ------------------------------------------------------------- run */
 
 int server_run(struct config *cfg, const char *config_path)
@@ -340,8 +403,10 @@ int server_run(struct config *cfg, const char *config_path)
     s->config_path = config_path;
     pthread_mutex_init(&s->sh.lock, NULL);
     atomic_init(&s->sh.draining, false);
+    atomic_init(&s->sh.accept_paused, 0);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(server_libevent_log);
 
     log_configure(cfg->log.format, cfg->log.level);
     log_audit_enable(cfg->log.audit);
@@ -362,6 +427,8 @@ int server_run(struct config *cfg, const char *config_path)
         config_free(cfg);
         goto out;
     }
+    s->sh.breaker = breaker_new();
+    breaker_configure(s->sh.breaker, cfg);
     s->sh.world = world_new(cfg, &err, &warning); /* consumes cfg */
     cfg = NULL;
     if (!s->sh.world) {
@@ -378,6 +445,13 @@ int server_run(struct config *cfg, const char *config_path)
         log_info("HTTPS interception is off (no CA at %s): CONNECT to a mapped site answers 403; "
                  "run `credproxy ca init` to turn it on",
                  wcfg->interception.ca_cert ? wcfg->interception.ca_cert : CONFIG_DEFAULT_CA_CERT);
+
+    s->sh.tokens = tokens_new(s->control, s->sh.breaker);
+    if (!s->sh.tokens) {
+        log_error("cannot set up OAuth token minting");
+        goto out;
+    }
+    tokens_configure(s->sh.tokens, s->sh.world);
 
     if (bind_all(s, wcfg) < 0)
         goto out;
@@ -403,10 +477,14 @@ int server_run(struct config *cfg, const char *config_path)
             .listening = admin_listening,
             .metrics = s->sh.metrics,
             .ratelimit = s->sh.rl,
+            .breaker = s->sh.breaker,
+            .unavailable_reason = admin_tokens_reason,
+            .unavailable = admin_tokens_unavailable,
         };
         s->admin = admin_start(s->control, wcfg->admin, &src, &err);
         if (!s->admin) {
-            log_error("admin: %s", err ? err : "cannot start the admin listener");
+            log_error("%s",
+                      err ? err : "admin: cannot start the admin listener"); /* err says admin: */
             free(err);
             goto out;
         }
@@ -462,8 +540,10 @@ out:
         event_free(s->ev_done);
     if (s->ev_shutdown)
         event_free(s->ev_shutdown);
+    tokens_free(s->sh.tokens); /* before the world and the loop it runs on */
     world_unref(s->sh.world);
     ratelimit_free(s->sh.rl);
+    breaker_free(s->sh.breaker);
     metrics_free(s->sh.metrics);
     if (s->control)
         event_base_free(s->control);

@@ -418,6 +418,19 @@ static void tunnel_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (t->dnsreq) {
+        /*
+         * Still resolving: evdns holds a query while no name server answers
+         * (or all of them failed) instead of failing it; the message must
+         * say it was DNS, not the upstream, that did not answer.
+         */
+        snprintf(detail, sizeof(detail),
+                 "resolving %s timed out after %lld ms (no DNS answer; is a name server "
+                 "reachable?)",
+                 t->to_host, (long long)t->connect_timeout_ms);
+        tunnel_fail(t, TUNNEL_ERR_TIMEOUT, detail);
+        return;
+    }
     snprintf(detail, sizeof(detail), "connecting to %s:%d timed out after %lld ms", t->host,
              t->port, (long long)t->connect_timeout_ms);
     tunnel_fail(t, TUNNEL_ERR_TIMEOUT, detail);

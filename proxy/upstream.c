@@ -95,6 +95,9 @@ struct upstream_exchange {
     bool pause_recv, pause_send;
     bool want_resume_recv, want_resume_send;
 
+    bool once_only;    /* not idempotent: never sent a second time (see upstream_prereq_cb) */
+    unsigned attempts; /* times libcurl was about to send the request */
+
     bool clean_end;  /* libcurl reported CURLE_OK: the easy handle may be reused */
     bool big_upload; /* the handle got UPSTREAM_UPLOAD_BUFFER: not kept for reuse */
     bool failed;     /* our own verdict overrides libcurl's code */
@@ -561,6 +564,44 @@ static size_t upstream_read_cb(char *buf, size_t size, size_t nitems, void *user
     return (size_t)n;
 }
 
+/*
+ * libcurl resends a request by itself when a reused connection dies before
+ * any response byte ("Connection died, retrying a fresh connect"), and
+ * without rewinding anything when the body is empty. The upstream may well
+ * have acted on the first copy (the connection died after it was read), and
+ * RFC 9110 9.2.2: a proxy MUST NOT automatically retry non-idempotent
+ * requests. This runs before every send; a second one of those fails the
+ * exchange instead (502 to the client, who decides).
+ */
+static int upstream_prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip,
+                              int conn_primary_port, int conn_local_port)
+{
+    struct upstream_exchange *ex = userp;
+
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    if (++ex->attempts > 1 && ex->once_only) {
+        upstream_fail(ex, UPSTREAM_ERR_PROTOCOL,
+                      "the upstream closed the connection before answering; the request is not "
+                      "idempotent, so it was not sent again");
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+/* GET, HEAD, OPTIONS, TRACE, PUT and DELETE may be repeated (RFC 9110 9.2.2). */
+static bool upstream_method_idempotent(const char *m)
+{
+    static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(idem); i++) {
+        if (strcmp(m, idem[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* ---- completion ---- */
 
 static bool upstream_is_tls_error(CURLcode rc)
@@ -654,6 +695,14 @@ static enum upstream_result upstream_map_result(struct upstream_exchange *ex, CU
                                 (long long)ex->timeout_ms);
         return UPSTREAM_ERR_TIMEOUT;
     case CURLE_UNSUPPORTED_PROTOCOL:
+        /*
+         * libcurl also uses this code after sending, for an answer that is
+         * not HTTP at all ("Received HTTP/0.9 when not allowed"): only
+         * before the request went out (upstream_prereq_cb counts that, on a
+         * new or a reused connection) is it about the scheme.
+         */
+        if (ex->attempts > 0)
+            break;
         *detail = xasprintf("scheme not allowed toward %s", ex->host);
         return UPSTREAM_ERR_PROTOCOL;
     default:
@@ -994,6 +1043,9 @@ struct upstream_exchange *upstream_start(struct upstream *up, const struct upstr
     curl_easy_setopt(e, CURLOPT_HEADERDATA, ex);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, ex);
+    ex->once_only = !upstream_method_idempotent(req->method);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, upstream_prereq_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, ex);
     if (head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (upload) {

@@ -390,6 +390,16 @@ bool util_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
 
 /* ---- files ---- */
 
+char *util_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return xstrdup(".");
+    if (slash == path)
+        return xstrdup("/");
+    return xstrndup(path, (size_t)(slash - path));
+}
+
 enum util_read_status util_read_file(const char *path, size_t max, char **data, size_t *len,
                                      unsigned *mode, int *errnum)
 {
@@ -460,19 +470,12 @@ enum util_mode_verdict util_secret_mode_check(unsigned mode, enum util_secret_ki
 
 int util_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err)
 {
-    char *tmp = NULL, *dir = NULL, *slash;
+    char *tmp = NULL, *dir = NULL;
     const char *p = data;
     size_t left = len;
     int fd = -1, dfd, rc = -1;
 
-    dir = xstrdup(path);
-    slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, strlen(path) + 1, "%s", ".");
+    dir = util_dirname(path);
     {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;

@@ -96,6 +96,9 @@ enum util_mode_verdict util_secret_mode_check(unsigned mode, enum util_secret_ki
  * same directory, fsync, rename, fsync of the directory) with the given
  * mode. 0, or -1 with *err (caller frees).
  */
+/* The directory part of path, as a new string: "a/b" -> "a", "/a" -> "/", "a" -> ".". */
+char *util_dirname(const char *path);
+
 int util_write_atomic(const char *path, const void *data, size_t len, mode_t mode, char **err);
 
 #endif

@@ -10,8 +10,10 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "accept_backoff.h"
 #include "conn.h"
 #include "log.h"
+#include "policy.h"
 #include "upstream.h"
 #include "util.h"
 #include "world.h"
@@ -47,14 +49,24 @@ static void worker_accept_cb(struct evconnlistener *evl, evutil_socket_t fd, str
 static void worker_accept_error_cb(struct evconnlistener *evl, void *arg)
 {
     struct worker_listener *wl = arg;
+    /*
+     * EMFILE/ENFILE: libevent would call accept again at once and spin at
+     * 100% CPU while the connections that could free a descriptor starve;
+     * pause this listener instead (logged once per episode process-wide).
+     */
+    if (wl->ab) {
+        accept_backoff_on_error(wl->ab);
+        return;
+    }
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE: keep serving the connections we have; accept resumes later. */
     log_warn("accept on %s failed: %s", wl->ls->text, evutil_socket_error_to_string(err));
 }
 
 static void worker_free_listeners(struct worker *w)
 {
     for (size_t i = 0; i < w->nevl; i++) {
+        accept_backoff_free(w->wl[i].ab);
+        w->wl[i].ab = NULL;
         if (w->evl[i])
             evconnlistener_free(w->evl[i]);
         w->evl[i] = NULL;
@@ -105,6 +117,7 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
         return -1;
     }
     w->up = upstream_new(w->base);
+    w->policy_cache = policy_cache_new();
     if (!w->up) {
         *err = xstrdup("cannot set up libcurl for a worker");
         return -1;
@@ -115,8 +128,11 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
     w->svc = (struct proxy_services){
         .base = w->base,
         .up = w->up,
+        .policy_cache = w->policy_cache,
         .dns = w->dns,
         .rl = sh->rl,
+        .breaker = sh->breaker,
+        .tokens = sh->tokens,
         .metrics = sh->metrics,
         .self = &sh->self,
         .world_acquire = worker_world_acquire,
@@ -157,6 +173,7 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
             return -1;
         }
         evconnlistener_set_error_cb(w->evl[i], worker_accept_error_cb);
+        w->wl[i].ab = accept_backoff_new(w->evl[i], sh->listeners[i].text, &sh->accept_paused);
         w->nevl = i + 1;
     }
     return 0;
@@ -205,6 +222,7 @@ void worker_destroy(struct worker *w)
     if (w->dns)
         evdns_base_free(w->dns, 0);
     upstream_free(w->up);
+    policy_cache_free(w->policy_cache);
     if (w->ev_drain)
         event_free(w->ev_drain);
     if (w->base)

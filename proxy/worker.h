@@ -25,11 +25,15 @@ struct event_base;
 struct event;
 struct evconnlistener;
 struct upstream;
+struct policy_cache;
 struct evdns_base;
 struct ratelimit;
+struct breaker;
+struct tokens;
 struct metrics;
 struct world;
 struct conn;
+struct accept_backoff;
 
 #define WORKER_MAX_LISTENERS (CONFIG_MAX_LISTEN + CONFIG_MAX_SITES)
 
@@ -38,11 +42,14 @@ struct server_shared {
     pthread_mutex_t lock; /* guards world (the pointer only; worlds are refcounted) */
     struct world *world;
     struct ratelimit *rl;    /* thread-safe, survives reloads */
+    struct breaker *breaker; /* thread-safe, survives reloads (state by credential name) */
+    struct tokens *tokens;   /* thread-safe readers; fetches on the control loop */
     struct metrics *metrics; /* thread-safe atomics */
     struct listener_spec *listeners;
     size_t nlisteners;
     struct route_self self; /* our ports and Via marker, for loop refusal; set before workers */
     atomic_bool draining;
+    atomic_uint accept_paused; /* listeners pausing after accept errors (accept_backoff.h) */
 };
 
 /* A reference to the world now in force (drop with world_unref). */
@@ -55,6 +62,7 @@ struct worker {
     unsigned index;
     struct event_base *base;
     struct upstream *up;
+    struct policy_cache *policy_cache; /* id -> project/space lookups of this worker (policy.h) */
     struct evdns_base *dns; /* for blind tunnels; NULL when no resolver could be set up */
     pthread_t thread;
     bool started;
@@ -62,6 +70,7 @@ struct worker {
     struct worker_listener {
         struct worker *w;
         const struct listener_spec *ls;
+        struct accept_backoff *ab; /* EMFILE & co.: pause instead of spinning */
     } wl[WORKER_MAX_LISTENERS];
     size_t nevl;
     struct conn *conns; /* doubly linked through conn->next/prev */

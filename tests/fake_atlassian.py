@@ -64,9 +64,12 @@ Switches (constructor keyword arguments, fake.set(...), or POST /__control):
   burst            None | {"rate": R, "capacity": C}: per (host, method)
                    token bucket; when empty answer 429 jira-burst-based
   close_after      None | N: close each connection after N responses
+  policy_world     False | True: projects OPS/SUP/SEC and spaces DOCS/ENG with
+                   issues and pages (see "Policy world" below)
 Debug endpoints (every host, any method): /__echo, /__download?size=N[&chunked=1],
 /__upload, /__slow?head_delay=H&delay=S&chunks=N, /__redirect?to=URL[&code=302],
 /__status?code=N[&retry_after=S], /__set_cookie.
+Fault endpoints (every host): /__fault/KIND, see the "faults" section below.
 """
 
 import argparse
@@ -80,6 +83,7 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -87,6 +91,8 @@ import urllib.parse
 import uuid
 
 MEDIA_HOST = "api.media.atlassian.com"
+GATEWAY_HOST = "api.atlassian.com"  # issue 10: see the credentials section at the end
+AUTH_HOST = "auth.atlassian.com"
 DEFAULT_EMAIL = "svc-bot@example.com"
 DEFAULT_TOKEN = "ATATT3xFfGF0-fake-token-0123456789abcdef"
 MAX_HEAD = 256 * 1024
@@ -110,6 +116,13 @@ DEFAULT_SWITCHES = {
     "chunked": False,
     "burst": None,
     "close_after": None,
+    "policy_world": False,
+    # issue 10 (credentials section): {client_id: secret}; token lifetime (s); answers
+    "oauth_clients": {},
+    "oauth_lifetime": 3600,
+    "oauth_unavailable": False,
+    "oauth_delay": 0,
+    "gw_scope_missing": False,
 }
 
 RATE_LIMITED_BODY = {"errorMessages": ["The request has been rate-limited. Please try again later."],
@@ -201,6 +214,247 @@ class _BadRequest(Exception):
     pass
 
 
+# ---------------------------------------------------------------------------
+# Policy world (issue 9, least privilege): projects OPS, SUP, SEC with issues
+# (keys and numeric ids; 10099 is SEC-1) and Confluence spaces DOCS and ENG
+# with pages (numeric ids). Searches honour JQL `project in (...)` /
+# `project = X` and CQL `space in (...)` / `space = X` (every such clause
+# narrows the result: simple parsing, enough to see whether the proxy
+# narrowed). Off unless the switch policy_world is set, so every other test
+# sees the fake unchanged. Every JQL/CQL the fake received is kept in
+# FakeAtlassian.policy_queries (method, path, query text).
+
+POLICY_PROJECTS = {"OPS": "10000", "SUP": "10001", "SEC": "10002"}
+POLICY_ISSUES = [("OPS-1", "10010"), ("OPS-2", "10011"), ("SUP-1", "10020"), ("SEC-1", "10099"),
+                 ("SEC-2", "10098")]
+POLICY_SPACES = {"DOCS": "98301", "ENG": "98302"}
+POLICY_PAGES = [("65601", "DOCS", "Docs home"), ("65602", "ENG", "Engineering home"),
+                ("65603", "DOCS", "Runbook")]
+POLICY_TRANSITIONS = [{"id": "11", "name": "To Do"}, {"id": "21", "name": "In Progress"},
+                      {"id": "31", "name": "Done"}]
+
+
+def _policy_scope_filter(text, field):
+    """The set of keys `field in (...)` / `field = X` clauses allow (None: no clause)."""
+    import re
+    allowed = None
+    pat = re.compile(r'\b%s\s*(?:in\s*\(([^)]*)\)|=\s*("?[\w~-]+"?))' % field, re.I)
+    for m in pat.finditer(text or ""):
+        vals = m.group(1) if m.group(1) is not None else m.group(2)
+        keys = {v.strip().strip('"').strip("'").upper() for v in vals.split(",") if v.strip()}
+        allowed = keys if allowed is None else allowed & keys
+    return allowed
+
+
+class _PolicyWorld:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.issues = {}
+        for key, iid in POLICY_ISSUES:
+            self.issues[iid] = {"key": key, "project": key.split("-")[0], "summary": "Issue " + key,
+                                "status": "To Do", "comments": []}
+        self.pages = {pid: {"space": sp, "title": t, "version": 1, "body": "<p>%s</p>" % t}
+                      for pid, sp, t in POLICY_PAGES}
+        self.next_issue = 10200
+        self.next_page = 66000
+
+    def find_issue(self, id_or_key):
+        for iid, it in self.issues.items():
+            if iid == id_or_key or it["key"] == id_or_key.upper():
+                return iid, it
+        return None, None
+
+
+def _policy_issue_json(base, v, iid, it):
+    pk = it["project"]
+    return {"id": iid, "key": it["key"], "self": "%s/rest/api/%s/issue/%s" % (base, v, iid),
+            "fields": {"summary": it["summary"], "status": {"name": it["status"]},
+                       "project": {"id": POLICY_PROJECTS[pk], "key": pk, "name": pk + " project",
+                                   "self": "%s/rest/api/%s/project/%s" % (base, v,
+                                                                          POLICY_PROJECTS[pk])},
+                       "comment": {"comments": it["comments"], "total": len(it["comments"])}}}
+
+
+def _policy_page_json(base, pid, pg, v1=True):
+    if v1:
+        return {"id": pid, "type": "page", "status": "current", "title": pg["title"],
+                "space": {"key": pg["space"], "id": int(POLICY_SPACES[pg["space"]])},
+                "version": {"number": pg["version"]},
+                "body": {"storage": {"value": pg["body"], "representation": "storage"}},
+                "_links": {"self": "%s/wiki/rest/api/content/%s" % (base, pid)}}
+    return {"id": pid, "status": "current", "title": pg["title"],
+            "spaceId": POLICY_SPACES[pg["space"]], "version": {"number": pg["version"]},
+            "_links": {"base": base + "/wiki"}}
+
+
+def _policy_body(req):
+    try:
+        return json.loads(req.body or b"{}")
+    except ValueError:
+        return None
+
+
+def policy_world_dispatch(fake, req, base):
+    """The answer for a policy-world path, or None to fall through to the usual fake."""
+    import re
+    w = fake.policy_world
+    p, m = req.path, req.method
+    jm = re.match(r"^/rest/api/(2|3)/(.*)$", p)
+    if jm:
+        v, rest = jm.group(1), jm.group(2)
+        if rest in ("search", "search/jql"):
+            q = dict(req.q)
+            if m == "POST":
+                body = _policy_body(req)
+                if not isinstance(body, dict):
+                    return _json(400, {"errorMessages": ["Invalid request payload."], "errors": {}})
+                q.update(body)
+            jql = q.get("jql", "")
+            with fake._lock:
+                fake.policy_queries.append((m, p, jql))
+            allowed = _policy_scope_filter(jql, "project")
+            with w.lock:
+                found = [_policy_issue_json(base, v, iid, it) for iid, it in sorted(w.issues.items())
+                         if allowed is None or it["project"] in allowed]
+            return _json(200, {"startAt": 0, "maxResults": 50, "total": len(found),
+                               "issues": found, "isLast": True})
+        if rest == "issue" and m == "POST":
+            body = _policy_body(req) or {}
+            proj = ((body.get("fields") or {}).get("project") or {})
+            pk = proj.get("key") or {v2: k for k, v2 in POLICY_PROJECTS.items()}.get(str(proj.get("id")))
+            if pk not in POLICY_PROJECTS:
+                return _json(400, {"errorMessages": [], "errors": {"project": "valid project is required"}})
+            with w.lock:
+                iid = str(w.next_issue)
+                w.next_issue += 1
+                n = 1 + sum(1 for it in w.issues.values() if it["project"] == pk)
+                key = "%s-%d" % (pk, n + 100)
+                w.issues[iid] = {"key": key, "project": pk, "summary":
+                                 (body.get("fields") or {}).get("summary", ""), "status": "To Do",
+                                 "comments": []}
+            return _json(201, {"id": iid, "key": key,
+                               "self": "%s/rest/api/%s/issue/%s" % (base, v, iid)})
+        im = re.match(r"^issue/([^/]+)(?:/(comment|transitions))?/?$", rest)
+        if im:
+            with w.lock:
+                iid, it = w.find_issue(im.group(1))
+                if it is None:
+                    return _json(404, {"errorMessages": ["Issue does not exist or you do not have "
+                                                         "permission to see it."], "errors": {}})
+                sub = im.group(2)
+                if sub is None and m == "GET":
+                    return _json(200, _policy_issue_json(base, v, iid, it))
+                if sub is None and m == "PUT":
+                    body = _policy_body(req) or {}
+                    it["summary"] = (body.get("fields") or {}).get("summary", it["summary"])
+                    return _Response(204)
+                if sub is None and m == "DELETE":
+                    del w.issues[iid]
+                    return _Response(204)
+                if sub == "comment" and m == "GET":
+                    return _json(200, {"comments": it["comments"], "total": len(it["comments"])})
+                if sub == "comment" and m == "POST":
+                    body = _policy_body(req) or {}
+                    c = {"id": str(20000 + len(it["comments"])), "body": body.get("body"),
+                         "self": "%s/rest/api/%s/issue/%s/comment/%d" % (
+                             base, v, iid, 20000 + len(it["comments"]))}
+                    it["comments"].append(c)
+                    return _json(201, c)
+                if sub == "transitions" and m == "GET":
+                    return _json(200, {"transitions": POLICY_TRANSITIONS})
+                if sub == "transitions" and m == "POST":
+                    body = _policy_body(req) or {}
+                    tid = str((body.get("transition") or {}).get("id"))
+                    names = {t["id"]: t["name"] for t in POLICY_TRANSITIONS}
+                    if tid not in names:
+                        return _json(400, {"errorMessages": ["bad transition"], "errors": {}})
+                    it["status"] = names[tid]
+                    return _Response(204)
+            return _json(405, {"errorMessages": ["method not allowed"], "errors": {}})
+        if rest == "field" and m == "GET":
+            return _json(200, [{"id": "summary", "key": "summary", "name": "Summary", "custom": False,
+                                "schema": {"type": "string", "system": "summary"}}])
+        pm = re.match(r"^project/([^/]+)/?$", rest)
+        if pm and m == "GET":
+            for k, pid in POLICY_PROJECTS.items():
+                if pm.group(1) in (k, pid):
+                    return _json(200, {"id": pid, "key": k, "name": k + " project",
+                                       "self": "%s/rest/api/%s/project/%s" % (base, v, pid)})
+            return _json(404, {"errorMessages": ["No project could be found"], "errors": {}})
+        return None
+    if p in ("/wiki/rest/api/search", "/wiki/rest/api/content/search") and m == "GET":
+        cql = req.q.get("cql", "")
+        with fake._lock:
+            fake.policy_queries.append((m, p, cql))
+        allowed = _policy_scope_filter(cql, "space")
+        with w.lock:
+            res = [_policy_page_json(base, pid, pg) for pid, pg in sorted(w.pages.items())
+                   if allowed is None or pg["space"] in allowed]
+        if p.endswith("/content/search"):
+            return _json(200, {"results": res, "size": len(res)})
+        return _json(200, {"results": [{"content": r, "title": r["title"]} for r in res],
+                           "size": len(res)})
+    cm = re.match(r"^/wiki/rest/api/content(?:/(\d+))?/?$", p)
+    if cm:
+        pid = cm.group(1)
+        with w.lock:
+            if pid is None and m == "POST":
+                body = _policy_body(req) or {}
+                sk = (body.get("space") or {}).get("key")
+                if sk not in POLICY_SPACES:
+                    return _json(400, {"message": "space not found", "statusCode": 400})
+                npid = str(w.next_page)
+                w.next_page += 1
+                w.pages[npid] = {"space": sk, "title": body.get("title", ""), "version": 1,
+                                 "body": ""}
+                return _json(200, _policy_page_json(base, npid, w.pages[npid]))
+            pg = w.pages.get(pid) if pid else None
+            if pg is None:
+                return _json(404, {"message": "No content found with id", "statusCode": 404})
+            if m == "GET":
+                return _json(200, _policy_page_json(base, pid, pg))
+            if m == "PUT":
+                body = _policy_body(req) or {}
+                pg["version"] += 1
+                pg["title"] = body.get("title", pg["title"])
+                return _json(200, _policy_page_json(base, pid, pg))
+            if m == "DELETE":
+                del w.pages[pid]
+                return _Response(204)
+        return None
+    vm = re.match(r"^/wiki/api/v2/(pages|spaces)(?:/(\d+))?/?$", p)
+    if vm:
+        kind, oid = vm.group(1), vm.group(2)
+        with w.lock:
+            if kind == "spaces":
+                for k, sid in POLICY_SPACES.items():
+                    if oid == sid:
+                        return _json(200, {"id": sid, "key": k, "name": k + " space"})
+                return _json(404, {"errors": [{"status": 404, "title": "Not Found"}]})
+            if oid is None and m == "POST":
+                body = _policy_body(req) or {}
+                sk = {sid: k for k, sid in POLICY_SPACES.items()}.get(str(body.get("spaceId")))
+                if sk is None:
+                    return _json(400, {"errors": [{"status": 400, "title": "bad spaceId"}]})
+                npid = str(w.next_page)
+                w.next_page += 1
+                w.pages[npid] = {"space": sk, "title": body.get("title", ""), "version": 1,
+                                 "body": ""}
+                return _json(200, _policy_page_json(base, npid, w.pages[npid], v1=False))
+            pg = w.pages.get(oid) if oid else None
+            if pg is None:
+                return _json(404, {"errors": [{"status": 404, "title": "Not Found"}]})
+            if m == "GET":
+                return _json(200, _policy_page_json(base, oid, pg, v1=False))
+            if m == "PUT":
+                pg["version"] += 1
+                return _json(200, _policy_page_json(base, oid, pg, v1=False))
+            if m == "DELETE":
+                del w.pages[oid]
+                return _Response(204)
+    return None
+
+
 class FakeAtlassian:
     """See the module docstring."""
 
@@ -221,6 +475,8 @@ class FakeAtlassian:
         self._buckets = {}
         self._media = {}  # file uuid -> (token, bytes, name)
         self._media_key = os.urandom(16)
+        self.policy_world = _PolicyWorld()  # used only with the policy_world switch
+        self.policy_queries = []
         self._stop = threading.Event()
         self._socks = []
         self._threads = []
@@ -495,6 +751,8 @@ class FakeAtlassian:
                 f.write(json.dumps(rec) + "\n")
 
     def _send(self, sock, req, resp, conn, close):
+        if getattr(resp, "fault", None):
+            return self._send_fault(sock, resp)
         head_only = req is not None and req.method == "HEAD"
         sw = self._switches
         body = resp.body
@@ -549,7 +807,8 @@ class FakeAtlassian:
             out.append(("Set-Cookie", "atlassian.xsrf.token=%s%s; Path=/; SameSite=None; Secure"
                         % (os.urandom(20).hex(), suffix)))
         if getattr(req, "authed", False):
-            out.append(("X-AAccountId", self.sites[req.host]["account"]["accountId"]))
+            site = getattr(req, "gw_site", None) or self.sites[req.host]
+            out.append(("X-AAccountId", site["account"]["accountId"]))
         return out
 
     # ---- control ----------------------------------------------------------
@@ -583,7 +842,9 @@ class FakeAtlassian:
             return self._debug(req)
         if req.host == MEDIA_HOST:
             return self._media_get(req)
-        site = self.sites.get(req.host)
+        if req.host == AUTH_HOST:
+            return creds_oauth_token(self, req)
+        site = creds_site(self, req)  # the host's site; for api.atlassian.com/ex/... its site
         if site is None:
             req.flags.append("unknown_host")
             return _json(404, {"errorMessage": "Site temporarily unavailable", "errorCode": "OTHER"})
@@ -599,10 +860,17 @@ class FakeAtlassian:
         auth = self._auth(req, site)  # "ok", "none", "bad", or a response (captcha/legacy)
         if isinstance(auth, _Response):
             return auth
+        gw = creds_gateway_answer(self, req, auth)
+        if gw is not None:
+            return gw
         req.authed = auth == "ok"
-        base = "https://" + req.host
+        base = getattr(req, "gw_base", None) or "https://" + req.host
         acct = site["account"]
         p = req.path
+        if self._switches.get("policy_world") and auth == "ok":
+            resp = policy_world_dispatch(self, req, base)
+            if resp is not None:
+                return resp
         for v in ("2", "3"):
             api = "/rest/api/%s/" % v
             if p == api + "serverInfo":
@@ -710,6 +978,7 @@ class FakeAtlassian:
                 ok = False
         elif value.startswith("Bearer "):
             ok = value[7:] in site.get("bearer", [])
+        ok = ok or creds_gateway_auth(self, req, site, value)
         with self._lock:
             if ok:
                 self._fail_streak = 0
@@ -828,6 +1097,8 @@ class FakeAtlassian:
     # ---- debug endpoints ---------------------------------------------------
     def _debug(self, req):
         p, q = req.path, req.q
+        if p.startswith(FAULT_PREFIX):
+            return self._fault(req)
         if p == "/__echo":
             conn = req.conn
             return _json(200, {"method": req.method, "target": req.target, "path": req.path,
@@ -868,6 +1139,8 @@ class FakeAtlassian:
             hdrs = []
             if "retry_after" in q:
                 hdrs.append(("Retry-After", q["retry_after"]))
+            if code == 429 and "reset" in q:
+                return _json(429, RATE_LIMITED_BODY, creds_ratelimit_headers(q))
             if code == 429:
                 reset = time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                       time.gmtime(time.time() + int(q.get("retry_after", "1"))))
@@ -881,6 +1154,289 @@ class FakeAtlassian:
                  % os.urandom(20).hex()),
                 ("Set-Cookie", "tenant.session.token=fake; Path=/; HttpOnly; Secure")])
         return _json(404, {"error": "no such debug path"})
+
+
+# ---- faults ------------------------------------------------------------------
+# Misbehaving upstreams for tests/integration/test_faults*.py and the soak
+# (tests/bench/soak.py). GET /__fault/KIND on any host; the request is read
+# and recorded as usual, then the answer breaks in the named way and the
+# connection is gone:
+#   reset-before-head      TCP RST before any response byte
+#   reset-mid-head         part of the status line and headers, then RST
+#   reset-mid-body         Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, RST
+#   reset-mid-chunk        chunked, two chunks and half a third, RST
+#   fin-mid-body           Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, clean FIN
+#   close-notify-mid-body  as fin-mid-body over TLS, ended by a TLS close_notify
+#   tls-alert-mid-body     FAULT_SENT bytes, then a raw TLS alert record, then FIN
+#   garbage-head           a response that is not HTTP at all, then FIN
+#   stall-mid-body?secs=S  Content-Length: FAULT_BODY_LEN, FAULT_SENT bytes, S seconds
+#                          of silence (default 5), then the rest
+#   reset-during-upload    (any method with a body) RST as soon as the head is read,
+#                          while the body is still coming; recorded with body_len -1
+#                          and status 0
+FAULT_PREFIX = "/__fault/"
+FAULT_BODY_LEN = 100000
+FAULT_SENT = 3000
+FAULT_KINDS = ("reset-before-head", "reset-mid-head", "reset-mid-body", "reset-mid-chunk",
+               "fin-mid-body", "close-notify-mid-body", "tls-alert-mid-body", "garbage-head",
+               "stall-mid-body", "reset-during-upload")
+# A fatal handshake_failure alert as a plaintext record: after the handshake
+# the peer expects encrypted records, so its TLS layer fails on it.
+_RAW_TLS_ALERT = b"\x15\x03\x03\x00\x02\x02\x28"
+
+
+def _fault_close(sock, reset):
+    """Really close now (the request's makefile() would keep the descriptor open past
+    sock.close()): with SO_LINGER 0 the peer gets a RST, else FIN. A TLS socket sends
+    no close_notify either way."""
+    if reset:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    else:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        os.close(sock.detach())
+    except (OSError, ValueError):
+        pass
+
+
+def _fault_reset(sock):
+    _fault_close(sock, True)
+
+
+def _fault_head(length=None, chunked=False):
+    h = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+    if chunked:
+        h += "Transfer-Encoding: chunked\r\n"
+    if length is not None:
+        h += "Content-Length: %d\r\n" % length
+    return (h + "\r\n").encode()
+
+
+def _fault_send(fake, req):
+    kind = req.path[len(FAULT_PREFIX):]
+    if kind not in FAULT_KINDS:
+        return _json(404, {"error": "no such fault", "kinds": list(FAULT_KINDS)})
+    resp = _Response(200)
+    resp.fault = kind
+    resp.fault_secs = float(req.q.get("secs", "5"))
+    return resp
+
+
+def _fault_act(sock, kind, secs):
+    body = pattern_bytes(0, FAULT_SENT)
+    if kind == "reset-before-head":
+        return _fault_reset(sock)
+    if kind == "reset-mid-head":
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/js")
+        time.sleep(0.1)
+        return _fault_reset(sock)
+    if kind == "garbage-head":
+        sock.sendall(b"SSH-2.0-OpenSSH_9.6 not http at all\r\n\r\n")
+        return _fault_close(sock, False)
+    if kind == "reset-mid-chunk":
+        sock.sendall(_fault_head(chunked=True) + b"800\r\n" + body[:2048] + b"\r\n"
+                     + b"800\r\n" + body[:2048] + b"\r\n" + b"800\r\n" + body[:1024])
+        time.sleep(0.1)
+        return _fault_reset(sock)
+    sock.sendall(_fault_head(length=FAULT_BODY_LEN) + body)
+    if kind == "stall-mid-body":
+        time.sleep(secs)
+        off = FAULT_SENT
+        while off < FAULT_BODY_LEN:
+            n = min(IO_BLOCK, FAULT_BODY_LEN - off)
+            sock.sendall(pattern_bytes(off, n))
+            off += n
+        return  # the connection stays usable
+    time.sleep(0.1)  # let the bytes leave before the connection breaks
+    if kind == "reset-mid-body":
+        return _fault_reset(sock)
+    if kind == "tls-alert-mid-body" and isinstance(sock, ssl.SSLSocket):
+        os.write(sock.fileno(), _RAW_TLS_ALERT)
+        time.sleep(0.1)
+    if kind == "close-notify-mid-body" and isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(1.0)
+        try:
+            sock = sock.unwrap()  # sends close_notify; the TCP connection then ends with FIN
+        except (OSError, ValueError):
+            pass
+    _fault_close(sock, False)
+
+
+class _FaultUploadReset(Exception):
+    pass
+
+
+def _fault_install():
+    read_body = FakeAtlassian._read_body
+    serve_one = FakeAtlassian._serve_one
+
+    def _read_body_or_reset(self, rfile, req):
+        if req.path == FAULT_PREFIX + "reset-during-upload":
+            req.body_len, req.body_sha256, req.body = -1, None, None
+            self._record(req, _Response(0))
+            raise _FaultUploadReset()
+        return read_body(self, rfile, req)
+
+    def _serve_one_or_reset(self, sock, rfile, conn):
+        try:
+            return serve_one(self, sock, rfile, conn)
+        except _FaultUploadReset:
+            _fault_reset(sock)
+            return False
+
+    FakeAtlassian._read_body = _read_body_or_reset
+    FakeAtlassian._serve_one = _serve_one_or_reset
+    FakeAtlassian._fault = _fault_send
+    FakeAtlassian._send_fault = lambda self, sock, resp: _fault_act(sock, resp.fault,
+                                                                       resp.fault_secs)
+
+
+_fault_install()
+# ---- end of faults -----------------------------------------------------------
+
+
+# ---- credentials (issue 10): service accounts, gateway, breaker, rate-limit signals ----
+#
+# /__status?code=429&reset=FORMAT&reset_in=S[&retry_after=S][&beta_retry_after=S][&reason=R]
+# answers a 429 whose X-RateLimit-Reset lies reset_in seconds ahead, written as
+# FORMAT: "iso" (2026-01-01T01:01:01Z), "iso_local" (no zone), "epoch" (seconds).
+# Retry-After only when retry_after is given: the proxy must read the reset.
+
+def creds_ratelimit_headers(q):
+    at = time.time() + float(q.get("reset_in", "2"))
+    fmt = q.get("reset", "iso")
+    if fmt == "epoch":
+        reset = str(int(at + 0.999))
+    elif fmt == "iso_local":
+        reset = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at + 0.999))
+    else:
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at + 0.999))
+    hdrs = [("X-RateLimit-Limit", "100"), ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", reset),
+            ("RateLimit-Reason", q.get("reason", "jira-burst-based"))]
+    if "retry_after" in q:
+        hdrs.insert(0, ("Retry-After", q["retry_after"]))
+    if "beta_retry_after" in q:
+        hdrs.append(("Beta-Retry-After", q["beta_retry_after"]))
+    return hdrs
+
+
+# The API gateway and the token endpoint.
+#
+# Host api.atlassian.com: /ex/jira/{cloudId}/PATH and /ex/confluence/{cloudId}/PATH
+# are served as PATH of the site with that cloud_id or one of its
+# "cloud_id_aliases" (a site whose id changed) (links then point at the
+# gateway, as Atlassian's do); any other path answers 404. There it accepts,
+# besides the site's own credentials, its "scoped" [email, token] pairs
+# (which the site URL rejects like a wrong token) and Bearer access tokens
+# minted by /oauth/token. Host auth.atlassian.com: POST /oauth/token with
+# grant_type=client_credentials, client_id and client_secret (JSON or form)
+# checked against switch oauth_clients; answers {"access_token", "expires_in":
+# oauth_lifetime, "token_type": "Bearer"}; a wrong pair 401
+# {"error": "access_denied"}; switch oauth_unavailable: 503; oauth_delay: seconds
+# before answering. Switch gw_scope_missing: every gateway request with a good
+# credential answers 401 {"code":401,"message":"Unauthorized; scope does not match"}.
+# An expired access token is refused with WWW-Authenticate naming the expiry.
+# creds_revoke_tokens(fake) revokes every token minted so far.
+
+def creds_site(fake, req):
+    if req.host != GATEWAY_HOST:
+        return fake.sites.get(req.host)
+    parts = req.path.split("/", 4)  # "", "ex", product, cloudId, rest
+    if len(parts) < 4 or parts[1] != "ex" or parts[2] not in ("jira", "confluence"):
+        return None
+    for site in fake.sites.values():
+        if parts[3].lower() in [site["cloud_id"]] + site.get("cloud_id_aliases", []):
+            req.gateway = True
+            req.gw_site = site
+            req.gw_base = "https://%s/ex/%s/%s" % (GATEWAY_HOST, parts[2], parts[3])
+            req.path = "/" + (parts[4] if len(parts) > 4 else "")
+            return site
+    return None
+
+
+def creds_gateway_auth(fake, req, site, value):
+    """True when value is good only through the gateway (scoped token, minted access token)."""
+    if not getattr(req, "gateway", False):
+        return False
+    if value.startswith("Basic "):
+        try:
+            email, _, token = base64.b64decode(value[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return [email, token] in [list(c) for c in site.get("scoped", [])]
+    if value.startswith("Bearer "):
+        with fake._lock:
+            minted = getattr(fake, "_creds_tokens", {}).get(value[7:])
+        if minted is None:
+            req.creds_refused = "revoked"
+            return False
+        if time.time() >= minted:
+            req.creds_refused = "expired"
+            return False
+        return True
+    return False
+
+
+def creds_gateway_answer(fake, req, auth):
+    """The gateway's own refusals (scope, expired token), or None."""
+    if not getattr(req, "gateway", False):
+        return None
+    if auth == "ok" and fake._switches.get("gw_scope_missing"):
+        return _json(401, {"code": 401, "message": "Unauthorized; scope does not match"})
+    if getattr(req, "creds_refused", None) == "expired":
+        return _json(401, {"code": 401, "message": "Unauthorized"}, [
+            ("WWW-Authenticate", 'Bearer error="invalid_token", '
+                                 'error_description="The access token expired"')])
+    return None
+
+
+def creds_is_gateway_request(fake, rec):
+    """A record of a request to api.atlassian.com/ex/{jira|confluence}/{a site's cloudId}/."""
+    if rec["host"] != GATEWAY_HOST:
+        return False
+    return any(rec["target"].startswith("/ex/%s/%s/" % (p, cid))
+               for p in ("jira", "confluence") for site in fake.sites.values()
+               for cid in [site["cloud_id"]] + site.get("cloud_id_aliases", []))
+
+
+def creds_revoke_tokens(fake):
+    with fake._lock:
+        getattr(fake, "_creds_tokens", {}).clear()
+
+
+def creds_oauth_token(fake, req):
+    if req.path != "/oauth/token" or req.method != "POST":
+        return _json(404, {"error": "not_found"})
+    sw = fake._switches
+    time.sleep(float(sw.get("oauth_delay") or 0))
+    if sw.get("oauth_unavailable"):
+        return _json(503, {"error": "temporarily_unavailable"}, [("Retry-After", "1")])
+    raw = (req.body or b"").decode("utf-8", "replace")
+    try:
+        form = json.loads(raw)
+    except ValueError:
+        form = dict(urllib.parse.parse_qsl(raw))
+    if not isinstance(form, dict) or form.get("grant_type") != "client_credentials":
+        return _json(400, {"error": "unsupported_grant_type"})
+    clients = sw.get("oauth_clients") or {}
+    cid, secret = form.get("client_id"), form.get("client_secret")
+    if cid not in clients or not hmac.compare_digest(str(clients[cid]), str(secret or "")):
+        return _json(401, {"error": "access_denied", "error_description": "Unauthorized"})
+    life = float(sw.get("oauth_lifetime") or 3600)
+    token = "eyJfake." + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+    with fake._lock:
+        if not hasattr(fake, "_creds_tokens"):
+            fake._creds_tokens = {}
+        fake._creds_tokens[token] = time.time() + life
+    return _json(200, {"access_token": token, "expires_in": int(life) if life >= 1 else 1,
+                       "token_type": "Bearer", "scope": form.get("scope", "")})
 
 
 def main(argv=None):

@@ -85,8 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_print_verdict(devnull, true, &t, (enum check_product)p, &v, cloud_id);
     }
     char hint[CHECK_MAX_MESSAGE], out[16];
-    check_domain_hint(t.host, hint, sizeof(hint));
-    FUZZ_CHECK(memchr(hint, '\0', sizeof(hint)) != NULL);
+    for (int env_default = 0; env_default <= 1; env_default++) {
+        check_domain_hint(t.host, env_default, hint, sizeof(hint));
+        FUZZ_CHECK(memchr(hint, '\0', sizeof(hint)) != NULL);
+    }
     if (x.body && check_json_string(x.body, "displayName", out, sizeof(out)))
         FUZZ_CHECK(memchr(out, '\0', sizeof(out)) != NULL);
     free(copy);

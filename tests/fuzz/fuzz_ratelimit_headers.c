@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "ratelimit_bucket.h"
+#include "ratelimit_headers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

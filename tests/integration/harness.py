@@ -53,10 +53,12 @@ BASIC = fake_atlassian.basic_value(EMAIL, TOKEN)
 B64 = BASIC[len("Basic "):]
 SITE_HOSTS = ["acme.atlassian.net", "acme-sandbox.atlassian.net", "jira.example.org"]
 EXTRA_HOSTS = [fake_atlassian.MEDIA_HOST, "unknown.atlassian.net", "evil-acme.atlassian.net",
-               "acme.atlassian.net.evil.com", "nonexistent.invalid", "localhost"]
+               "acme.atlassian.net.evil.com", "nonexistent.invalid", "localhost",
+               fake_atlassian.GATEWAY_HOST, fake_atlassian.AUTH_HOST]
 # Names the connect_to list maps to the fake (nonexistent.invalid stays unmapped: DNS failure).
 MAPPED_HOSTS = SITE_HOSTS + [fake_atlassian.MEDIA_HOST, "unknown.atlassian.net",
-                             "evil-acme.atlassian.net", "acme.atlassian.net.evil.com"]
+                             "evil-acme.atlassian.net", "acme.atlassian.net.evil.com",
+                             fake_atlassian.GATEWAY_HOST, fake_atlassian.AUTH_HOST]
 
 _results = {"passed": 0, "failed": 0}
 _tests = []
@@ -630,6 +632,8 @@ class Env:
             return
         hosts = hosts or [h for h in MAPPED_HOSTS if h not in SITE_HOSTS]
         for r in self.fake.records():
+            if fake_atlassian.creds_is_gateway_request(self.fake, r):
+                continue  # api.atlassian.com/ex/{product}/{a site's cloudId}/: that site's
             if r["host"] in hosts or r["site"] is None:
                 check(r["authorization"] is None and "media_authorization" not in r["flags"],
                       "no Authorization reached %s (%s %s)" % (r["host"], r["method"], r["path"]))

@@ -176,8 +176,10 @@ def check_dns_failure(env):
     rc, out, err = run_check(env)
     check(rc == 1, "exit 1 on a DNS failure", rc)
     ln = lines_for(out, "nonexistent.invalid", "jira")
-    check(len(ln) == 1 and "unknown site: nonexistent.invalid does not resolve (DNS failure:" in ln[0],
-          "DNS failure named, with curl's text", out)
+    check(len(ln) == 1 and "nonexistent.invalid could not be resolved (" in ln[0]
+          and "check DNS, network or upstream.proxy" in ln[0],
+          "DNS failure named, with curl's text and what to check", out)
+    check("unknown site" not in out, "a DNS failure is not called an unknown site", out)
     check("rejected" not in out, "not blamed on the credential", out)
 
 

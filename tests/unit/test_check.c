@@ -24,7 +24,8 @@ enum step { SITE, JIRA, CONF };
 struct row {
     const char *name;
     enum step step;
-    int target; /* 0 basic, 1 basic expired, 2 bearer, 3 expires in 5 days, 4 typo host, 5 dotted */
+    int target; /* 0 basic, 1 basic expired, 2 bearer, 3 expires in 5 days, 4 typo host, 5 dotted,
+                   6 typo host from ATLASSIAN_SITE, 7 the embedded default */
     struct check_exchange x;
     enum check_outcome outcome;
     const char *cause;
@@ -67,9 +68,9 @@ static const struct row rows[] = {
      "dns_failure",
      0,
      false,
-     {"unknown site", "does not resolve", "Could not resolve host: acme.atlassian.net",
-      "Verify your Atlassian domain is correct"},
-     {"rejected", "token"}},
+     {"acme.atlassian.net could not be resolved", "check DNS, network or upstream.proxy",
+      "Could not resolve host: acme.atlassian.net", "not the site or the credential"},
+     {"rejected", "unknown site", "Verify your Atlassian domain"}},
     {"dns typo",
      SITE,
      4,
@@ -78,8 +79,28 @@ static const struct row rows[] = {
      "dns_failure",
      0,
      false,
-     {"unknown site", "make sure you didn't include .atlassian.net", "`domain: test`"},
-     {NULL}},
+     {"could not be resolved", "make sure you didn't include .atlassian.net", "`domain: test`"},
+     {"unknown site", "ATLASSIAN_SITE"}},
+    {"dns typo, embedded default",
+     SITE,
+     6,
+     {.curl_code = CURLE_COULDNT_RESOLVE_HOST, .curl_error = "nope"},
+     CHECK_FAIL,
+     "dns_failure",
+     0,
+     false,
+     {"make sure you didn't include .atlassian.net", "`ATLASSIAN_SITE=test`"},
+     {"domain:"}},
+    {"unknown site, embedded default",
+     SITE,
+     7,
+     {.status = 404, .body = "{\"errorMessage\":\"Site temporarily unavailable\"}"},
+     CHECK_FAIL,
+     "site_unknown",
+     404,
+     false,
+     {"unknown site", "404", "e.g. `ATLASSIAN_SITE=test` for test.atlassian.net"},
+     {"domain:"}},
     {"connect",
      SITE,
      0,
@@ -500,6 +521,13 @@ static void make_target(int kind, struct check_target *t)
     case 5:
         t->host = "acme.jira.atlassian.net";
         break;
+    case 6:
+        t->host = "acme.atlassian.net.atlassian.net";
+        t->env_default = true;
+        break;
+    case 7:
+        t->env_default = true;
+        break;
     default:
         break;
     }
@@ -557,20 +585,25 @@ static void test_site_cloud_id(void)
     CHECK_STR(cloud, "");
 }
 
+static void check_domain_hint_f(const char *host, char *b, size_t cap)
+{
+    check_domain_hint(host, false, b, cap);
+}
+
 static void test_hints(void)
 {
     char b[512];
-    check_domain_hint("acme.atlassian.net", b, sizeof(b));
+    check_domain_hint_f("acme.atlassian.net", b, sizeof(b));
     CHECK_STR(b, "");
-    check_domain_hint("jira.example.org", b, sizeof(b));
+    check_domain_hint_f("jira.example.org", b, sizeof(b));
     CHECK_STR(b, "");
-    check_domain_hint("acme.atlassian.net.atlassian.net", b, sizeof(b));
+    check_domain_hint_f("acme.atlassian.net.atlassian.net", b, sizeof(b));
     CHECK(strstr(b, "didn't include .atlassian.net") != NULL);
-    check_domain_hint("acme.jira.atlassian.net", b, sizeof(b));
+    check_domain_hint_f("acme.jira.atlassian.net", b, sizeof(b));
     CHECK(strstr(b, "has a dot in it (acme.jira)") != NULL);
-    check_domain_hint("acme.atlassian.com", b, sizeof(b));
+    check_domain_hint_f("acme.atlassian.com", b, sizeof(b));
     CHECK(strstr(b, "not .atlassian.com") != NULL);
-    check_domain_hint(NULL, b, sizeof(b));
+    check_domain_hint_f(NULL, b, sizeof(b));
     CHECK_STR(b, "");
 }
 
@@ -652,7 +685,8 @@ static void test_print(void)
     x.curl_error = "Could not resolve host: acme.atlassian.net";
     check_diagnose_product(&t, CHECK_PRODUCT_JIRA, &x, &v);
     s = print(false, 0, CHECK_PRODUCT_JIRA, &v, "");
-    CHECK(strncmp(s, "FAIL acme.atlassian.net jira: unknown site: ", 44) == 0);
+    CHECK(strncmp(s, "FAIL acme.atlassian.net jira: ", 30) == 0 &&
+          strstr(s, "acme.atlassian.net could not be resolved") && !strstr(s, "unknown site"));
     free(s);
     s = print(true, 0, CHECK_PRODUCT_JIRA, &v, "");
     CHECK(strstr(s, "\"ok\":false,\"skipped\":false,\"status\":null,\"cause\":\"dns_failure\"") !=

@@ -41,9 +41,10 @@ static void write_file(const char *name, const char *data, size_t len, mode_t mo
     free(p);
 }
 
-/* Replaces every @TMP@ and @SOON@ in s; returns a new string. */
+/* Replaces every @TMP@, @SOON@ and @DIR@ in s; returns a new string. */
 static char *substitute(const char *s)
 {
+    char fixdir[4096];
     size_t cap = strlen(s) * 2 + 4096, len = 0;
     char *out = xmalloc(cap);
     while (*s) {
@@ -55,6 +56,12 @@ static char *substitute(const char *s)
         } else if (strncmp(s, "@SOON@", 6) == 0) {
             rep = soon_date;
             skip = 6;
+        } else if (strncmp(s, "@DIR@", 5) == 0) {
+            /* the fixtures' directory, as the second and later error lines name it */
+            const char *src = getenv("CREDPROXY_SOURCE_DIR");
+            snprintf(fixdir, sizeof(fixdir), "%s/tests/fixtures/config", src ? src : ".");
+            rep = fixdir;
+            skip = 5;
         }
         if (rep) {
             size_t n = strlen(rep);
@@ -275,6 +282,35 @@ static const struct {
      "ATLASSIAN_API_TOKEN}}"},
     {"missing_sites", "bad/missing_sites.yaml:1:1: sites is missing: add at least one, e.g. sites: "
                       "[{domain: acme, credential: svc}]"},
+    {"policy_allow_scalar", "bad/policy_allow_scalar.yaml:10:12: policies.triage.allow must be a "
+                            "list ([A, B]), not a single value"},
+    {"policy_bad_project", "bad/policy_bad_project.yaml:11:21: policies.triage.projects: '1SEC' is "
+                           "not a Jira project key (a letter, then letters, digits or _)"},
+    {"policy_builtin_redefined", "bad/policy_builtin_redefined.yaml:9:3: policy 'read-only' is "
+                                 "built in and cannot be redefined; give yours another name"},
+    {"policy_client_unknown", "bad/policy_client_unknown.yaml:14:13: clients[0].policy: unknown "
+                              "policy 'traige'; defined: full, read-only, triage"},
+    {"policy_default_unknown", "bad/policy_default_unknown.yaml:8:17: default_policy: unknown "
+                               "policy 'readonly'; defined: full, read-only"},
+    {"policy_empty_allow",
+     "bad/policy_empty_allow.yaml:10:12: policies.triage.allow is an empty list; name at least one "
+     "class (read, comment, transition, write, delete, admin)"},
+    {"policy_empty_map",
+     "bad/policy_empty_map.yaml:8:11: policies is empty; define one or remove the key"},
+    {"policy_empty_projects",
+     "bad/policy_empty_projects.yaml:11:15: policies.triage.projects is an empty list; it would "
+     "allow nothing (remove the key to allow every one, or name at least one)"},
+    {"policy_empty_spaces",
+     "bad/policy_empty_spaces.yaml:11:13: policies.docs.spaces is an empty list; it would allow "
+     "nothing (remove the key to allow every one, or name at least one)"},
+    {"policy_no_allow",
+     "bad/policy_no_allow.yaml:10:5: policies.triage has no allow list; add allow: [read, ...] "
+     "(classes: read, comment, transition, write, delete, admin)"},
+    {"policy_unknown_class",
+     "bad/policy_unknown_class.yaml:10:19: policies.triage.allow: unknown class 'comments'; "
+     "classes are read, comment, transition, write, delete, admin"},
+    {"policy_unknown_key", "bad/policy_unknown_key.yaml:11:5: unknown key 'project' in "
+                           "policies.triage; allowed keys: allow, projects, spaces"},
     {"port_range",
      "bad/port_range.yaml:8:11: sites[0].port must be a whole number from 1 to 65535, "
      "got '70000'"},
@@ -298,6 +334,14 @@ static const struct {
      "false"},
     {"second_document", "bad/second_document.yaml:9:1: a second YAML document starts here; the "
                         "configuration must be one document"},
+    /* Every section is checked: all three errors are reported, one per line. */
+    {"several_errors",
+     "bad/several_errors.yaml:1:9: listen '8080' is not a listen address: the host is missing; "
+     "write 127.0.0.1:PORT for local use or 0.0.0.0:PORT for every interface\n"
+     "@DIR@/bad/several_errors.yaml:2:10: workers must be a whole number from 0 to 64, got "
+     "'999'\n"
+     "@DIR@/bad/several_errors.yaml:11:10: log.level must be debug, info, warn or error, got "
+     "'loud'"},
     {"site_host_ip",
      "bad/site_host_ip.yaml:6:11: sites[0].host '10.0.0.1' is an IP address; a site must be a "
      "host name (the interception CA certifies names): name it and map the name to the address "
@@ -378,8 +422,8 @@ static const struct {
     {"token_two_sources",
      "bad/token_two_sources.yaml:5:5: credential 'svc' has both token_env and token; "
      "give exactly one of token_env, token_file or token"},
-    {"type_bad", "bad/type_bad.yaml:3:11: credentials.svc.type must be basic or bearer, got "
-                 "'oauth'"},
+    {"type_bad", "bad/type_bad.yaml:3:11: credentials.svc.type must be basic, bearer or "
+                 "oauth_client, got 'oauth'"},
     {"unknown_hosts_bad",
      "bad/unknown_hosts_bad.yaml:8:16: unknown_hosts must be deny or tunnel, got "
      "'allow'"},
@@ -486,8 +530,8 @@ static void test_bad(void)
     char *err = NULL;
     char *missing = xasprintf("%s/no-such.yaml", tmpdir);
     CHECK(config_load_file(missing, &cfg, &err) == -1);
-    char *want =
-        xasprintf("%s:1:1: cannot read the configuration file: No such file or directory", missing);
+    /* No made-up FILE:1:1 position: there is no file to point into. */
+    char *want = xasprintf("credproxy: cannot read %s: No such file or directory", missing);
     CHECK_STR(err, want);
     free(want);
     free(err);
@@ -524,6 +568,12 @@ static void dump_warnings(const struct config *cfg)
 {
     for (size_t i = 0; i < cfg->nwarnings; i++)
         fprintf(stderr, "  warning: %s\n", cfg->warnings[i].text);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
 static void test_good_minimal(void)
@@ -566,8 +616,13 @@ static void test_good_minimal(void)
     CHECK(cfg->upstream.connect_timeout_ms == CONFIG_DEFAULT_CONNECT_TIMEOUT_MS);
     CHECK(cfg->upstream.timeout_ms == CONFIG_DEFAULT_TIMEOUT_MS);
     CHECK(cfg->upstream.http2);
-    CHECK_STR(cfg->interception.ca_cert, CONFIG_DEFAULT_CA_CERT);
-    CHECK_STR(cfg->interception.ca_key, CONFIG_DEFAULT_CA_KEY);
+    /* The default, relative, is taken next to the configuration file, made absolute. */
+    CHECK(cfg->interception.ca_cert[0] == '/' &&
+          ends_with(cfg->interception.ca_cert,
+                    "/tests/fixtures/config/good/" CONFIG_DEFAULT_CA_CERT));
+    CHECK(
+        cfg->interception.ca_key[0] == '/' &&
+        ends_with(cfg->interception.ca_key, "/tests/fixtures/config/good/" CONFIG_DEFAULT_CA_KEY));
     CHECK(cfg->gateway.rewrite_links);
     CHECK(cfg->shutdown_timeout_ms == CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS);
     CHECK(cfg->body_timeout_ms == CONFIG_DEFAULT_BODY_TIMEOUT_MS);
@@ -773,6 +828,94 @@ static void env_set(const char *site, const char *email, const char *token)
         setenv("ATLASSIAN_API_TOKEN", token, 1);
     else
         unsetenv("ATLASSIAN_API_TOKEN");
+}
+
+/* policies:, default_policy: and clients[i].policy: */
+static void test_good_policies(void)
+{
+    struct config *cfg = load_good("policies");
+    if (!cfg)
+        return;
+    CHECK(cfg->npolicies == 4);
+    CHECK_STR(cfg->policies[CONFIG_POLICY_FULL].name, "full");
+    CHECK(cfg->policies[CONFIG_POLICY_FULL].allow == POLICY_ALL_CLASSES);
+    CHECK(cfg->policies[CONFIG_POLICY_FULL].builtin);
+    CHECK_STR(cfg->policies[CONFIG_POLICY_READ_ONLY].name, "read-only");
+    CHECK(cfg->policies[CONFIG_POLICY_READ_ONLY].allow == POLICY_CLASS_BIT(POLICY_READ));
+    int t = config_policy_index(cfg, "triage"), d = config_policy_index(cfg, "docs-writer");
+    CHECK(t == 2 && d == 3);
+    if (t == 2 && d == 3) {
+        const struct config_policy *tp = &cfg->policies[t], *dp = &cfg->policies[d];
+        CHECK(tp->allow == (POLICY_CLASS_BIT(POLICY_READ) | POLICY_CLASS_BIT(POLICY_COMMENT) |
+                            POLICY_CLASS_BIT(POLICY_TRANSITION)));
+        CHECK(tp->has_projects && tp->nprojects == 2);
+        CHECK_STR(tp->projects[0], "OPS");
+        CHECK_STR(tp->projects[1], "SUP"); /* upper-cased */
+        CHECK(tp->has_spaces && tp->nspaces == 1);
+        CHECK_STR(tp->spaces[0], "ENG");
+        CHECK(!dp->has_projects && dp->has_spaces && dp->nspaces == 2);
+        CHECK_STR(dp->spaces[1], "~abc123");
+        CHECK(!(dp->allow & POLICY_CLASS_BIT(POLICY_DELETE)));
+    }
+    CHECK(cfg->default_policy == CONFIG_POLICY_READ_ONLY);
+    CHECK(cfg->nclients == 3 && cfg->clients[0].policy == t && cfg->clients[1].policy == d &&
+          cfg->clients[2].policy == -1);
+    CHECK_STR(config_policy_for(cfg, "triage-bot")->name, "triage");
+    CHECK_STR(config_policy_for(cfg, "docs-bot")->name, "docs-writer");
+    CHECK_STR(config_policy_for(cfg, "plain-bot")->name, "read-only"); /* the default */
+    CHECK_STR(config_policy_for(cfg, NULL)->name, "read-only");
+    CHECK_STR(config_policy_for(cfg, "nobody")->name, "read-only");
+    CHECK(config_policy_index(cfg, "nope") == -1);
+    CHECK(config_class_parse("transition") == POLICY_TRANSITION);
+    CHECK(config_class_parse("Transition") == -1);
+    CHECK_STR(config_class_name(POLICY_ADMIN), "admin");
+    config_free(cfg);
+
+    /* without policies: everything is `full`, as before */
+    cfg = load_good("minimal");
+    if (cfg) {
+        CHECK(cfg->npolicies == 2 && cfg->default_policy == CONFIG_POLICY_FULL);
+        CHECK_STR(config_policy_for(cfg, NULL)->name, "full");
+        config_free(cfg);
+    }
+
+    /* policy explain loads without the secrets: nothing read, nothing required */
+    const struct config_load_opts nosec = {CONFIG_LOAD_NO_SECRETS, NULL};
+    char *path = fixture_path("good/policies.yaml");
+    char *saved = getenv("CP_TOKEN") ? xstrdup(getenv("CP_TOKEN")) : NULL;
+    unsetenv("CP_TOKEN");
+    char *err = NULL;
+    CHECK(config_load_file(path, &cfg, &err) == -1);
+    free(err);
+    err = NULL;
+    CHECK(config_load_with(path, &nosec, &cfg, &err) == 0);
+    if (cfg) {
+        CHECK(cfg->credentials[0].secret == NULL);
+        CHECK(cfg->clients[0].key == NULL);
+        CHECK_STR(config_policy_for(cfg, "triage-bot")->name, "triage");
+        config_free(cfg);
+    }
+    free(err);
+    free(path);
+    /* every key of the interface, a bearer token file among them, without the secrets */
+    path = fixture_path("good/full.yaml");
+    unsetenv("CP_KEY1");
+    err = NULL;
+    cfg = NULL;
+    CHECK(config_load_with(path, &nosec, &cfg, &err) == 0);
+    CHECK_MSG(err == NULL, "full.yaml without secrets: %s", err ? err : "");
+    if (cfg) {
+        for (size_t i = 0; i < cfg->ncredentials; i++)
+            CHECK(cfg->credentials[i].secret == NULL);
+        config_free(cfg);
+    }
+    free(err);
+    free(path);
+    setenv("CP_KEY1", "key-SECRET-one", 1);
+    if (saved) {
+        setenv("CP_TOKEN", saved, 1);
+        free(saved);
+    }
 }
 
 static void test_env(void)
@@ -1007,10 +1150,142 @@ static void test_parse_listen(void)
     config_free(NULL);
 }
 
+/* ------------------------------------------------------------ load options */
+
+/* Two credentials whose secrets are absent here, two clients with keys in the environment. */
+static const char opts_yaml[] = "credentials:\n"
+                                "  a:\n"
+                                "    email: a@example.com\n"
+                                "    token_env: CP_UNSET\n"
+                                "  b:\n"
+                                "    type: bearer\n"
+                                "    token_file: /nonexistent/token\n"
+                                "sites:\n"
+                                "  - domain: acme\n"
+                                "    credential: a\n"
+                                "clients:\n"
+                                "  - id: one\n"
+                                "    key_env: CP_KEY1\n"
+                                "  - id: two\n"
+                                "    key_env: CP_KEY2\n";
+
+static const struct {
+    const char *name;
+    unsigned flags;
+    const char *client;
+    int rc;
+    bool key1, key2; /* which client keys were read */
+} opts_rows[] = {
+    {"default reads every secret (and fails)", 0, NULL, -1, false, false},
+    {"no secrets", CONFIG_LOAD_NO_SECRETS, NULL, 0, false, false},
+    {"no secrets, client one", CONFIG_LOAD_NO_SECRETS, "one", 0, true, false},
+    {"no secrets, client two", CONFIG_LOAD_NO_SECRETS | CONFIG_LOAD_DEFAULT_ANY, "two", 0, false,
+     true},
+    {"no secrets, unknown client", CONFIG_LOAD_NO_SECRETS, "nobody", 0, false, false},
+};
+
+static bool has_secret_env(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsecret_envs; i++) {
+        if (strcmp(cfg->secret_envs[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_load_opts(void)
+{
+    write_file("opts.yaml", opts_yaml, strlen(opts_yaml), 0600);
+    char *path = xasprintf("%s/opts.yaml", tmpdir);
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(opts_rows); i++) {
+        struct config_load_opts o = {opts_rows[i].flags, opts_rows[i].client};
+        struct config *cfg = NULL;
+        char *err = NULL;
+        int rc = config_load_with(path, &o, &cfg, &err);
+        CHECK_MSG(rc == opts_rows[i].rc, "%s: rc %d (%s)", opts_rows[i].name, rc, err ? err : "");
+        if (rc == 0 && cfg) {
+            CHECK_MSG(cfg->no_secrets, "%s: marked no_secrets", opts_rows[i].name);
+            CHECK_MSG(!cfg->credentials[0].secret && !cfg->credentials[1].secret,
+                      "%s: no credential secret read", opts_rows[i].name);
+            CHECK_STR(cfg->credentials[0].source_ref, "CP_UNSET");
+            CHECK_STR(cfg->credentials[1].source_ref, "/nonexistent/token");
+            CHECK_MSG((cfg->clients[0].key != NULL) == opts_rows[i].key1 &&
+                          (cfg->clients[1].key != NULL) == opts_rows[i].key2,
+                      "%s: client keys read as asked", opts_rows[i].name);
+            if (opts_rows[i].key1)
+                CHECK_STR(cfg->clients[0].key, "key-SECRET-one");
+            /* What exec removes: every credential variable and the default's, not client keys. */
+            CHECK(has_secret_env(cfg, "CP_UNSET") && has_secret_env(cfg, "ATLASSIAN_API_TOKEN"));
+            CHECK(!has_secret_env(cfg, "CP_KEY1") && !has_secret_env(cfg, "CP_KEY2"));
+            CHECK(config_client_index(cfg, "two") == 1 && config_client_index(cfg, "x") == -1);
+        }
+        config_free(cfg);
+        free(err);
+    }
+    free(path);
+}
+
+/* Token warnings: what lint says about the token itself (never its bytes). */
+static const struct {
+    const char *name;
+    const char *type;
+    const char *token;
+    const char *site; /* domain: or host: line */
+    const char *want; /* warning part, or NULL for none */
+} tokwarn_rows[] = {
+    {"ellipsis", "basic", "\xe2\x80\xa6", "domain: acme", "looks like a placeholder"},
+    {"changeme", "basic", "ChangeMe", "domain: acme", "looks like a placeholder"},
+    {"angle brackets", "basic", "<your-api-token-here>", "domain: acme",
+     "looks like a placeholder"},
+    {"short", "basic", "abc123", "domain: acme", "looks like a placeholder"},
+    {"plausible", "basic", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz", "domain: acme", NULL},
+    {"bearer ATATT on cloud", "bearer", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz", "domain: acme",
+     "Cloud API tokens need type: basic"},
+    {"bearer ATATT on DC", "bearer", "ATATT3xFfGF0abcdefghijklmnopqrstuvwxyz",
+     "host: jira.example.org", NULL},
+    {"bearer PAT on cloud", "bearer", "NjM1ODk2OTM4NTk2OlX9c2VjcmV0LXBhdA", "domain: acme", NULL},
+};
+
+static void test_token_warnings(void)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(tokwarn_rows); i++) {
+        bool basic = strcmp(tokwarn_rows[i].type, "basic") == 0;
+        char *yaml = xasprintf("credentials:\n  svc:\n    type: %s\n%s    token_env: CP_TOKWARN\n"
+                               "sites:\n  - %s\n    credential: svc\n",
+                               tokwarn_rows[i].type, basic ? "    email: a@example.com\n" : "",
+                               tokwarn_rows[i].site);
+        write_file("tokwarn.yaml", yaml, strlen(yaml), 0600);
+        setenv("CP_TOKWARN", tokwarn_rows[i].token, 1);
+        char *path = xasprintf("%s/tokwarn.yaml", tmpdir);
+        struct config *cfg = NULL;
+        char *err = NULL;
+        CHECK_MSG(config_load_file(path, &cfg, &err) == 0, "%s: loads (%s)", tokwarn_rows[i].name,
+                  err ? err : "");
+        if (cfg) {
+            if (tokwarn_rows[i].want)
+                CHECK_MSG(has_warning(cfg, tokwarn_rows[i].want), "%s: warns",
+                          tokwarn_rows[i].name);
+            else
+                CHECK_MSG(cfg->nwarnings == 0, "%s: no warning", tokwarn_rows[i].name);
+            for (size_t k = 0; k < cfg->nwarnings; k++)
+                CHECK_MSG(strlen(tokwarn_rows[i].token) < 4 ||
+                              !strstr(cfg->warnings[k].text, tokwarn_rows[i].token),
+                          "%s: the token is not in the warning", tokwarn_rows[i].name);
+        }
+        config_free(cfg);
+        free(err);
+        free(path);
+        free(yaml);
+    }
+    unsetenv("CP_TOKWARN");
+}
+
 int main(void)
 {
     setup();
     test_bad();
+    test_load_opts();
+    test_token_warnings();
     test_good_minimal();
     test_good_full();
     test_good_normalize();
@@ -1018,6 +1293,7 @@ int main(void)
     test_good_inline_tunnel();
     test_good_remote();
     test_good_expiry();
+    test_good_policies();
     test_env();
     test_normalize_domain();
     test_parse_listen();

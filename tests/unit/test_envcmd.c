@@ -57,7 +57,7 @@ static char *print_env(const struct config *cfg, const char *format, int *rc)
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
-    *rc = envcmd_print(cfg, format, out);
+    *rc = envcmd_print(cfg, format, NULL, out);
     fclose(out);
     return buf;
 }
@@ -126,7 +126,10 @@ static void test_no_ca(const char *dir)
     CHECK(strstr(out, "export https_proxy='http://127.0.0.1:18080'\n") != NULL);
     CHECK(strstr(out, "export NO_PROXY='localhost,127.0.0.1,::1'\n") != NULL);
     CHECK(strstr(out, "export no_proxy='localhost,127.0.0.1,::1'\n") != NULL);
-    CHECK(strstr(out, "\n# no CA yet: run `credproxy ca init` for https:// interception\n"));
+    /* The note names the absolute path looked at. */
+    CHECK(strstr(out, "\n# no CA at /") && strstr(out, "/ca.pem (interception.ca_cert): run "
+                                                       "`credproxy ca init` for https:// "
+                                                       "interception\n"));
     CHECK(strstr(out, "SSL_CERT_FILE") == NULL);
     CHECK(strstr(out, "NODE_EXTRA_CA_CERTS") == NULL);
     free(out);
@@ -134,7 +137,9 @@ static void test_no_ca(const char *dir)
     out = print_env(&f.cfg, "json", &rc);
     CHECK(rc == 0);
     CHECK(strstr(out, "\"ca_cert\":null") != NULL);
-    CHECK(strstr(out, "\"note\":\"no CA yet: run `credproxy ca init` for https:// interception\""));
+    CHECK(strstr(out, "\"note\":\"no CA at /") &&
+          strstr(out, "/ca.pem (interception.ca_cert): run `credproxy ca init` for https:// "
+                      "interception\""));
     CHECK(strstr(out, "\"HTTPS_PROXY\":\"http://127.0.0.1:18080\"") != NULL);
     free(out);
     fixture_clear(&f);
@@ -234,7 +239,8 @@ static void test_with_ca(const char *base)
     /* The bundle: 0644, system roots first, then the local root (not the intermediate). */
     CHECK(stat(bundle_path, &st) == 0 && (st.st_mode & 07777) == 0644);
     {
-        char *bundle = test_read_file(bundle_path), *sys = test_read_file("/etc/ssl/certs/ca-certificates.crt");
+        char *bundle = test_read_file(bundle_path),
+             *sys = test_read_file("/etc/ssl/certs/ca-certificates.crt");
         char *ca = test_read_file(ca_abs);
         char *second = strstr(ca + 1, "-----BEGIN CERTIFICATE");
         CHECK(*sys && strncmp(bundle, sys, strlen(sys)) == 0);
@@ -329,7 +335,7 @@ static void test_with_ca(const char *base)
             close(fds[0]);
             close(fds[1]);
             setenv("HTTPS_PROXY", "http://wrong:1", 1);
-            _exit(envcmd_exec(&f.cfg, argv));
+            _exit(envcmd_exec(&f.cfg, NULL, argv));
         }
         close(fds[1]);
         for (;;) {
@@ -352,7 +358,7 @@ static void test_with_ca(const char *base)
             char *argv[] = {"/no/such/command-credproxy", NULL};
             int devnull = open("/dev/null", O_WRONLY);
             dup2(devnull, 2);
-            _exit(envcmd_exec(&f.cfg, argv));
+            _exit(envcmd_exec(&f.cfg, NULL, argv));
         }
         waitpid(pid, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 127);
@@ -365,7 +371,7 @@ static void test_with_ca(const char *base)
             char *argv[] = {"/bin/sh", "-c", "exit 0", NULL};
             int devnull = open("/dev/null", O_WRONLY);
             dup2(devnull, 2);
-            _exit(envcmd_exec(&f.cfg, argv));
+            _exit(envcmd_exec(&f.cfg, NULL, argv));
         }
         waitpid(pid, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);

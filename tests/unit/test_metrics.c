@@ -87,7 +87,9 @@ static void test_basic(void)
                   "client=\"triage-bot\",code=\"200\"} 3");
     CHECK_LINE(t, "credproxy_requests_total{site=\"acme.atlassian.net\",credential=\"svc\","
                   "client=\"\",code=\"429\"} 1");
-    CHECK_LINE(t, "credproxy_requests_total{site=\"\",credential=\"\",client=\"\",code=\"403\"} 1");
+    /* No mapped site: one bounded label, never the host the client asked for. */
+    CHECK_LINE(t, "credproxy_requests_total{site=\"(unmapped)\",credential=\"\",client=\"\","
+                  "code=\"403\"} 1");
     CHECK(count_prefix(t, "credproxy_requests_total{") == 3);
     CHECK(metrics_series_count(m) == 3);
 
@@ -110,8 +112,8 @@ static void test_basic(void)
                   "le=\"+Inf\"} 4");
     CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"acme.atlassian.net\"} 1.713");
     CHECK_LINE(t, "credproxy_request_duration_seconds_count{site=\"acme.atlassian.net\"} 4");
-    CHECK_LINE(t, "credproxy_request_duration_seconds_bucket{site=\"\",le=\"0.005\"} 1");
-    CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"\"} 0");
+    CHECK_LINE(t, "credproxy_request_duration_seconds_bucket{site=\"(unmapped)\",le=\"0.005\"} 1");
+    CHECK_LINE(t, "credproxy_request_duration_seconds_sum{site=\"(unmapped)\"} 0");
     CHECK(count_prefix(t, "credproxy_request_duration_seconds_bucket{") == 24);
 
     CHECK_LINE(t, "# TYPE credproxy_upstream_connections_total counter");
@@ -128,7 +130,9 @@ static void test_basic(void)
     CHECK(count_prefix(t, "credproxy_credential_expiry_timestamp_seconds{") == 0);
     /* Every sample line belongs to a family that has HELP and TYPE. */
     CHECK(count_prefix(t, "# HELP ") == count_prefix(t, "# TYPE "));
-    CHECK(count_prefix(t, "# TYPE ") == 12);
+    CHECK(count_prefix(t, "# TYPE ") == 13);
+    CHECK_LINE(t, "# TYPE credproxy_policy_denied_total counter");
+    CHECK(count_prefix(t, "credproxy_policy_denied_total{") == 0);
     free(t);
     metrics_free(m);
 }
@@ -169,7 +173,7 @@ static void test_config_and_ratelimit(void)
     CHECK_LINE(t, "credproxy_ratelimit_queued_total 4");
     CHECK_LINE(t, "credproxy_ratelimit_rejected_total 2");
     CHECK_LINE(t, "credproxy_ratelimit_wait_seconds_total 1.5");
-    CHECK_LINE(t, "credproxy_upstream_ratelimited_total 1");
+    CHECK_LINE(t, "credproxy_upstream_ratelimited_total{reason=\"none\"} 1");
     CHECK_LINE(t, "credproxy_ratelimit_store_fallbacks_total 5");
     /* No request yet: the families exist with no samples. */
     CHECK(count_prefix(t, "credproxy_requests_total{") == 0);
@@ -368,9 +372,40 @@ static void test_null(void)
     }
 }
 
+/* credproxy_policy_denied_total{client,class}: counted, escaped, bounded. */
+static void test_policy_denied(void)
+{
+    struct metrics *m = metrics_new();
+    char *t;
+    metrics_policy_denied(NULL, "a", "read");
+    metrics_policy_denied(m, "triage-bot", "delete");
+    metrics_policy_denied(m, "triage-bot", "delete");
+    metrics_policy_denied(m, "triage-bot", "write");
+    metrics_policy_denied(m, "anonymous", "admin");
+    metrics_policy_denied(m, "we\"ird", "read");
+    t = render(m, NULL, NULL);
+    CHECK_LINE(t, "credproxy_policy_denied_total{client=\"triage-bot\",class=\"delete\"} 2");
+    CHECK_LINE(t, "credproxy_policy_denied_total{client=\"triage-bot\",class=\"write\"} 1");
+    CHECK_LINE(t, "credproxy_policy_denied_total{client=\"anonymous\",class=\"admin\"} 1");
+    CHECK_LINE(t, "credproxy_policy_denied_total{client=\"we\\\"ird\",class=\"read\"} 1");
+    CHECK(count_prefix(t, "credproxy_policy_denied_total{") == 4);
+    free(t);
+    for (int i = 0; i < METRICS_MAX_POLICY_SERIES + 5; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "c%d", i);
+        metrics_policy_denied(m, id, "read");
+    }
+    t = render(m, NULL, NULL);
+    CHECK(count_prefix(t, "credproxy_policy_denied_total{") == METRICS_MAX_POLICY_SERIES + 1);
+    CHECK_LINE(t, "credproxy_policy_denied_total{client=\"other\",class=\"other\"} 9");
+    free(t);
+    metrics_free(m);
+}
+
 int main(void)
 {
     test_basic();
+    test_policy_denied();
     test_config_and_ratelimit();
     test_escaping();
     test_threads();

@@ -370,12 +370,13 @@ static void test_log(void)
         .credential = "svc",
         .error = NULL,
         .mode = "forward",
+        .op_class = "read",
     };
     log_configure(LOG_FORMAT_TEXT, LOG_ERROR); /* audit ignores the level */
     out = capture_stderr(do_log_audit, &a);
     CHECK(strstr(out, " info  audit client=triage-bot method=GET host=acme.atlassian.net "
                       "path=/rest/api/3/myself status=200 in=0 out=512 ms=12 upstream_ms=10 "
-                      "wait_ms=0 credential=svc error=- mode=forward\n") != NULL);
+                      "wait_ms=0 credential=svc error=- mode=forward class=read\n") != NULL);
     free(out);
 
     log_audit_enable(false);
@@ -389,12 +390,14 @@ static void test_log(void)
     a.upstream_ms = -1;
     a.credential = NULL;
     a.error = "rate_limited";
+    a.op_class = NULL; /* unclassified (CONNECT, parse errors) */
     out = capture_stderr(do_log_audit, &a);
     CHECK(count_char(out, '\n') == 1);
     CHECK(strstr(out, "path=\"/a status=500 credential=evil\\nfake audit line\" status=200") !=
           NULL);
     CHECK(strstr(out, " upstream_ms=- ") != NULL);
     CHECK(strstr(out, " credential=- error=rate_limited ") != NULL);
+    CHECK(strstr(out, " mode=forward class=-\n") != NULL);
     free(out);
 
     /* audit, json */
@@ -407,7 +410,7 @@ static void test_log(void)
                       "\"method\":\"GET\",\"host\":\"acme.atlassian.net\",\"path\":\"/p\\\"q\\n\","
                       "\"status\":200,\"in\":0,\"out\":512,\"ms\":12,\"upstream_ms\":null,"
                       "\"wait_ms\":0,\"credential\":null,\"error\":\"rate_limited\","
-                      "\"mode\":\"forward\"}\n") != NULL);
+                      "\"mode\":\"forward\",\"class\":null}\n") != NULL);
     free(out);
     log_configure(LOG_FORMAT_TEXT, LOG_INFO);
 
@@ -466,6 +469,15 @@ static void test_files(void)
     snprintf(path, sizeof(path), "%s/nodir/f", dir);
     CHECK(util_write_atomic(path, "x", 1, 0600, &err) == -1 && err != NULL);
     free(err);
+    {
+        static const char *const dn[][2] = {{"a/b", "a"}, {"/a", "/"},        {"a", "."},
+                                            {"./x", "."}, {"/a/b/c", "/a/b"}, {"a/", "a"}};
+        for (size_t i = 0; i < sizeof(dn) / sizeof(dn[0]); i++) {
+            char *d = util_dirname(dn[i][0]);
+            CHECK_STR(d, dn[i][1]);
+            free(d);
+        }
+    }
     CHECK(util_secret_mode_check(0600, UTIL_SECRET_OWN) == UTIL_MODE_OK);
     CHECK(util_secret_mode_check(0400, UTIL_SECRET_MOUNTED) == UTIL_MODE_OK);
     CHECK(util_secret_mode_check(0640, UTIL_SECRET_OWN) == UTIL_MODE_REFUSE);
