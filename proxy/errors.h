@@ -24,6 +24,9 @@ struct evbuffer;
 size_t errors_write(struct evbuffer *out, int status, const char *code, const char *message,
                     const char *extra_headers, bool close);
 
+/* 502 for a response the proxy could not frame (never relayed half-framed). */
+#define ERRORS_UPSTREAM_BAD_RESPONSE "upstream_bad_response"
+
 /* The code for a status the proxy answers itself (400 -> "bad_request", ...). */
 const char *errors_code_for(int status);
 
