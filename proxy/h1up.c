@@ -40,12 +40,12 @@
 #include "tunnel.h"
 #include "util.h"
 
-#define H1UP_SWEEP_MS 5000     /* how often idle connections past their time are closed */
-#define H1UP_DETAIL_MAX 512    /* error detail text */
-#define H1UP_MAX_METHOD 32     /* method token length */
-#define H1UP_ERRBUF 256        /* OpenSSL reason text */
-#define H1UP_MAX_CA_PATH 4096  /* ca_file path in a pool key */
-#define H1UP_HEAD_SLACK 512    /* request line, Host and framing lines on top of the block */
+#define H1UP_SWEEP_MS 5000    /* how often idle connections past their time are closed */
+#define H1UP_DETAIL_MAX 512   /* error detail text */
+#define H1UP_MAX_METHOD 32    /* method token length */
+#define H1UP_ERRBUF 256       /* OpenSSL reason text */
+#define H1UP_MAX_CA_PATH 4096 /* ca_file path in a pool key */
+#define H1UP_HEAD_SLACK 512   /* request line, Host and framing lines on top of the block */
 
 static const unsigned char h1up_alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
@@ -549,7 +549,8 @@ static int h1up_process(struct h1up_exchange *ex)
         }
         ex->response_started = true;
         if (!ex->head_delivered) {
-            enum http1_resp_status st = http1_resp_head(&ex->resp, v.iov_base, v.iov_len, &consumed);
+            enum http1_resp_status st =
+                http1_resp_head(&ex->resp, v.iov_base, v.iov_len, &consumed);
             evbuffer_drain(in, consumed);
             if (st == HTTP1_RESP_ERROR) {
                 h1up_fail(ex, UPSTREAM_ERR_BAD_RESPONSE, "%s", ex->resp.err_msg);
@@ -578,8 +579,8 @@ static int h1up_process(struct h1up_exchange *ex)
     }
     if (ex->head_delivered) {
         h1up_fail(ex, UPSTREAM_ERR_PROTOCOL,
-                  "%s:%d closed the connection in the middle of the response body",
-                  ex->pool->host, ex->pool->port);
+                  "%s:%d closed the connection in the middle of the response body", ex->pool->host,
+                  ex->pool->port);
         return -1;
     }
     if (ex->response_started) {
@@ -636,8 +637,7 @@ static void h1up_tls_error(struct h1up_exchange *ex)
                   "TLS handshake with %s failed: certificate verification failed (%s)",
                   ex->pool->host, X509_verify_cert_error_string(vr));
     else
-        h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS handshake with %s failed: %s", ex->pool->host,
-                  reason);
+        h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS handshake with %s failed: %s", ex->pool->host, reason);
 }
 
 static void h1up_send_head(struct h1up_exchange *ex);
@@ -779,8 +779,8 @@ static void h1up_tls_start(struct h1up_exchange *ex)
     struct h1up_conn *c;
     SSL *ssl = SSL_new(pool->ctx);
     unsigned char ipbuf[sizeof(struct in6_addr)];
-    bool is_ip = inet_pton(AF_INET, pool->host, ipbuf) == 1 ||
-                 inet_pton(AF_INET6, pool->host, ipbuf) == 1;
+    bool is_ip =
+        inet_pton(AF_INET, pool->host, ipbuf) == 1 || inet_pton(AF_INET6, pool->host, ipbuf) == 1;
 
     if (!ssl) {
         h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS setup for %s failed", pool->host);
@@ -976,6 +976,12 @@ static void h1up_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (ex->dnsreq) {
+        /* the resolver never answered (no reachable name server): a DNS failure, like libcurl's */
+        h1up_fail(ex, UPSTREAM_ERR_DNS, "could not resolve host %s (no DNS answer within %lld ms)",
+                  ex->pool->to_host, (long long)ex->connect_timeout_ms);
+        return;
+    }
     h1up_fail(ex, UPSTREAM_ERR_TIMEOUT, "connecting to %s:%d timed out after %lld ms",
               ex->pool->host, ex->pool->port, (long long)ex->connect_timeout_ms);
 }

@@ -556,7 +556,6 @@ static const struct upstream_callbacks up_callbacks = {
     .on_done = up_on_done,
 };
 
-
 /* Strip, inject, start the exchange. */
 static void forward(struct request *r)
 {

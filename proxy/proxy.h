@@ -43,7 +43,7 @@ struct tunnel;
 struct proxy_services {
     struct event_base *base;
     struct upstream *up;
-    struct h1up *h1; /* the lean HTTP/1.1 engine; NULL without a resolver */
+    struct h1up *h1;        /* the lean HTTP/1.1 engine; NULL without a resolver */
     struct evdns_base *dns; /* NULL: blind tunnels are unavailable */
     struct ratelimit *rl;   /* thread-safe, shared by every loop */
     struct metrics *metrics;

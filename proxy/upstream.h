@@ -32,12 +32,12 @@ struct upstream_exchange;
 
 enum upstream_result {
     UPSTREAM_OK = 0,
-    UPSTREAM_ERR_DNS,      /* could not resolve the host -> 502 */
-    UPSTREAM_ERR_CONNECT,  /* TCP connect refused/unreachable -> 502 */
-    UPSTREAM_ERR_TLS,      /* handshake or certificate verification failed -> 502 */
-    UPSTREAM_ERR_TIMEOUT,  /* connect_timeout or timeout passed -> 504 */
-    UPSTREAM_ERR_PROTOCOL, /* malformed response, reset mid-body, … -> 502 */
-    UPSTREAM_ERR_ABORTED,  /* the caller's callback asked to abort */
+    UPSTREAM_ERR_DNS,          /* could not resolve the host -> 502 */
+    UPSTREAM_ERR_CONNECT,      /* TCP connect refused/unreachable -> 502 */
+    UPSTREAM_ERR_TLS,          /* handshake or certificate verification failed -> 502 */
+    UPSTREAM_ERR_TIMEOUT,      /* connect_timeout or timeout passed -> 504 */
+    UPSTREAM_ERR_PROTOCOL,     /* malformed response, reset mid-body, … -> 502 */
+    UPSTREAM_ERR_ABORTED,      /* the caller's callback asked to abort */
     UPSTREAM_ERR_BAD_RESPONSE, /* the response could not be framed -> 502 upstream_bad_response */
 };
 

@@ -56,7 +56,7 @@ struct worker {
     unsigned index;
     struct event_base *base;
     struct upstream *up;
-    struct h1up *h1; /* the lean HTTP/1.1 upstream engine (NULL without a resolver) */
+    struct h1up *h1;        /* the lean HTTP/1.1 upstream engine (NULL without a resolver) */
     struct evdns_base *dns; /* for blind tunnels; NULL when no resolver could be set up */
     pthread_t thread;
     bool started;
