@@ -157,17 +157,26 @@ static void h1up_conn_free(struct h1up_conn *c)
     free(c);
 }
 
-/* The server may send us a new session after the handshake (TLS 1.3): keep the newest. */
+/*
+ * The server may send new sessions after the handshake (TLS 1.3): keep a
+ * copy of the newest. A copy, because OpenSSL marks a connection's own
+ * session unresumable when that connection ends without close_notify
+ * (what servers do to idle keep-alive connections).
+ */
 static int h1up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     struct h1up_conn *c = SSL_get_app_data(ssl);
+    SSL_SESSION *copy;
 
     if (!c || !c->pool)
         return 0;
+    copy = SSL_SESSION_dup(sess);
+    if (!copy)
+        return 0;
     if (c->pool->session)
         SSL_SESSION_free(c->pool->session);
-    c->pool->session = sess;
-    return 1; /* we own the reference now */
+    c->pool->session = copy;
+    return 0; /* sess stays OpenSSL's */
 }
 
 static void h1up_pool_free(struct h1up_pool *p)

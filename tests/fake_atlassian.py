@@ -923,6 +923,14 @@ class FakeAtlassian:
             self._record(req, _Response(200))
             sock.sendall(data)
             return True
+        if name == "tls":
+            self._record(req, _Response(200))
+            body = json.dumps({"conn": conn["id"], "tls": conn["tls"],
+                               "session_reused": bool(getattr(sock, "session_reused", False))}
+                              ).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            return True
         if name in ("keep_then_drop", "echo_drop"):
             self._record(req, _Response(200))
             body = json.dumps({"conn": conn["id"], "body_len": req.body_len}).encode()

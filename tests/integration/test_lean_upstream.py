@@ -129,6 +129,22 @@ def lean_no_retry_post_with_sent_body(env):
 
 
 @h.test
+def lean_tls_session_resumed(env):
+    env.start_fake()
+    env.start_proxy(extra={"workers": 1})
+    seen = []
+    for _ in range(3):
+        r = env.curl_proxy(URL + "/__lean/tls")
+        check(r.status == 200, "answered (the upstream closes after each)", r)
+        seen.append(r.json() or {})
+    check(len({x.get("conn") for x in seen}) == 3, "three upstream connections", seen)
+    check(seen[0].get("session_reused") is False, "the first handshake is a full one", seen)
+    check(all(x.get("session_reused") for x in seen[1:]),
+          "later connections resume the pool's TLS session", seen)
+    env.stop_proxy()
+
+
+@h.test
 def lean_tls_wrong_name_502(env):
     env.start_fake()
     ct = env.connect_to() + ["wrong-name.example.org:443:127.0.0.1:%d" % env.fake.port]
