@@ -141,8 +141,16 @@ struct h1up_exchange {
 };
 
 static void h1up_connect_fresh(struct h1up_exchange *ex);
+/*
+ * Internal step results: H1UP_GONE means the exchange ended and was freed
+ * (never touch it again); H1UP_CANCELLED means the caller cancelled from a
+ * callback (it lives until its deferred event destroys it).
+ */
+#define H1UP_GONE (-1)
+#define H1UP_CANCELLED (-2)
+
 static int h1up_process(struct h1up_exchange *ex);
-static void h1up_pump(struct h1up_exchange *ex);
+static int h1up_pump(struct h1up_exchange *ex);
 
 /* ---- pools ---- */
 
@@ -426,7 +434,7 @@ static void h1up_complete(struct h1up_exchange *ex)
 
 /* ---- response ---- */
 
-/* Hand the final head to on_head. 0 to go on, -1 when the exchange ended. */
+/* Hand the final head to on_head. 0 to go on, H1UP_GONE or H1UP_CANCELLED. */
 static int h1up_deliver_head(struct h1up_exchange *ex)
 {
     struct upstream_header hs[HTTP1_RESP_MAX_HEADERS];
@@ -442,15 +450,16 @@ static int h1up_deliver_head(struct h1up_exchange *ex)
         ex->remaining = (uint64_t)p->content_length;
     rc = ex->cb.on_head ? ex->cb.on_head(ex->arg, p->status, hs, p->nheaders) : 0;
     if (ex->cancelled)
-        return -1;
+        return H1UP_CANCELLED;
     if (rc != 0) {
         h1up_fail(ex, UPSTREAM_ERR_ABORTED, "the exchange was aborted by the proxy");
-        return -1;
+        return H1UP_GONE;
     }
     return 0;
 }
 
-/* Give body bytes to on_body. 1 consumed, 0 paused (nothing consumed), -1 the exchange ended. */
+/* Give body bytes to on_body. 1 consumed, 0 paused (nothing consumed), H1UP_GONE, H1UP_CANCELLED.
+ */
 static int h1up_give(struct h1up_exchange *ex, const char *data, size_t len)
 {
     int rc;
@@ -459,7 +468,7 @@ static int h1up_give(struct h1up_exchange *ex, const char *data, size_t len)
         return 1;
     rc = ex->cb.on_body(ex->arg, data, len);
     if (ex->cancelled)
-        return -1;
+        return H1UP_CANCELLED;
     if (rc == UPSTREAM_PAUSE) {
         ex->paused = true;
         if (ex->conn)
@@ -468,12 +477,12 @@ static int h1up_give(struct h1up_exchange *ex, const char *data, size_t len)
     }
     if (rc != 0) {
         h1up_fail(ex, UPSTREAM_ERR_ABORTED, "the exchange was aborted by the proxy");
-        return -1;
+        return H1UP_GONE;
     }
     return 1;
 }
 
-/* Body bytes from one contiguous input span. Returns bytes consumed, or -1 when ended/paused. */
+/* Body bytes from one contiguous input span: bytes consumed, H1UP_GONE or H1UP_CANCELLED. */
 static ssize_t h1up_body_span(struct h1up_exchange *ex, const char *data, size_t len)
 {
     size_t consumed = 0, produced = 0, n;
@@ -486,7 +495,7 @@ static ssize_t h1up_body_span(struct h1up_exchange *ex, const char *data, size_t
         n = len < ex->remaining ? len : (size_t)ex->remaining;
         rc = h1up_give(ex, data, n);
         if (rc <= 0)
-            return rc < 0 ? -1 : 0;
+            return rc < 0 ? rc : 0;
         ex->remaining -= n;
         if (ex->remaining == 0)
             ex->resp_done = true;
@@ -494,7 +503,7 @@ static ssize_t h1up_body_span(struct h1up_exchange *ex, const char *data, size_t
     case HTTP1_RESP_CLOSE:
         rc = h1up_give(ex, data, len);
         if (rc <= 0)
-            return rc < 0 ? -1 : 0;
+            return rc < 0 ? rc : 0;
         return (ssize_t)len;
     case HTTP1_RESP_CHUNKED:
         if (!ex->dec)
@@ -502,7 +511,7 @@ static ssize_t h1up_body_span(struct h1up_exchange *ex, const char *data, size_t
         st = http1_resp_body(&ex->resp, data, len, &consumed, ex->dec, H1UP_DECODE_BUF, &produced);
         if (st == HTTP1_RESP_ERROR) {
             h1up_fail(ex, UPSTREAM_ERR_BAD_RESPONSE, "%s", ex->resp.err_msg);
-            return -1;
+            return H1UP_GONE;
         }
         ex->dec_off = 0;
         ex->dec_len = produced;
@@ -533,8 +542,10 @@ static int h1up_process(struct h1up_exchange *ex)
 
         if (ex->dec_len > 0) {
             int rc = h1up_give(ex, ex->dec + ex->dec_off, ex->dec_len);
-            if (rc < 0)
+            if (rc == H1UP_GONE)
                 return -1;
+            if (rc == H1UP_CANCELLED)
+                return 0;
             if (rc == 0)
                 return 0;
             ex->dec_len = 0;
@@ -565,13 +576,20 @@ static int h1up_process(struct h1up_exchange *ex)
                 h1up_fail(ex, UPSTREAM_ERR_BAD_RESPONSE, "%s", ex->resp.err_msg);
                 return -1;
             }
-            if (st == HTTP1_RESP_HEAD_DONE && h1up_deliver_head(ex) < 0)
-                return -1;
+            if (st == HTTP1_RESP_HEAD_DONE) {
+                int rc = h1up_deliver_head(ex);
+                if (rc == H1UP_GONE)
+                    return -1;
+                if (rc == H1UP_CANCELLED)
+                    return 0;
+            }
             continue;
         }
         ssize_t n = h1up_body_span(ex, v.iov_base, v.iov_len);
-        if (n < 0)
-            return ex->cancelled || ex->finished ? -1 : 0;
+        if (n == H1UP_GONE)
+            return -1;
+        if (n == H1UP_CANCELLED)
+            return 0;
         evbuffer_drain(in, (size_t)n);
         if (n == 0 && ex->paused)
             return 0;
@@ -701,13 +719,13 @@ static void h1up_write(struct h1up_exchange *ex, const void *data, size_t len)
     evbuffer_add(bufferevent_get_output(ex->conn->bev), data, len);
 }
 
-/* Pull request body bytes while the output has room. */
-static void h1up_pump(struct h1up_exchange *ex)
+/* Pull request body bytes while the output has room. 0 while the exchange lives, H1UP_GONE. */
+static int h1up_pump(struct h1up_exchange *ex)
 {
     struct evbuffer *out;
 
     if (!ex->conn || !ex->sending)
-        return;
+        return 0;
     out = bufferevent_get_output(ex->conn->bev);
     while (!ex->body_done && !ex->body_blocked && evbuffer_get_length(out) < H1UP_OUTPUT_HIGH) {
         ssize_t n;
@@ -715,20 +733,20 @@ static void h1up_pump(struct h1up_exchange *ex)
             ex->bodybuf = xmalloc(H1UP_BODY_CHUNK);
         n = ex->cb.read_body ? ex->cb.read_body(ex->arg, ex->bodybuf, H1UP_BODY_CHUNK) : 0;
         if (ex->cancelled)
-            return;
+            return 0;
         if (n == UPSTREAM_WOULD_BLOCK) {
             ex->body_blocked = true;
-            return;
+            return 0;
         }
         if (n < 0 || n > (ssize_t)H1UP_BODY_CHUNK) {
             h1up_fail(ex, UPSTREAM_ERR_ABORTED, "reading the request body failed");
-            return;
+            return H1UP_GONE;
         }
         if (n == 0) {
             if (ex->body_len < 0)
                 h1up_write(ex, "0\r\n\r\n", 5);
             ex->body_done = true;
-            return;
+            return 0;
         }
         if (ex->body_len < 0) {
             char line[24];
@@ -750,6 +768,7 @@ static void h1up_pump(struct h1up_exchange *ex)
         }
         ex->body_sent += (uint64_t)n;
     }
+    return 0;
 }
 
 /* TLS is up: queue the head (and, on a retry, the body bytes already taken), then the body. */
@@ -1014,13 +1033,12 @@ static void h1up_deferred_cb(evutil_socket_t fd, short what, void *arg)
         ex->want_resume_req = false;
         if (ex->body_blocked) {
             ex->body_blocked = false;
-            h1up_pump(ex);
+            if (h1up_pump(ex) == H1UP_GONE)
+                return;
             if (ex->cancelled) {
                 h1up_destroy(ex);
                 return;
             }
-            if (ex->finished)
-                return;
         }
     }
     if (ex->want_resume_resp) {
