@@ -719,6 +719,20 @@ static void h1up_write(struct h1up_exchange *ex, const void *data, size_t len)
     evbuffer_add(bufferevent_get_output(ex->conn->bev), data, len);
 }
 
+/* Keep sent body bytes while a retry could still replay them (bounded by H1UP_MAX_REPLAY). */
+static void h1up_keep_replay(struct h1up_exchange *ex, const char *p, size_t n)
+{
+    if (ex->replay_ok && !ex->retried && !ex->response_started &&
+        ex->replay_len + n <= H1UP_MAX_REPLAY) {
+        if (!ex->replay)
+            ex->replay = xmalloc(H1UP_MAX_REPLAY);
+        memcpy(ex->replay + ex->replay_len, p, n);
+        ex->replay_len += n;
+    } else {
+        ex->replay_ok = false;
+    }
+}
+
 /* Pull request body bytes while the output has room. 0 while the exchange lives, H1UP_GONE. */
 static int h1up_pump(struct h1up_exchange *ex)
 {
@@ -729,18 +743,38 @@ static int h1up_pump(struct h1up_exchange *ex)
     out = bufferevent_get_output(ex->conn->bev);
     while (!ex->body_done && !ex->body_blocked && evbuffer_get_length(out) < H1UP_OUTPUT_HIGH) {
         ssize_t n;
-        if (!ex->bodybuf)
-            ex->bodybuf = xmalloc(H1UP_BODY_CHUNK);
-        n = ex->cb.read_body ? ex->cb.read_body(ex->arg, ex->bodybuf, H1UP_BODY_CHUNK) : 0;
+        struct evbuffer_iovec v;
+        char *dst;
+        size_t cap = H1UP_BODY_CHUNK;
+        /* A known length goes straight into the output buffer; chunked needs its size line first.
+         */
+        bool direct = ex->body_len > 0 && evbuffer_reserve_space(out, H1UP_BODY_CHUNK, &v, 1) == 1;
+        if (direct) {
+            dst = v.iov_base;
+            cap = v.iov_len < H1UP_BODY_CHUNK ? v.iov_len : H1UP_BODY_CHUNK;
+        } else {
+            if (!ex->bodybuf)
+                ex->bodybuf = xmalloc(H1UP_BODY_CHUNK);
+            dst = ex->bodybuf;
+        }
+        n = ex->cb.read_body ? ex->cb.read_body(ex->arg, dst, cap) : 0;
         if (ex->cancelled)
             return 0;
         if (n == UPSTREAM_WOULD_BLOCK) {
             ex->body_blocked = true;
             return 0;
         }
-        if (n < 0 || n > (ssize_t)H1UP_BODY_CHUNK) {
+        if (n < 0 || n > (ssize_t)cap) {
             h1up_fail(ex, UPSTREAM_ERR_ABORTED, "reading the request body failed");
             return H1UP_GONE;
+        }
+        if (direct && n > 0) {
+            /* Kept for a replay while a retry could still happen and it fits. */
+            h1up_keep_replay(ex, dst, (size_t)n);
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(out, &v, 1);
+            ex->body_sent += (uint64_t)n;
+            continue;
         }
         if (n == 0) {
             if (ex->body_len < 0)
@@ -756,16 +790,7 @@ static int h1up_pump(struct h1up_exchange *ex)
         h1up_write(ex, ex->bodybuf, (size_t)n);
         if (ex->body_len < 0)
             h1up_write(ex, "\r\n", 2);
-        /* Kept for a replay while a retry could still happen and it fits. */
-        if (ex->replay_ok && !ex->retried && !ex->response_started &&
-            ex->replay_len + (size_t)n <= H1UP_MAX_REPLAY) {
-            if (!ex->replay)
-                ex->replay = xmalloc(H1UP_MAX_REPLAY);
-            memcpy(ex->replay + ex->replay_len, ex->bodybuf, (size_t)n);
-            ex->replay_len += (size_t)n;
-        } else {
-            ex->replay_ok = false;
-        }
+        h1up_keep_replay(ex, ex->bodybuf, (size_t)n);
         ex->body_sent += (uint64_t)n;
     }
     return 0;

@@ -129,6 +129,29 @@ def lean_no_retry_post_with_sent_body(env):
 
 
 @h.test
+def lean_retry_put_replays_body(env):
+    env.start_fake()
+    env.start_proxy(extra={"workers": 1})
+    r = env.curl_proxy(URL + "/__lean/echo_drop")
+    check(r.status == 200, "a connection is pooled", r)
+    s = env.fake.last_seq()
+    body = bytes(range(256)) * 8
+    req = (b"PUT " + URL.encode() + b"/__upload HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+           b"Content-Type: application/octet-stream\r\nContent-Length: 2048\r\n\r\n" + body)
+    r = h.raw_one(env.port, req)
+    check(r.status == 200, "an idempotent PUT whose body went out is replayed on a fresh connection",
+          r)
+    got = r.json() or {}
+    check(got.get("length") == 2048 and got.get("sha256") == h.sha256(body),
+          "the replayed body is byte for byte the client's", got)
+    ups = [x for x in env.fake.records(since=s, path="/__upload") if not x["flags"]]
+    check(len(ups) == 1, "exactly one complete PUT reached the upstream", ups)
+    dropped = [x for x in env.fake.records(since=s, path="/__upload") if "lean_dropped" in x["flags"]]
+    check(len(dropped) == 1, "the first try went to the stale pooled connection", dropped)
+    env.stop_proxy()
+
+
+@h.test
 def lean_tls_session_resumed(env):
     env.start_fake()
     env.start_proxy(extra={"workers": 1})
