@@ -931,6 +931,14 @@ class FakeAtlassian:
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             return True
+        if name == "close_idle":
+            # a keep-alive answer, then the server drops the idle connection (no Connection: close)
+            self._record(req, _Response(200))
+            body = json.dumps({"conn": conn["id"]}).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(float(req.q.get("after", "0.2")))
+            return True
         if name in ("keep_then_drop", "echo_drop"):
             self._record(req, _Response(200))
             body = json.dumps({"conn": conn["id"], "body_len": req.body_len}).encode()

@@ -11,6 +11,7 @@ Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_lean_
 import json
 import socket
 import threading
+import time
 
 import harness as h
 from harness import check
@@ -108,6 +109,23 @@ def lean_retry_stale_pooled_connection(env):
     check(echoed and echoed[0]["authorization"] == h.BASIC, "the retry carries the credential")
     after = _metric(aport, "credproxy_upstream_connections_total")
     check(after - before == 1, "the fresh connection is counted once", (before, after))
+    env.stop_proxy()
+
+
+@h.test
+def lean_server_closes_idle_connection(env):
+    env.start_fake()
+    env.start_proxy(extra={"workers": 1})
+    r = env.curl_proxy(URL + "/__lean/close_idle?after=0.1")
+    first = (r.json() or {}).get("conn")
+    check(r.status == 200 and first, "answered, then the server closes the idle connection", r)
+    time.sleep(0.6)
+    s = env.fake.last_seq()
+    r = env.curl_proxy(URL + "/__echo")
+    check(r.status == 200, "the next request is served", r)
+    recs = env.fake.records(since=s)
+    check(len(recs) == 1 and recs[0]["conn"] != first and not recs[0]["flags"],
+          "on a fresh connection, without a failed try on the closed one", recs)
     env.stop_proxy()
 
 
