@@ -40,12 +40,11 @@
 #include "tunnel.h"
 #include "util.h"
 
-#define H1UP_SWEEP_MS 5000    /* how often idle connections past their time are closed */
-#define H1UP_DETAIL_MAX 512   /* error detail text */
-#define H1UP_MAX_METHOD 32    /* method token length */
-#define H1UP_ERRBUF 256       /* OpenSSL reason text */
-#define H1UP_MAX_CA_PATH 4096 /* ca_file path in a pool key */
-#define H1UP_HEAD_SLACK 512   /* request line, Host and framing lines on top of the block */
+#define H1UP_SWEEP_MS 5000  /* how often idle connections past their time are closed */
+#define H1UP_DETAIL_MAX 512 /* error detail text */
+#define H1UP_MAX_METHOD 32  /* method token length */
+#define H1UP_ERRBUF 256     /* OpenSSL reason text */
+#define H1UP_HEAD_SLACK 512 /* request line, Host and framing lines on top of the block */
 
 static const unsigned char h1up_alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
@@ -298,10 +297,20 @@ static void h1up_idle_event_cb(struct bufferevent *bev, short what, void *arg)
     h1up_idle_close(arg);
 }
 
+/* Arm the sweep while any connection is idle (an idle proxy gets no timer wake-ups). */
+static void h1up_sweep_arm(struct h1up *h)
+{
+    struct timeval tv = {.tv_sec = H1UP_SWEEP_MS / 1000, .tv_usec = (H1UP_SWEEP_MS % 1000) * 1000};
+
+    if (!evtimer_pending(h->sweep, NULL))
+        evtimer_add(h->sweep, &tv);
+}
+
 static void h1up_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct h1up *h = arg;
     void *items[H1POOL_MAX_IDLE];
+    bool idle = false;
 
     (void)fd;
     (void)what;
@@ -312,7 +321,10 @@ static void h1up_sweep_cb(evutil_socket_t fd, short what, void *arg)
             c->ex = NULL;
             h1up_conn_free(c);
         }
+        idle = idle || p->idle.n > 0;
     }
+    if (idle)
+        h1up_sweep_arm(h);
 }
 
 /* ---- exchange lifetime ---- */
@@ -428,6 +440,7 @@ static void h1up_complete(struct h1up_exchange *ex)
         evicted = h1pool_put(&c->pool->idle, c, util_now_ms());
         if (evicted)
             h1up_idle_close(evicted);
+        h1up_sweep_arm(c->pool->h);
     }
     h1up_finish(ex, UPSTREAM_OK, "ok");
 }
@@ -1085,17 +1098,14 @@ static void h1up_deferred_cb(evutil_socket_t fd, short what, void *arg)
 struct h1up *h1up_new(struct event_base *base, struct evdns_base *dns)
 {
     struct h1up *h;
-    struct timeval tv = {.tv_sec = H1UP_SWEEP_MS / 1000, .tv_usec = (H1UP_SWEEP_MS % 1000) * 1000};
 
     if (!dns)
         return NULL;
     h = xcalloc(1, sizeof(*h));
     h->base = base;
     h->dns = dns;
-    h->sweep = event_new(base, -1, EV_PERSIST, h1up_sweep_cb, h);
-    if (!h->sweep || event_add(h->sweep, &tv) != 0) {
-        if (h->sweep)
-            event_free(h->sweep);
+    h->sweep = evtimer_new(base, h1up_sweep_cb, h);
+    if (!h->sweep) {
         free(h);
         return NULL;
     }
