@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -42,8 +41,7 @@
 #include "util.h"
 #include "world.h"
 
-#define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
-#define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
+#define PROXY_RL_VALUE_MAX 64 /* Retry-After & co. longer than this are ignored */
 
 /* ---------------------------------------------------------------- helpers */
 
