@@ -614,7 +614,10 @@ static void forward(struct request *r)
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
-    if (engine_is_lean(r))
+    bool lean = engine_is_lean(r);
+    log_debug("%s %s: upstream engine %s", req.method, r->host ? r->host : "-",
+              lean ? "lean-h1" : "libcurl");
+    if (lean)
         r->hx = h1up_start(r->svc->h1, &req, &up_callbacks, r);
     else
         r->ex = upstream_start(r->svc->up, &req, &up_callbacks, r);

@@ -40,6 +40,9 @@ def lean_framing_cases(env):
     env.start_proxy()
     r = _raw(env, "chunked")
     check(r.status == 200 and r.body == b"hello, world", "chunked body decoded and relayed", r)
+    check("upstream engine lean-h1" in env.proxy.stderr()
+          and "upstream engine libcurl" not in env.proxy.stderr(),
+          "the default engine is the lean one (debug log)")
     check(r.header("X-Trailer") is None, "chunked trailers dropped", r)
     r = _raw(env, "close")
     check(r.status == 200 and r.body == b"until the server closes",
@@ -219,6 +222,8 @@ def lean_http2_true_uses_libcurl(env):
     env.start_proxy(upstream={"http2": True})
     r = _raw(env, "obsfold")
     check(r.status == 200 and r.body == b"ok", "libcurl (http2: true) serves the folded header", r)
+    check("upstream engine libcurl" in env.proxy.stderr()
+          and "upstream engine lean-h1" not in env.proxy.stderr(), "the debug log names libcurl")
     env.stop_proxy()
 
 
@@ -256,6 +261,7 @@ def lean_egress_proxy_uses_libcurl(env):
     check(r.status == 200 and r.body == b"ok", "libcurl (upstream.proxy) serves the request", r)
     check(seen and seen[0].startswith(b"CONNECT acme.atlassian.net:443"),
           "the request went through the egress proxy", seen)
+    check("upstream engine libcurl" in env.proxy.stderr(), "the debug log names libcurl")
     lsock.close()
     env.stop_proxy()
 
