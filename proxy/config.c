@@ -1989,7 +1989,7 @@ static void cfg_defaults(struct config *cfg)
     cfg->rate_limit.max_queue = CONFIG_DEFAULT_MAX_QUEUE;
     cfg->upstream.connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
     cfg->upstream.timeout_ms = CONFIG_DEFAULT_TIMEOUT_MS;
-    cfg->upstream.http2 = true;
+    cfg->upstream.http2 = false; /* HTTP/1.1 on the lean engine; see docs/readme/lean.md */
     cfg->interception.ca_cert = xstrdup(CONFIG_DEFAULT_CA_CERT);
     cfg->interception.ca_key = xstrdup(CONFIG_DEFAULT_CA_KEY);
     cfg->gateway.rewrite_links = true;

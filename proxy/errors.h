@@ -45,6 +45,9 @@ size_t errors_write_json(struct evbuffer *out, int status, const char *code, con
 size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
                            const char *const *fields, size_t nfields, bool close);
 
+/* 502 for a response the proxy could not frame (never relayed half-framed). */
+#define ERRORS_UPSTREAM_BAD_RESPONSE "upstream_bad_response"
+
 /* The code for a status the proxy answers itself (400 -> "bad_request", ...). */
 const char *errors_code_for(int status);
 

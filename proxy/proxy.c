@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -34,6 +33,7 @@
 #include "cred.h"
 #include "errors.h"
 #include "framing.h"
+#include "h1up.h"
 #include "hostmap.h"
 #include "http1.h"
 #include "log.h"
@@ -50,8 +50,7 @@
 #include "util.h"
 #include "world.h"
 
-#define PROXY_RL_VALUE_MAX 64       /* Retry-After & co. longer than this are ignored */
-#define PROXY_HEADER_LINE_STACK 512 /* longer request header lines are built on the heap */
+#define PROXY_RL_VALUE_MAX 64 /* Retry-After & co. longer than this are ignored */
 
 /* The policy stage's state per request (see "policy stage" below). */
 #define PROXY_LOOKUP_URL_MAX 512
@@ -129,6 +128,36 @@ static const char *metric_client(const struct request *r, char *buf, size_t cap)
     return "anonymous";
 }
 
+/* ---------------------------------------------------- the upstream engine */
+
+/*
+ * The one switch point between the two upstream engines (the rest of the
+ * pipeline cannot tell them apart): the lean HTTP/1.1 engine (h1up) for
+ * HTTPS to a mapped site without upstream.http2 or an egress proxy;
+ * libcurl for everything else (h2, upstream.proxy, plain http tunnel mode).
+ */
+static bool engine_is_lean(const struct request *r)
+{
+    const struct config *cfg = r->world->cfg;
+    return r->svc->h1 && r->cred && !cfg->upstream.http2 &&
+           !(cfg->upstream.proxy && cfg->upstream.proxy[0]) && strncmp(r->url, "https://", 8) == 0;
+}
+
+static void engine_cancel(struct request *r)
+{
+    if (r->ex)
+        upstream_cancel(r->ex);
+    if (r->hx)
+        h1up_cancel(r->hx);
+    r->ex = NULL;
+    r->hx = NULL;
+}
+
+static int64_t engine_elapsed_ms(const struct request *r)
+{
+    return r->hx ? h1up_elapsed_ms(r->hx) : upstream_elapsed_ms(r->ex);
+}
+
 static void request_log(struct request *r)
 {
     struct conn *c = r->c;
@@ -159,7 +188,8 @@ static void request_log(struct request *r)
                                                                  : NULL,
                     metric_client(r, uidbuf, sizeof(uidbuf)), r->status,
                     (double)(now - r->start_ms) / 1000.0);
-    metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up));
+    metrics_upstream_connections(r->svc->metrics, upstream_take_new_connections(r->svc->up) +
+                                                      h1up_take_new_connections(r->svc->h1));
 }
 
 /* The response is complete: log, then let the connection move on (frees r). */
@@ -260,10 +290,9 @@ static void proxy_request_abort(struct request *r)
 {
     breaker_flush(r);
     breaker_probe_gone(r);
-    if (r->ex) {
-        r->upstream_ms = upstream_elapsed_ms(r->ex);
-        upstream_cancel(r->ex);
-        r->ex = NULL;
+    if (r->ex || r->hx) {
+        r->upstream_ms = engine_elapsed_ms(r);
+        engine_cancel(r);
     }
     if (r->rlwait) {
         ratelimit_cancel(r->rlwait);
@@ -706,8 +735,7 @@ static ssize_t up_read_body(void *arg, char *buf, size_t cap)
     }
     if (n < 0) {
         /* Bad chunk framing or the client went away mid-body: nothing valid to forward. */
-        upstream_cancel(r->ex);
-        r->ex = NULL;
+        engine_cancel(r);
         if (c->parser.phase == HTTP1_PHASE_ERROR && !r->head_sent)
             reply_error_x(r, 400, "bad_request",
                           c->parser.err_msg ? c->parser.err_msg : "malformed request body", NULL,
@@ -727,8 +755,9 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
     struct request *r = arg;
     struct conn *c = r->c;
 
-    r->upstream_ms = upstream_elapsed_ms(r->ex);
+    r->upstream_ms = engine_elapsed_ms(r);
     r->ex = NULL;
+    r->hx = NULL;
     breaker_flush(r);      /* a gateway 401 whose body did not say "scope" */
     breaker_probe_gone(r); /* no-op once the head was reported */
     if (result == UPSTREAM_OK && r->head_sent) {
@@ -746,7 +775,8 @@ static void up_on_done(void *arg, enum upstream_result result, const char *detai
         return;
     }
     int status = result == UPSTREAM_ERR_TIMEOUT ? 504 : 502;
-    const char *code = errors_code_for(status);
+    const char *code = result == UPSTREAM_ERR_BAD_RESPONSE ? ERRORS_UPSTREAM_BAD_RESPONSE
+                                                           : errors_code_for(status);
     if (r->head_sent) {
         log_info("upstream %s failed mid-response (%s); closing the client connection",
                  r->host ? r->host : "?", detail ? detail : "error");
@@ -770,49 +800,15 @@ static const struct upstream_callbacks up_callbacks = {
     .on_done = up_on_done,
 };
 
-static bool slist_add(struct curl_slist **l, const char *line)
-{
-    struct curl_slist *t = curl_slist_append(*l, line);
-    if (!t)
-        return false;
-    *l = t;
-    return true;
-}
-
-/*
- * Append "name: value" without a heap copy of its own for the common short
- * line (curl_slist_append copies it anyway). The stack copy is wiped: for an
- * unmapped host it may hold the client's own Authorization.
- */
-static bool slist_add_pair(struct curl_slist **l, const char *name, size_t nlen, const char *value,
-                           size_t vlen)
-{
-    char small[PROXY_HEADER_LINE_STACK];
-    char *line = small;
-    bool ok;
-
-    if (nlen + vlen + 3 > sizeof(small))
-        line = xmalloc(nlen + vlen + 3);
-    memcpy(line, name, nlen);
-    memcpy(line + nlen, ": ", 2);
-    memcpy(line + nlen + 2, value, vlen);
-    line[nlen + 2 + vlen] = '\0';
-    ok = slist_add(l, line);
-    util_secure_zero(line, nlen + vlen + 3);
-    if (line != small)
-        free(line);
-    return ok;
-}
-
 /* The credential's Authorization line: rendered at load, or the minted access token. */
-static bool add_cred_header(struct request *r, struct curl_slist **hl)
+static bool add_cred_header(struct request *r, struct upstream_hblock *hl)
 {
     if (!cred_is_minted(r->cred))
-        return slist_add(hl, cred_header(r->cred));
+        return upstream_hblock_add_line(hl, cred_header(r->cred));
     char *line = xmalloc(TOKENS_MAX_HEADER);
     bool ok = tokens_auth_line(r->svc->tokens, cred_name(r->cred), line, TOKENS_MAX_HEADER, NULL,
                                0) == TOKENS_READY &&
-              slist_add(hl, line);
+              upstream_hblock_add_line(hl, line);
     util_secure_zero(line, TOKENS_MAX_HEADER);
     free(line);
     return ok;
@@ -823,7 +819,7 @@ static void forward(struct request *r)
 {
     struct conn *c = r->c;
     const struct http1_parser *p = &c->parser;
-    struct curl_slist *hl = NULL;
+    struct upstream_hblock hl = {0}; /* one block both engines take; wiped by them */
     bool ok = true;
 
     for (size_t i = 0; i < p->nheaders && ok; i++) {
@@ -844,45 +840,51 @@ static void forward(struct request *r)
             continue;
         if (r->gateway_origin && util_strcaseeq(name, "accept-encoding"))
             continue;
-        ok = slist_add_pair(&hl, name, nlen, value, vlen);
+        ok = upstream_hblock_add(&hl, name, nlen, value, vlen);
     }
     if (ok && r->cred) {
         const char *hh = r->world->sites[world_site_index(r->world, r->site)].host_header;
-        ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl);
+        ok = upstream_hblock_add(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl);
     }
     if (ok && r->gateway_origin)
-        ok = slist_add(&hl, "Accept-Encoding: identity");
+        ok = upstream_hblock_add_line(&hl, "Accept-Encoding: identity");
     if (ok && r->svc->self->token[0]) {
         /* Our loop marker: a request that comes back in carrying it is refused (508). */
         char via[sizeof(ROUTE_VIA_PRODUCT) + ROUTE_TOKEN_MAX + 16];
         snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
-        ok = slist_add(&hl, via);
+        ok = upstream_hblock_add_line(&hl, via);
     }
     bool held = r->pol && r->pol->body_ready;
     int64_t body_len = held ? (int64_t)r->pol->held_len : p->content_length;
     if (ok && (held || p->content_length >= 0)) {
         char line[48];
         snprintf(line, sizeof(line), "Content-Length: %lld", (long long)body_len);
-        ok = slist_add(&hl, line);
+        ok = upstream_hblock_add_line(&hl, line);
     }
     if (!ok) {
-        curl_slist_free_all(hl);
-        reply_error(r, 502, "out of memory building the upstream request");
+        upstream_hblock_wipe(&hl);
+        reply_error(r, 502, "the upstream request head is too large");
         return;
     }
     struct upstream_request req = {
         .cfg = req_cfg(r),
         .method = http1_method(p),
         .url = r->url,
-        .headers = hl,
+        .block = hl,
         .body_len = held         ? body_len
                     : p->chunked ? -1
                                  : (p->content_length > 0 ? p->content_length : 0),
         .allow_plain_http = !r->cred && strncmp(r->url, "http://", 7) == 0,
     };
     conn_send_continue(c);
-    r->ex = upstream_start(r->svc->up, &req, &up_callbacks, r);
-    if (!r->ex)
+    bool lean = engine_is_lean(r);
+    log_debug("%s %s: upstream engine %s", req.method, r->host ? r->host : "-",
+              lean ? "lean-h1" : "libcurl");
+    if (lean)
+        r->hx = h1up_start(r->svc->h1, &req, &up_callbacks, r);
+    else
+        r->ex = upstream_start(r->svc->up, &req, &up_callbacks, r);
+    if (!r->ex && !r->hx)
         reply_error(r, 502, "could not start the upstream request");
 }
 
@@ -1332,7 +1334,7 @@ static void policy_lookup_fetch(struct request *r)
     struct policy_stage *ps = r->pol;
     struct world *w = r->world;
     char path[PROXY_LOOKUP_URL_MAX];
-    struct curl_slist *hl = NULL;
+    struct upstream_hblock hl = {0};
 
     if (policy_lookup_path(ps->lookup, ps->lookup_id, path, sizeof(path)) < 0) {
         struct policy_decision d;
@@ -1352,11 +1354,10 @@ static void policy_lookup_fetch(struct request *r)
     }
     if (!url)
         url = xasprintf("%s%s", w->sites[world_site_index(w, r->site)].origin, path);
-    const char *hh = w->sites[world_site_index(w, r->site)].host_header;
-    bool ok = slist_add_pair(&hl, "Host", 4, hh, strlen(hh)) && add_cred_header(r, &hl) &&
-              slist_add(&hl, "Accept: application/json");
+    /* The engines take Host from the URL. */
+    bool ok = add_cred_header(r, &hl) && upstream_hblock_add_line(&hl, "Accept: application/json");
     if (!ok) {
-        curl_slist_free_all(hl);
+        upstream_hblock_wipe(&hl);
         free(url);
         reply_error(r, 502, "out of memory building the policy lookup");
         return;
@@ -1364,7 +1365,7 @@ static void policy_lookup_fetch(struct request *r)
     if (!ps->lookup_body)
         ps->lookup_body = evbuffer_new();
     struct upstream_request req = {
-        .cfg = req_cfg(r), .method = "GET", .url = url, .headers = hl, .body_len = 0};
+        .cfg = req_cfg(r), .method = "GET", .url = url, .block = hl, .body_len = 0};
     r->ex = upstream_start(r->svc->up, &req, &lookup_callbacks, r);
     free(url);
     if (!r->ex)
@@ -1701,6 +1702,8 @@ static void proxy_body_available(struct request *r)
     }
     if (r->ex)
         upstream_resume_request(r->ex);
+    if (r->hx)
+        h1up_resume_request(r->hx);
 }
 
 /* The body idle limit in force for r (config body_timeout). */
@@ -1741,6 +1744,8 @@ static void proxy_output_drained(struct request *r)
     r->resp_paused = false;
     if (r->ex)
         upstream_resume_response(r->ex);
+    if (r->hx)
+        h1up_resume_response(r->hx);
 }
 
 const struct conn_pipeline proxy_pipeline = {

@@ -34,6 +34,8 @@ struct route_self;
 struct config_site;
 struct cred;
 struct upstream_exchange;
+struct h1up;
+struct h1up_exchange;
 struct ratelimit_wait;
 struct rewrite;
 struct curl_slist;
@@ -53,6 +55,7 @@ struct policy_cache;
 struct proxy_services {
     struct event_base *base;
     struct upstream *up;
+    struct h1up *h1;                   /* the lean HTTP/1.1 engine; NULL without a resolver */
     struct policy_cache *policy_cache; /* this loop's id -> project/space lookups (policy.h) */
     struct evdns_base *dns;            /* NULL: blind tunnels are unavailable */
     struct ratelimit *rl;              /* thread-safe, shared by every loop */
@@ -85,7 +88,8 @@ struct request {
     int64_t start_ms;
     int64_t wait_ms;
     int64_t upstream_ms;
-    struct upstream_exchange *ex;
+    struct upstream_exchange *ex; /* libcurl's exchange, or */
+    struct h1up_exchange *hx;     /* the lean engine's (at most one of the two is set) */
     struct ratelimit_wait *rlwait;
     struct rewrite *rw;       /* body rewriter (gateway JSON), or NULL */
     struct tunnel *tunnel;    /* blind tunnel (CONNECT to an unmapped host), or NULL */

@@ -868,20 +868,27 @@ static bool upstream_method_ok(const char *m)
     return true;
 }
 
-static bool upstream_header_dropped(const char *line, size_t name_len)
+/* The block's lines as a list (NULL when empty or on OOM); the block stays the caller's. */
+static struct curl_slist *upstream_block_to_slist(const struct upstream_hblock *b)
 {
-    static const char *const dropped[] = {
-        "host",       "content-length", "transfer-encoding", "expect",
-        "connection", "keep-alive",     "proxy-connection",  "te",
-        "upgrade",
-    };
-    size_t i;
+    struct curl_slist *l = NULL, *t;
+    size_t i = 0;
 
-    for (i = 0; i < UTIL_ARRAY_LEN(dropped); i++) {
-        if (strlen(dropped[i]) == name_len && util_memcaseeq(line, dropped[i], name_len))
-            return true;
+    while (i < b->len) {
+        const char *eol = memchr(b->buf + i, '\r', b->len - i);
+        size_t n = eol ? (size_t)(eol - (b->buf + i)) : b->len - i;
+        char *line = xstrndup(b->buf + i, n);
+        t = curl_slist_append(l, line);
+        util_secure_zero(line, n);
+        free(line);
+        if (!t) {
+            upstream_slist_free_secret(l);
+            return NULL;
+        }
+        l = t;
+        i += n + 2;
     }
-    return false;
+    return l;
 }
 
 /*
@@ -903,7 +910,7 @@ static struct curl_slist *upstream_build_headers(struct curl_slist *in)
         if (!colon || colon == line || strpbrk(line, "\r\n"))
             continue;
         nlen = (size_t)(colon - line);
-        if (upstream_header_dropped(line, nlen))
+        if (upstream_header_owned(line, nlen))
             continue;
         if (nlen == 6 && util_memcaseeq(line, "accept", 6))
             accept = true;
@@ -976,12 +983,17 @@ struct upstream_exchange *upstream_start(struct upstream *up, const struct upstr
     const struct config *cfg = req->cfg;
     struct upstream_exchange *ex;
     struct curl_slist *headers = req->headers;
+    struct upstream_hblock block = req->block;
     CURL *e;
     CURLMcode mrc;
     bool head, upload;
     CURLcode rc = CURLE_OK;
 
-    if (!upstream_method_ok(req->method) || !req->url) {
+    if (block.buf) {
+        headers = upstream_block_to_slist(&block);
+        upstream_hblock_wipe(&block);
+    }
+    if (!upstream_method_ok(req->method) || !req->url || (req->block.buf && !headers)) {
         upstream_slist_free_secret(headers);
         return NULL;
     }

@@ -32,12 +32,13 @@ struct upstream_exchange;
 
 enum upstream_result {
     UPSTREAM_OK = 0,
-    UPSTREAM_ERR_DNS,      /* could not resolve the host -> 502 */
-    UPSTREAM_ERR_CONNECT,  /* TCP connect refused/unreachable -> 502 */
-    UPSTREAM_ERR_TLS,      /* handshake or certificate verification failed -> 502 */
-    UPSTREAM_ERR_TIMEOUT,  /* connect_timeout or timeout passed -> 504 */
-    UPSTREAM_ERR_PROTOCOL, /* malformed response, reset mid-body, … -> 502 */
-    UPSTREAM_ERR_ABORTED,  /* the caller's callback asked to abort */
+    UPSTREAM_ERR_DNS,          /* could not resolve the host -> 502 */
+    UPSTREAM_ERR_CONNECT,      /* TCP connect refused/unreachable -> 502 */
+    UPSTREAM_ERR_TLS,          /* handshake or certificate verification failed -> 502 */
+    UPSTREAM_ERR_TIMEOUT,      /* connect_timeout or timeout passed -> 504 */
+    UPSTREAM_ERR_PROTOCOL,     /* malformed response, reset mid-body, … -> 502 */
+    UPSTREAM_ERR_ABORTED,      /* the caller's callback asked to abort */
+    UPSTREAM_ERR_BAD_RESPONSE, /* the response could not be framed -> 502 upstream_bad_response */
 };
 
 #define UPSTREAM_WOULD_BLOCK ((ssize_t)-2) /* read_body: nothing yet, not EOF */
@@ -89,6 +90,29 @@ struct upstream_callbacks {
     void (*on_done)(void *arg, enum upstream_result result, const char *detail);
 };
 
+/*
+ * The request header block both engines take: "Name: value\r\n" lines,
+ * built once by the pipeline. Holds the credential: wiped on free.
+ */
+#define UPSTREAM_MAX_HEADER_BLOCK (96 * 1024)
+struct upstream_hblock {
+    char *buf;
+    size_t len, cap;
+};
+
+/* Append "name: value\r\n"; false (nothing appended) past UPSTREAM_MAX_HEADER_BLOCK. */
+bool upstream_hblock_add(struct upstream_hblock *b, const char *name, size_t nlen,
+                         const char *value, size_t vlen);
+/* Append a complete "Name: value" line (no CRLF in it). */
+bool upstream_hblock_add_line(struct upstream_hblock *b, const char *line);
+/* Zero and free the bytes. */
+void upstream_hblock_wipe(struct upstream_hblock *b);
+/*
+ * Names the engines own and drop from the block: Host, Content-Length,
+ * Transfer-Encoding, Expect, Connection, Keep-Alive, Proxy-Connection, TE, Upgrade.
+ */
+bool upstream_header_owned(const char *name, size_t len);
+
 struct upstream_request {
     const struct config *cfg; /* upstream settings; borrowed for the exchange's life */
     const char *method;       /* copied */
@@ -102,6 +126,8 @@ struct upstream_request {
      * are dropped. libcurl adds no Accept or User-Agent of its own.
      */
     struct curl_slist *headers;
+    /* Or the same lines as one block (used when block.buf is set; consumed likewise). */
+    struct upstream_hblock block;
     /*
      * -1 unknown length (chunked on HTTP/1.1), 0 none, >0 exact
      * (Content-Length). With 0, POST/PUT/PATCH send "Content-Length: 0";

@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "policy.h"
+#include "h1up.h"
 #include "upstream.h"
 #include "util.h"
 #include "world.h"
@@ -125,10 +126,12 @@ int worker_init(struct worker *w, struct server_shared *sh, unsigned index, stru
     w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!w->dns)
         log_warn("worker %u: no DNS resolver configuration; blind tunnels will fail", index);
+    w->h1 = h1up_new(w->base, w->dns); /* NULL without a resolver: libcurl serves everything */
     w->svc = (struct proxy_services){
         .base = w->base,
         .up = w->up,
         .policy_cache = w->policy_cache,
+        .h1 = w->h1,
         .dns = w->dns,
         .rl = sh->rl,
         .breaker = sh->breaker,
@@ -219,6 +222,7 @@ void worker_destroy(struct worker *w)
     while (w->conns)
         conn_free_now(w->conns);
     worker_free_listeners(w);
+    h1up_free(w->h1);
     if (w->dns)
         evdns_base_free(w->dns, 0);
     upstream_free(w->up);

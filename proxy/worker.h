@@ -26,6 +26,7 @@ struct event;
 struct evconnlistener;
 struct upstream;
 struct policy_cache;
+struct h1up;
 struct evdns_base;
 struct ratelimit;
 struct breaker;
@@ -63,6 +64,7 @@ struct worker {
     struct event_base *base;
     struct upstream *up;
     struct policy_cache *policy_cache; /* id -> project/space lookups of this worker (policy.h) */
+    struct h1up *h1;        /* the lean HTTP/1.1 upstream engine (NULL without a resolver) */
     struct evdns_base *dns; /* for blind tunnels; NULL when no resolver could be set up */
     pthread_t thread;
     bool started;

@@ -615,6 +615,8 @@ class FakeAtlassian:
         if req is None:
             return False
         req.conn = conn
+        if self._lean_hook(sock, rfile, req, conn):  # lean engine tests (issue 14)
+            return False
         keep = req.version == "HTTP/1.1" and "close" not in req.header("connection", "").lower()
         if req.version == "HTTP/1.0" and "keep-alive" in req.header("connection", "").lower():
             keep = True
@@ -1154,6 +1156,78 @@ class FakeAtlassian:
                  % os.urandom(20).hex()),
                 ("Set-Cookie", "tenant.session.token=fake; Path=/; HttpOnly; Secure")])
         return _json(404, {"error": "no such debug path"})
+
+    # ---- lean engine (issue 14): raw, hand-framed responses ------------------
+    # GET /__lean/raw?case=NAME answers with LEAN_RAW[NAME] byte for byte (then
+    # closes); /__lean/keep_then_drop answers normally, then closes the
+    # connection without answering the next request on it (a stale pooled
+    # connection); /__lean/echo_drop is the same for a POST after its body.
+    LEAN_RAW = {
+        "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: dropped\r\n\r\n",
+        "close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the server closes",
+        "continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+        "204": b"HTTP/1.1 204 No Content\r\nX-Lean: 204\r\n\r\n",
+        "304": b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 42\r\n\r\n",
+        "head": b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nX-Lean: head\r\n\r\n",
+        "obsfold": b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+        "clte": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\n",
+        "dupcl": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+        "badchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        "barelf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        "switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        "garbage": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+        "truncated": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+    }
+
+    def _lean_hook(self, sock, rfile, req, conn):
+        """True when the lean-engine behaviours took the request (the connection then closes)."""
+        if conn.get("lean_drop_next"):
+            return True  # closed without an answer: what a server does to an idle connection
+        if not req.path.startswith("/__lean/"):
+            return False
+        self._read_body(rfile, req)
+        req.flags, req.authed = ["lean"], False
+        name = req.path[len("/__lean/"):]
+        if name == "raw":
+            data = self.LEAN_RAW.get(req.q.get("case", ""), b"HTTP/1.1 404 Not Found\r\n\r\n")
+            self._record(req, _Response(200))
+            sock.sendall(data)
+            return True
+        if name == "tls":
+            self._record(req, _Response(200))
+            body = json.dumps({"conn": conn["id"], "tls": conn["tls"],
+                               "session_reused": bool(getattr(sock, "session_reused", False))}
+                              ).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            return True
+        if name == "close_idle":
+            # a keep-alive answer, then the server drops the idle connection (no Connection: close)
+            self._record(req, _Response(200))
+            body = json.dumps({"conn": conn["id"]}).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(float(req.q.get("after", "0.2")))
+            return True
+        if name in ("keep_then_drop", "echo_drop"):
+            self._record(req, _Response(200))
+            body = json.dumps({"conn": conn["id"], "body_len": req.body_len}).encode()
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn["lean_drop_next"] = True
+            try:
+                nxt = self._read_head(rfile)  # the next request on this connection...
+            except _BadRequest:
+                return True
+            if nxt is not None:
+                nxt.conn, nxt.flags, nxt.authed = conn, ["lean_dropped"], False
+                nxt.body_len, nxt.body_sha256 = 0, None
+                self._record(nxt, _Response(0))
+            return True  # ...is never answered: the connection closes
+        return False
 
 
 # ---- faults ------------------------------------------------------------------

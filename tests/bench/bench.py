@@ -13,6 +13,8 @@ Sections (--sections, comma separated; default all):
              a new tunnel per request and keep-alive inside one tunnel
   stream     1 GiB download and upload through credproxy vs direct
   profile    perf record -g of credproxy's gateway path under wrk (top functions)
+  syscalls   strace -c -f per request: credproxy lean h1 engine (the default), credproxy
+             libcurl (http2: true) and nginx, same wrk load (strace slows them; counts only)
 
 Rounds alternate the variants (A/B/C, A/B/C, ...) and the table reports medians.
 This is a benchmark, not a test: it exits 0 when it could measure, whatever the
@@ -335,7 +337,7 @@ http {{
         self.start("upstream", ["nginx", "-c", self.path("up.conf"), "-p", d], which="load",
                    port=self.port["up"])
 
-    def cp_config(self, name, listen, gw, audit=False, http2=True, intercept=True):
+    def cp_config(self, name, listen, gw, audit=False, http2=False, intercept=True):
         extra = ""
         if intercept:
             extra = "interception:\n  ca_cert: %s\n  ca_key: %s\n" % (
@@ -394,9 +396,10 @@ upstream:
                              intercept=False)
         self.start("credproxy-audit", [self.bin, "run", "-c", cfg], env=self.cp_env(),
                    port=self.port["cpa_gw"])
-        cfg = self.cp_config("cp1", self.port["cp1"], self.port["cp1_gw"], http2=False,
+        # libcurl is the engine for upstream.http2: true (h2 to nginx)
+        cfg = self.cp_config("cp1", self.port["cp1"], self.port["cp1_gw"], http2=True,
                              intercept=False)
-        self.start("credproxy-h1up", [self.bin, "run", "-c", cfg], env=self.cp_env(),
+        self.start("credproxy-curl", [self.bin, "run", "-c", cfg], env=self.cp_env(),
                    port=self.port["cp1_gw"])
 
     def start_nginx_proxy(self):
@@ -655,7 +658,7 @@ def section_http(b):
          lambda d: b.wrk("http://127.0.0.1:%d/" % b.port["cp"], d, script=fwd)),
         ("credproxy gateway, audit on", "credproxy-audit",
          lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cpa_gw"], d)),
-        ("credproxy gateway, h1 upstream", "credproxy-h1up",
+        ("credproxy gateway, libcurl h2 upstream", "credproxy-curl",
          lambda d: b.wrk("http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"], d)),
     ]
     checks = {
@@ -668,7 +671,8 @@ def section_http(b):
         "credproxy forward": ["-x", "http://127.0.0.1:%d" % b.port["cp"],
                               "http://%s/auth.json" % SITE],
         "credproxy gateway, audit on": ["http://127.0.0.1:%d/auth.json" % b.port["cpa_gw"]],
-        "credproxy gateway, h1 upstream": ["http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"]],
+        "credproxy gateway, libcurl h2 upstream": ["http://127.0.0.1:%d/auth.json" %
+                                                   b.port["cp1_gw"]],
     }
     variants = []
     for key, proc, fn in candidates:
@@ -683,6 +687,60 @@ def section_http(b):
     res = rounds_of(b, variants, b.args.duration)
     b.results["http"] = res
     return res
+
+
+def strace_summary(path):
+    """syscall -> calls from an `strace -c` summary file."""
+    calls = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                # % time, seconds, usecs/call, calls, [errors,] syscall
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                    calls[parts[-1]] = int(parts[3])
+    except (OSError, ValueError):
+        pass
+    return calls
+
+
+def section_syscalls(b):
+    """System calls per request, counted by strace -c over the proxy's whole process."""
+    if shutil.which("strace") is None:
+        b.notes.append("syscalls: strace not installed")
+        return {}
+    log("bench: syscalls (strace -c -f, wrk -c8, %d s each)" % b.args.duration)
+    targets = [("credproxy gateway (lean h1 engine)", "credproxy",
+                "http://127.0.0.1:%d/auth.json" % b.port["cp_gw"]),
+               ("credproxy gateway (libcurl, http2: true)", "credproxy-curl",
+                "http://127.0.0.1:%d/auth.json" % b.port["cp1_gw"]),
+               ("nginx reverse proxy", "nginx", "http://127.0.0.1:%d/auth.json" % b.port["ngx"])]
+    out = {}
+    for key, proc, url in targets:
+        if proc not in b.procs:
+            continue
+        path = b.path("strace-%s.txt" % proc)
+        cmd = ["strace", "-c", "-f", "-o", path]
+        for pid in b.pids(proc):
+            cmd += ["-p", str(pid)]
+        st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        res = b.wrk(url, b.args.duration, conns=8)
+        st.send_signal(signal.SIGINT)
+        try:
+            st.wait(30)
+        except subprocess.TimeoutExpired:
+            st.kill()
+        calls = strace_summary(path)
+        n = res.get("requests") or 0
+        if not n or not calls:
+            b.notes.append("syscalls: %s not measured (requests %d)" % (key, n))
+            continue
+        per = {k: v / n for k, v in calls.items()}
+        out[key] = {"requests": n, "total": sum(per.values()),
+                    "top": sorted(per.items(), key=lambda kv: -kv[1])[:8]}
+    b.results["syscalls"] = out
+    return out
 
 
 def section_intercept(b):
@@ -961,6 +1019,17 @@ def report(b):
         L.append("RSS includes shared library pages (counted once per process); anon = "
                  "RssAnon, the process's own heap and stacks.")
         L.append("")
+    if b.results.get("syscalls"):
+        L.append("## System calls per request (strace -c -f, wrk -c8; strace slows every "
+                 "server, so only the counts mean anything)")
+        L.append("")
+        L.append("| server | requests | syscalls/request | top calls per request |")
+        L.append("|---|---:|---:|---|")
+        for name, v in b.results["syscalls"].items():
+            L.append("| %s | %d | %s | %s |" % (name, v["requests"], fmt(v["total"], 1),
+                                               ", ".join("%s %s" % (k, fmt(x, 2))
+                                                         for k, x in v["top"])))
+        L.append("")
     if b.results.get("startup_ms") is not None:
         L.append("Start to listening (credproxy, exec until the listener accepts): **%.1f ms**." %
                  b.results["startup_ms"])
@@ -1054,7 +1123,8 @@ def main():
     ap.add_argument("--cload", required=True, help="the cload CONNECT load client")
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--quick", action="store_true", help="one short round (CI smoke run)")
-    ap.add_argument("--sections", default="startup,memory,http,intercept,stream,profile")
+    ap.add_argument("--sections",
+                    default="startup,memory,http,intercept,stream,profile,syscalls")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration", type=int, help="seconds per timed run")
     ap.add_argument("--connections", type=int, default=64, help="wrk connections")
@@ -1102,7 +1172,7 @@ def main():
                 log("bench: %s could not start:\n%s" % (label, msg))
         for name, fn in (("memory", section_memory), ("http", section_http),
                          ("intercept", section_intercept), ("stream", section_stream),
-                         ("profile", section_profile)):
+                         ("profile", section_profile), ("syscalls", section_syscalls)):
             if name in sections:
                 try:
                     fn(b)
@@ -1127,7 +1197,8 @@ def main():
         shutil.rmtree(b.dir, ignore_errors=True)
     if failed:
         return 130
-    measured = any(b.results.get(k) for k in ("http", "intercept", "stream", "memory", "profile"))
+    measured = any(b.results.get(k) for k in ("http", "intercept", "stream", "memory", "profile",
+                                              "syscalls"))
     return 0 if measured else 1
 
 

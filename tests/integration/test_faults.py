@@ -123,7 +123,9 @@ def fault_matrix(env, mode, certs=None):
         c = Client(env, mode, certs)
         r = c.get(path)
         what = "%s %s" % (mode, kind)
-        h.proxy_error(r, 502, "upstream_unreachable")
+        # Bytes that are not HTTP cannot be framed; a connection that ends early failed.
+        code = "upstream_bad_response" if kind == "garbage-head" else "upstream_unreachable"
+        h.proxy_error(r, 502, code)
         msg = (r.json() or {}).get("message", "")
         check(SITE in msg and ("exchange" in msg or "response" in msg),
               "%s: the message names the upstream and the failure" % what, msg)
@@ -133,8 +135,8 @@ def fault_matrix(env, mode, certs=None):
         # A GET may be retried once by libcurl on a fresh connection, never more.
         check(len(recs) <= 2, "%s: not replayed more than once" % what, len(recs))
         a = audits_for(env.proxy, path)
-        check(a and a[-1].get("status") == 502 and a[-1].get("error") == "upstream_unreachable",
-              "%s: audited as 502 upstream_unreachable" % what, a[-1:] or None)
+        check(a and a[-1].get("status") == 502 and a[-1].get("error") == code,
+              "%s: audited as 502 %s" % (what, code), a[-1:] or None)
         c.close()
     for kind in MID_BODY_SIZED:
         path = fa.FAULT_PREFIX + kind

@@ -615,7 +615,7 @@ static void test_good_minimal(void)
     CHECK(cfg->upstream.nconnect_to == 0);
     CHECK(cfg->upstream.connect_timeout_ms == CONFIG_DEFAULT_CONNECT_TIMEOUT_MS);
     CHECK(cfg->upstream.timeout_ms == CONFIG_DEFAULT_TIMEOUT_MS);
-    CHECK(cfg->upstream.http2);
+    CHECK(!cfg->upstream.http2);
     /* The default, relative, is taken next to the configuration file, made absolute. */
     CHECK(cfg->interception.ca_cert[0] == '/' &&
           ends_with(cfg->interception.ca_cert,
@@ -952,7 +952,7 @@ static void test_env(void)
         CHECK_STR(cfg->sites[0].host, "acme.atlassian.net");
         CHECK_STR(cfg->sites[0].domain, "acme");
         CHECK(cfg->sites[0].port == 443 && cfg->sites[0].credential == 0);
-        CHECK(cfg->upstream.http2 && cfg->log.audit && cfg->workers >= 1);
+        CHECK(!cfg->upstream.http2 && cfg->log.audit && cfg->workers >= 1);
         config_free(cfg);
         cfg = NULL;
     }
