@@ -35,21 +35,30 @@ static int fail(struct http1_parser *p, int status, const char *code, const char
     return -1;
 }
 
+int http1_arena_append(char **arena, size_t *len, size_t *cap, size_t initial, size_t max,
+                       const char *at, size_t n)
+{
+    if (*len + n + 1 > max)
+        return -1;
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : initial;
+        while (c < *len + n + 1)
+            c *= 2;
+        if (c > max)
+            c = max;
+        *arena = xrealloc(*arena, c);
+        *cap = c;
+    }
+    memcpy(*arena + *len, at, n);
+    *len += n;
+    return 0;
+}
+
 static int arena_append(struct http1_parser *p, const char *at, size_t len)
 {
-    if (p->arena_len + len + 1 > HTTP1_ARENA_MAX)
+    if (http1_arena_append(&p->arena, &p->arena_len, &p->arena_cap, HTTP1_ARENA_INITIAL,
+                           HTTP1_ARENA_MAX, at, len) < 0)
         return fail(p, 431, "headers_too_large", "the request head is too large");
-    if (p->arena_len + len + 1 > p->arena_cap) {
-        size_t cap = p->arena_cap ? p->arena_cap : HTTP1_ARENA_INITIAL;
-        while (cap < p->arena_len + len + 1)
-            cap *= 2;
-        if (cap > HTTP1_ARENA_MAX)
-            cap = HTTP1_ARENA_MAX;
-        p->arena = xrealloc(p->arena, cap);
-        p->arena_cap = cap;
-    }
-    memcpy(p->arena + p->arena_len, at, len);
-    p->arena_len += len;
     return 0;
 }
 
@@ -123,8 +132,7 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
     return 0;
 }
 
-/* RFC 9110 token characters: a header name is nothing else (no spaces, no separators). */
-static bool is_tchar(unsigned char c)
+bool http1_is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return true;
@@ -142,7 +150,7 @@ static int on_header_field_complete(llhttp_t *ll)
         return fail(p, 400, "bad_request", "empty header name");
     const struct http1_header *h = &p->headers[p->nheaders - 1];
     for (uint32_t i = 0; i < h->name_len; i++) {
-        if (!is_tchar((unsigned char)p->arena[h->name_off + i]))
+        if (!http1_is_tchar((unsigned char)p->arena[h->name_off + i]))
             return fail(p, 400, "bad_request", "invalid header name");
     }
     p->span = SPAN_NONE;

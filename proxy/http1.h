@@ -160,6 +160,18 @@ bool http1_token_listed(const char *list, size_t list_len, const char *name, siz
 /* True when a Connection header of the request lists name. */
 bool http1_request_connection_lists(const struct http1_parser *p, const char *name, size_t len);
 
+/* RFC 9110 token characters (a header name or method is nothing else). */
+bool http1_is_tchar(unsigned char c);
+
+/*
+ * Append n bytes to a head arena (*arena, *len, *cap), growing it by
+ * doubling from initial up to max bytes (a NUL always fits after the
+ * data). Returns 0, or -1 when the head would exceed max (nothing appended).
+ * Shared by request and response framing.
+ */
+int http1_arena_append(char **arena, size_t *len, size_t *cap, size_t initial, size_t max,
+                       const char *at, size_t n);
+
 /* Standard reason phrase for a status ("OK", "Not Found"); "Unknown" when none. */
 const char *http1_reason(int status);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http1.h"
 #include "util.h"
 
 /* NUL terminators and slack on top of the raw head bytes. */
@@ -28,19 +29,9 @@ static int resp_fail(struct http1_resp *p, const char *msg)
 
 static int resp_append(struct http1_resp *p, const char *at, size_t len)
 {
-    if (p->arena_len + len + 1 > HTTP1_RESP_ARENA_MAX)
+    if (http1_arena_append(&p->arena, &p->arena_len, &p->arena_cap, HTTP1_RESP_ARENA_INITIAL,
+                           HTTP1_RESP_ARENA_MAX, at, len) < 0)
         return resp_fail(p, "the upstream response head is too large");
-    if (p->arena_len + len + 1 > p->arena_cap) {
-        size_t cap = p->arena_cap ? p->arena_cap : HTTP1_RESP_ARENA_INITIAL;
-        while (cap < p->arena_len + len + 1)
-            cap *= 2;
-        if (cap > HTTP1_RESP_ARENA_MAX)
-            cap = HTTP1_RESP_ARENA_MAX;
-        p->arena = xrealloc(p->arena, cap);
-        p->arena_cap = cap;
-    }
-    memcpy(p->arena + p->arena_len, at, len);
-    p->arena_len += len;
     return 0;
 }
 
@@ -50,13 +41,6 @@ static int resp_terminate(struct http1_resp *p)
         return -1;
     p->arena[p->arena_len++] = '\0';
     return 0;
-}
-
-static bool resp_is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 /* A new message (the final head after interim ones starts afresh). */
@@ -102,7 +86,7 @@ static int resp_on_header_field_complete(llhttp_t *ll)
         return resp_fail(p, "the upstream sent an empty header name");
     const struct http1_resp_header *h = &p->headers[p->nheaders - 1];
     for (uint32_t i = 0; i < h->name_len; i++) {
-        if (!resp_is_tchar((unsigned char)p->arena[h->name_off + i]))
+        if (!http1_is_tchar((unsigned char)p->arena[h->name_off + i]))
             return resp_fail(p, "the upstream sent an invalid header name");
     }
     p->span = RSPAN_NONE;

@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "http1.h"
 #include "util.h"
 
 /*
@@ -345,33 +346,17 @@ static void upstream_fail(struct upstream_exchange *ex, enum upstream_result r, 
 
 static int upstream_head_append(struct upstream_exchange *ex, const char *p, size_t n, size_t *off)
 {
-    if (ex->head_len + n > UPSTREAM_MAX_RESPONSE_HEAD_BYTES)
+    size_t at = ex->head_len;
+    if (http1_arena_append(&ex->head, &ex->head_len, &ex->head_cap, 1024,
+                           UPSTREAM_MAX_RESPONSE_HEAD_BYTES, p, n) < 0)
         return -1;
-    if (ex->head_len + n > ex->head_cap) {
-        size_t cap = ex->head_cap ? ex->head_cap : 1024;
-        while (cap < ex->head_len + n)
-            cap *= 2;
-        if (cap > UPSTREAM_MAX_RESPONSE_HEAD_BYTES)
-            cap = UPSTREAM_MAX_RESPONSE_HEAD_BYTES;
-        ex->head = xrealloc(ex->head, cap);
-        ex->head_cap = cap;
-    }
-    memcpy(ex->head + ex->head_len, p, n);
-    *off = ex->head_len;
-    ex->head_len += n;
+    *off = at;
     return 0;
 }
 
 static bool upstream_is_ws(char c)
 {
     return c == ' ' || c == '\t';
-}
-
-static bool upstream_is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 /* One header line (CRLF already cut). Returns 0, or -1 after upstream_fail. */
@@ -426,7 +411,7 @@ static int upstream_head_line(struct upstream_exchange *ex, const char *line, si
     if (!colon || colon == line)
         goto malformed;
     for (v = line; v < colon; v++) {
-        if (!upstream_is_tchar((unsigned char)*v))
+        if (!http1_is_tchar((unsigned char)*v))
             goto malformed;
     }
     if (ex->nhdr >= UPSTREAM_MAX_RESPONSE_HEADERS) {
@@ -862,7 +847,7 @@ static bool upstream_method_ok(const char *m)
     if (!m || !m[0] || strlen(m) > 32)
         return false;
     for (i = 0; m[i]; i++) {
-        if (!upstream_is_tchar((unsigned char)m[i]))
+        if (!http1_is_tchar((unsigned char)m[i]))
             return false;
     }
     return true;
