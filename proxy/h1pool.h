@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Idle connections kept per pool key (host, port, SNI, CA file, connect_to target). */
-#define H1POOL_MAX_IDLE 16
+#define H1POOL_MAX_IDLE 64
 /* An idle connection older than this is closed rather than reused (servers drop them). */
 #define H1POOL_IDLE_TIMEOUT_MS 30000
 
