@@ -1720,10 +1720,10 @@ static int64_t proxy_body_timeout_ms(struct request *r)
 static void proxy_body_stalled(struct request *r)
 {
     struct conn *c = r->c;
-    if (r->ex) {
-        r->upstream_ms = upstream_elapsed_ms(r->ex);
-        upstream_cancel(r->ex);
-        r->ex = NULL;
+    if (r->ex || r->hx) {
+        /* Either engine: a lean exchange left running would call back into a freed request. */
+        r->upstream_ms = engine_elapsed_ms(r);
+        engine_cancel(r);
     }
     r->body_blocked = false;
     log_info("request body from %s stalled for %lld ms; cancelled", c->peer,
