@@ -1,6 +1,6 @@
 /*
  * CPU cost of the policy classifier and of JQL narrowing per call (not a
- * test; see docs/readme/policy.md). Build against the core library:
+ * test; see the README section "Least privilege"). Build against the core library:
  *   cc -O2 -Iproxy tests/bench/policy_classify_cost.c build/libcredproxy_core.a \
  *      $(pkg-config --libs jansson libevent yaml-0.1 libcurl openssl hiredis) -lpthread -o /tmp/pcc
  */
