@@ -568,36 +568,46 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
 {
     struct request *r = arg;
     struct conn *c = r->c;
-    const struct upstream_header *ra = NULL, *reset = NULL, *rem = NULL, *near = NULL;
-    const struct upstream_header *bra = NULL, *reason = NULL, *seraph = NULL, *denied = NULL;
-    const struct upstream_header *cl = NULL, *ctype = NULL, *cenc = NULL, *connection = NULL;
+    /* The response headers the pipeline reads (the first of each name). */
+    enum {
+        RH_RETRY_AFTER = 0,
+        RH_RESET,
+        RH_REMAINING,
+        RH_NEAR_LIMIT,
+        RH_BETA_RETRY_AFTER,
+        RH_REASON,
+        RH_SERAPH,
+        RH_DENIED,
+        RH_CONTENT_LENGTH,
+        RH_CONTENT_TYPE,
+        RH_CONTENT_ENCODING,
+        RH_CONNECTION,
+        RH_COUNT
+    };
+    static const char *const rh_names[RH_COUNT] = {
+        [RH_RETRY_AFTER] = "retry-after",           [RH_RESET] = "x-ratelimit-reset",
+        [RH_REMAINING] = "x-ratelimit-remaining",   [RH_NEAR_LIMIT] = "x-ratelimit-nearlimit",
+        [RH_BETA_RETRY_AFTER] = "beta-retry-after", [RH_REASON] = "ratelimit-reason",
+        [RH_SERAPH] = "x-seraph-loginreason",       [RH_DENIED] = "x-authentication-denied-reason",
+        [RH_CONTENT_LENGTH] = "content-length",     [RH_CONTENT_TYPE] = "content-type",
+        [RH_CONTENT_ENCODING] = "content-encoding", [RH_CONNECTION] = "connection",
+    };
+    const struct upstream_header *rh[RH_COUNT] = {0};
 
     for (size_t i = 0; i < n; i++) {
-        if (hdr_is(&h[i], "retry-after"))
-            ra = &h[i];
-        else if (hdr_is(&h[i], "x-ratelimit-reset"))
-            reset = &h[i];
-        else if (hdr_is(&h[i], "x-ratelimit-remaining"))
-            rem = &h[i];
-        else if (hdr_is(&h[i], "x-ratelimit-nearlimit"))
-            near = &h[i];
-        else if (hdr_is(&h[i], "beta-retry-after"))
-            bra = &h[i];
-        else if (hdr_is(&h[i], "ratelimit-reason"))
-            reason = &h[i];
-        else if (hdr_is(&h[i], "x-seraph-loginreason"))
-            seraph = &h[i];
-        else if (hdr_is(&h[i], "x-authentication-denied-reason"))
-            denied = &h[i];
-        else if (hdr_is(&h[i], "content-length") && !cl)
-            cl = &h[i];
-        else if (hdr_is(&h[i], "content-type"))
-            ctype = &h[i];
-        else if (hdr_is(&h[i], "content-encoding"))
-            cenc = &h[i];
-        else if (hdr_is(&h[i], "connection"))
-            connection = &h[i];
+        for (size_t k = 0; k < RH_COUNT; k++) {
+            if (!rh[k] && hdr_is(&h[i], rh_names[k])) {
+                rh[k] = &h[i];
+                break;
+            }
+        }
     }
+    const struct upstream_header *ra = rh[RH_RETRY_AFTER], *reset = rh[RH_RESET],
+                                 *rem = rh[RH_REMAINING], *near = rh[RH_NEAR_LIMIT],
+                                 *bra = rh[RH_BETA_RETRY_AFTER], *reason = rh[RH_REASON],
+                                 *seraph = rh[RH_SERAPH], *denied = rh[RH_DENIED],
+                                 *cl = rh[RH_CONTENT_LENGTH], *ctype = rh[RH_CONTENT_TYPE],
+                                 *cenc = rh[RH_CONTENT_ENCODING], *connection = rh[RH_CONNECTION];
     if (r->cred) {
         char b[6][PROXY_RL_VALUE_MAX];
         struct rl_signals sig = {
