@@ -684,33 +684,37 @@ struct policy_entry {
     const char *name;
     enum http1_req_policy req;
     bool resp_pass;
+    bool engine_owned; /* the upstream engines write it themselves, never from a header block */
 };
 
 /*
  * The header policy table. Request: client credentials and cookies never
  * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
  * Expect are the proxy's to set. Response: cookies never reach the agent
- * (no reusable session), framing is re-done by the proxy.
+ * (no reusable session), framing is re-done by the proxy. Engine-owned:
+ * the names both upstream engines derive from the request themselves (Host
+ * from the URL, framing, connection management) and drop from a header
+ * block. The one table for every header rule.
  */
 static const struct policy_entry policy_table[] = {
-    {"authorization", HTTP1_REQ_DROP, true},
-    {"proxy-authorization", HTTP1_REQ_DROP, false},
-    {"proxy-authenticate", HTTP1_REQ_DROP, false},
-    {"proxy-authentication-info", HTTP1_REQ_DROP, false},
-    {"cookie", HTTP1_REQ_DROP, true},
-    {"cookie2", HTTP1_REQ_DROP, true},
-    {"set-cookie", HTTP1_REQ_DROP, false},
-    {"set-cookie2", HTTP1_REQ_DROP, false},
-    {"connection", HTTP1_REQ_DROP, false},
-    {"keep-alive", HTTP1_REQ_DROP, false},
-    {"proxy-connection", HTTP1_REQ_DROP, false},
-    {"te", HTTP1_REQ_DROP, false},
-    {"trailer", HTTP1_REQ_DROP, false},
-    {"transfer-encoding", HTTP1_REQ_DROP, false},
-    {"upgrade", HTTP1_REQ_DROP, false},
-    {"host", HTTP1_REQ_DROP, true},
-    {"expect", HTTP1_REQ_DROP, true},
-    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false},
+    {"authorization", HTTP1_REQ_DROP, true, false},
+    {"proxy-authorization", HTTP1_REQ_DROP, false, false},
+    {"proxy-authenticate", HTTP1_REQ_DROP, false, false},
+    {"proxy-authentication-info", HTTP1_REQ_DROP, false, false},
+    {"cookie", HTTP1_REQ_DROP, true, false},
+    {"cookie2", HTTP1_REQ_DROP, true, false},
+    {"set-cookie", HTTP1_REQ_DROP, false, false},
+    {"set-cookie2", HTTP1_REQ_DROP, false, false},
+    {"connection", HTTP1_REQ_DROP, false, true},
+    {"keep-alive", HTTP1_REQ_DROP, false, true},
+    {"proxy-connection", HTTP1_REQ_DROP, false, true},
+    {"te", HTTP1_REQ_DROP, false, true},
+    {"trailer", HTTP1_REQ_DROP, false, false},
+    {"transfer-encoding", HTTP1_REQ_DROP, false, true},
+    {"upgrade", HTTP1_REQ_DROP, false, true},
+    {"host", HTTP1_REQ_DROP, true, true},
+    {"expect", HTTP1_REQ_DROP, true, true},
+    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false, true},
 };
 
 static const struct policy_entry *policy_find(const char *name, size_t len)
@@ -726,6 +730,12 @@ enum http1_req_policy http1_request_header_policy(const char *name, size_t len)
 {
     const struct policy_entry *e = policy_find(name, len);
     return e ? e->req : HTTP1_REQ_PASS;
+}
+
+bool http1_header_engine_owned(const char *name, size_t len)
+{
+    const struct policy_entry *e = policy_find(name, len);
+    return e && e->engine_owned;
 }
 
 bool http1_response_header_pass(const char *name, size_t len)

@@ -148,6 +148,12 @@ enum http1_req_policy {
 };
 enum http1_req_policy http1_request_header_policy(const char *name, size_t len);
 
+/*
+ * Headers the upstream engines write themselves (Host from the URL, framing,
+ * connection management): dropped from any header block handed to them.
+ */
+bool http1_header_engine_owned(const char *name, size_t len);
+
 /* Response headers: false for Set-Cookie and hop-by-hop (framing is the proxy's). */
 bool http1_response_header_pass(const char *name, size_t len);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "upstream.h"
+#include "http1.h"
 #include "util.h"
 
 #define UPSTREAM_BLOCK_INITIAL 1024
@@ -62,15 +63,5 @@ void upstream_hblock_wipe(struct upstream_hblock *b)
 
 bool upstream_header_owned(const char *name, size_t len)
 {
-    static const char *const owned[] = {
-        "host",       "content-length", "transfer-encoding", "expect",
-        "connection", "keep-alive",     "proxy-connection",  "te",
-        "upgrade",
-    };
-
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(owned); i++) {
-        if (strlen(owned[i]) == len && util_memcaseeq(name, owned[i], len))
-            return true;
-    }
-    return false;
+    return http1_header_engine_owned(name, len); /* the one header table, http1.c */
 }
