@@ -204,12 +204,22 @@ def make_tls(dirpath, hosts=None):
     return out
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A free loopback port, never one this process handed out before: the kernel may
+    give the same ephemeral port to two binds in a row once the first socket is closed,
+    which made admin and listen collide now and then."""
+    for _ in range(100):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _HANDED_OUT:
+            _HANDED_OUT.add(p)
+            return p
+    raise AssertionError("no fresh free port after 100 tries")
 
 
 # ---------------------------------------------------------------------------
