@@ -361,8 +361,13 @@ def logs_startup_names_every_listener(env):
         {"domain": "acme-sandbox", "credential": "svc", "listen": "127.0.0.1:%d" % site_port}],
         extra={"listen": ["127.0.0.1:%d" % env.port, "unix:" + sock]})
     env.wait_listen(site_port, proc=env.proxy)
-    text = env.proxy.stderr()
-    listening = [ln for ln in text.splitlines() if "listening on" in ln]
+    # The sockets accept before the startup lines are written: wait for the lines.
+    end = time.monotonic() + 5
+    while True:
+        listening = [ln for ln in env.proxy.stderr().splitlines() if "listening on" in ln]
+        if len(listening) >= 3 or time.monotonic() > end:
+            break
+        time.sleep(0.05)
     check(len(listening) == 3, "one startup line per listener", listening)
     check(any("127.0.0.1:%d" % site_port in ln and "acme-sandbox.atlassian.net" in ln
               for ln in listening), "the site listener names its site and base URL", listening)
