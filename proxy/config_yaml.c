@@ -264,19 +264,32 @@ void cfg_what(char *buf, const char *prefix, const char *key)
 
 /* ------------------------------------------------------------ typed values */
 
+/*
+ * The step every typed getter shares: find key in map, name it in what
+ * ("prefix.key") and read its scalar into *s. Returns 1 with *n and *s set,
+ * 0 when the key is absent, -1 after an error (not a scalar).
+ */
+static int cfg_get_scalar(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
+                          const char *key, char *what, yaml_node_t **n, const char **s)
+{
+    *n = cfg_map_get(c, map, key);
+    if (!*n)
+        return 0;
+    cfg_what(what, prefix, key);
+    *s = cfg_scalar(c, *n, what);
+    return *s ? 1 : -1;
+}
+
 int cfg_get_bool(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                  bool *out)
 {
     char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
+    yaml_node_t *n;
     const char *s;
+    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
 
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
+    if (rc <= 0)
+        return rc;
     if (util_strcaseeq(s, "true") || util_strcaseeq(s, "yes")) {
         *out = true;
         return 0;
@@ -292,16 +305,13 @@ int cfg_get_uint(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, 
                  uint64_t min, uint64_t max, uint64_t *out)
 {
     char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
+    yaml_node_t *n;
     const char *s;
     uint64_t v;
+    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
 
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
+    if (rc <= 0)
+        return rc;
     if (util_parse_u64(s, max, &v) < 0 || v < min)
         return cfg_fail(c, n, "%s must be a whole number from %llu to %llu, got '%.64s'", what,
                         (unsigned long long)min, (unsigned long long)max, s);
@@ -313,17 +323,14 @@ int cfg_get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *pref
                      bool allow_zero, int64_t *out)
 {
     char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
+    yaml_node_t *n;
     const char *s;
     uint64_t bare;
     int64_t v;
+    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
 
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
+    if (rc <= 0)
+        return rc;
     if (util_parse_duration_ms(s, &v) < 0) {
         if (util_parse_u64(s, UINT64_MAX, &bare) == 0)
             return cfg_fail(c, n, "%s needs a unit: write %.32ss (or ms, m, h)", what, s);
@@ -340,15 +347,12 @@ int cfg_get_rate(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, 
                  bool *given, bool *off, double *per_sec)
 {
     char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
+    yaml_node_t *n;
     const char *s;
+    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
 
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
+    if (rc <= 0)
+        return rc;
     if (util_parse_rate(s, per_sec, off) < 0)
         return cfg_fail(
             c, n, "%s must be a rate like 100/min, 10/s or 1000/h (or off), got '%.64s'", what, s);
@@ -362,17 +366,14 @@ int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, c
                 char **out, yaml_node_t **node)
 {
     char what[CFG_MAX_WHAT];
-    yaml_node_t *n = cfg_map_get(c, map, key);
+    yaml_node_t *n;
     const char *s;
+    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
 
     if (node)
         *node = n;
-    if (!n)
-        return 0;
-    cfg_what(what, prefix, key);
-    s = cfg_scalar(c, n, what);
-    if (!s)
-        return -1;
+    if (rc <= 0)
+        return rc;
     free(*out);
     *out = xstrdup(s);
     return 0;
