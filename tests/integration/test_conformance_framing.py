@@ -282,7 +282,7 @@ def conformance_intercept(env):
 
 
 def _stall(env, raw, body_part, timeout_s, sock=None):
-    """Send raw head + part of a body, then nothing: the proxy must answer 400 and close."""
+    """Send raw head + part of a body, then nothing: the proxy must answer 408 and close."""
     s = sock or socket.create_connection(("127.0.0.1", env.port), timeout=15)
     try:
         s.settimeout(15)
@@ -290,7 +290,7 @@ def _stall(env, raw, body_part, timeout_s, sock=None):
         t0 = time.monotonic()
         r, _ = h.read_response(s)
         dt = time.monotonic() - t0
-        h.proxy_error(r, 400, "bad_request")
+        h.proxy_error(r, 408, "request_timeout")
         check("stalled" in (r.json() or {}).get("message", ""), "the message names the stall", r)
         check(timeout_s * 0.8 <= dt <= timeout_s + 3, "answered after about body_timeout", dt)
         check(h.connection_closed(s, timeout=3), "the connection is closed after the stall")

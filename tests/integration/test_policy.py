@@ -274,6 +274,45 @@ def policy_python_jira_gateway(env):
 
 
 @h.test(timeout=60)
+def policy_held_body_follows_body_timeout(env):
+    """A held body obeys the one body rule: idle for body_timeout -> 408, nothing forwarded."""
+    w = World(env, "forward", more={"body_timeout": "1500ms"})
+    fake = env.fake
+    auth = base64.b64encode(("docs-bot:%s" % KEYS["docs-bot"]).encode()).decode()
+    head = ("POST http://%s/wiki/rest/api/content HTTP/1.1\r\nHost: %s\r\n"
+            "Proxy-Authorization: Basic %s\r\nContent-Type: application/json\r\n"
+            % (SITE, SITE, auth)).encode()
+    for framing, part in ((b"Content-Length: 1000\r\n\r\n", b'{"type":"page"'),
+                          (b"Transfer-Encoding: chunked\r\n\r\n", b'5\r\n{"typ\r\n')):
+        seq = fake.last_seq()
+        sock = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+        try:
+            sock.sendall(head + framing + part)
+            t0 = time.monotonic()
+            r, _ = h.read_response(sock)
+            dt = time.monotonic() - t0
+            h.proxy_error(r, 408, "request_timeout")
+            check(1.2 <= dt <= 4.5, "the held body timed out after about body_timeout", dt)
+            check(h.connection_closed(sock, timeout=3), "the connection closed after the 408")
+        finally:
+            sock.close()
+        check(fake.last_seq() == seq, "a stalled held body reached nothing upstream",
+              fake.records(since=seq))
+    # a held body that trickles in, never idle for body_timeout, is checked and forwarded
+    body = json.dumps({"type": "page", "space": {"key": "DOCS"}, "title": "slow"}).encode()
+    sock = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    try:
+        sock.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        for i in range(0, len(body), len(body) // 3 + 1):
+            time.sleep(0.7)
+            sock.sendall(body[i:i + len(body) // 3 + 1])
+        r, _ = h.read_response(sock)
+        check(r.status == 200, "a trickling held body (2.1 s in all, never 1.5 s idle) passes", r)
+    finally:
+        sock.close()
+
+
+@h.test(timeout=60)
 def policy_lookup_cache_metrics_and_limits(env):
     admin = h.free_port()
     w = World(env, "forward", admin_port=admin)
