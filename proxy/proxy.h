@@ -91,10 +91,14 @@ struct request {
     struct upstream_exchange *ex; /* libcurl's exchange, or */
     struct h1up_exchange *hx;     /* the lean engine's (at most one of the two is set) */
     struct ratelimit_wait *rlwait;
-    void (*rl_next)(struct request *r); /* the stage to run once rlwait admits */
-    struct rewrite *rw;                 /* body rewriter (gateway JSON), or NULL */
-    struct tunnel *tunnel;              /* blind tunnel (CONNECT to an unmapped host), or NULL */
-    struct policy_stage *pol;           /* the policy stage's state (lookups, held body), or NULL */
+    void (*admit_next)(struct request *r); /* what runs once the admit stage lets r go */
+    struct rewrite *rw;                    /* body rewriter (gateway JSON), or NULL */
+    struct tunnel *tunnel;                 /* blind tunnel (CONNECT to an unmapped host), or NULL */
+    struct policy_stage *pol; /* the policy stage's state (lookups, held body), or NULL */
+    /* A body read whole before forwarding (by the policy stage), sent instead of the stream. */
+    bool body_held;
+    char *held_body;
+    size_t held_len, held_off;
     const char *op_class; /* the policy class of the request (static), for the audit line */
     uint64_t bytes_in, bytes_out;
     int status;        /* status sent to the client (0 = none yet) */

@@ -35,88 +35,6 @@
 #include "world.h"
 
 /* ---------------------------------------------------------------- breaker */
-/* A probe that ended without an answer from Atlassian: no verdict either way. */
-void proxy_breaker_probe_gone(struct request *r)
-{
-    if (!r->probe || !r->cred)
-        return;
-    struct breaker_info info;
-    struct breaker_change chg;
-    r->probe = false;
-    if (breaker_report(r->svc->breaker, cred_name(r->cred), true, BREAKER_OUTCOME_NEUTRAL, NULL,
-                       util_now_ms(), &info, &chg))
-        credstate_log_change(&info, &chg, NULL);
-}
-
-/* Report outcome o for the credential (the probe flag goes with it). */
-static void breaker_tell(struct request *r, enum breaker_outcome o, const char *said)
-{
-    struct breaker_info info;
-    struct breaker_change chg;
-    bool probe = r->probe;
-    r->probe = false;
-    r->brk_pending = false;
-    if (breaker_report(r->svc->breaker, cred_name(r->cred), probe, o, said, util_now_ms(), &info,
-                       &chg))
-        credstate_log_change(&info, &chg, NULL);
-}
-
-/* Atlassian answered a request that carried the credential: tell the breaker. */
-void proxy_breaker_answer(struct request *r, int status, const struct upstream_header *seraph,
-                          const struct upstream_header *denied)
-{
-    char sv[CREDSTATE_MAX_VALUE + 1] = "", dv[CREDSTATE_MAX_VALUE + 1] = "";
-    char said[BREAKER_MAX_SAID + 1];
-
-    if (seraph)
-        snprintf(sv, sizeof(sv), "%.*s", (int)seraph->value_len, seraph->value);
-    if (denied)
-        snprintf(dv, sizeof(dv), "%.*s", (int)denied->value_len, denied->value);
-    enum breaker_outcome o = breaker_classify(status, seraph ? sv : NULL, denied ? dv : NULL);
-    credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
-                   sizeof(said));
-    /*
-     * The gateway answers a token that lacks a scope with 401 "Unauthorized;
-     * scope does not match": that says nothing against the credential, so a
-     * gateway 401 is judged once the start of its body has been seen.
-     */
-    if (o == BREAKER_OUTCOME_AUTH_FAILED && status == 401 && (r->gw_prefix[0] || r->gw_agent_url)) {
-        r->brk_pending = true;
-        r->brk_scanned = 0;
-        snprintf(r->brk_said, sizeof(r->brk_said), "%s", said);
-        return;
-    }
-    breaker_tell(r, o, said);
-}
-
-/* A gateway 401's body bytes: "scope does not match" within the first BREAKER_SCAN_BYTES? */
-void proxy_breaker_scan(struct request *r, const char *data, size_t len)
-{
-    static const char needle[] = "scope does not match";
-    size_t n = sizeof(needle) - 1;
-    if (!r->brk_pending)
-        return;
-    size_t room = sizeof(r->brk_head) - 1 - r->brk_scanned;
-    size_t take = len < room ? len : room;
-    memcpy(r->brk_head + r->brk_scanned, data, take);
-    r->brk_scanned += take;
-    r->brk_head[r->brk_scanned] = '\0';
-    for (size_t i = 0; i + n <= r->brk_scanned; i++) {
-        if (util_memcaseeq(r->brk_head + i, needle, n)) {
-            breaker_tell(r, BREAKER_OUTCOME_NEUTRAL, NULL);
-            return;
-        }
-    }
-    if (r->brk_scanned == sizeof(r->brk_head) - 1)
-        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
-}
-
-/* The exchange ended (or the client left) with a gateway 401 still unjudged: a real refusal. */
-void proxy_breaker_flush(struct request *r)
-{
-    if (r->brk_pending && r->cred)
-        breaker_tell(r, BREAKER_OUTCOME_AUTH_FAILED, r->brk_said);
-}
 
 /* 0 when the credential may be sent; -1 after answering 503 credential_rejected. */
 static int breaker_admit_request(struct request *r)
@@ -141,17 +59,16 @@ static int breaker_admit_request(struct request *r)
 static void rl_done(void *arg, bool admitted, int64_t retry_after_ms, int64_t waited_ms)
 {
     struct request *r = arg;
-    void (*next)(struct request *) = r->rl_next;
     r->rlwait = NULL;
-    r->rl_next = NULL;
     r->wait_ms += waited_ms;
     if (admitted)
-        next(r);
+        r->admit_next(r);
     else
         proxy_reply_429(r, retry_after_ms);
 }
 
-void proxy_ratelimit_then(struct request *r, void (*next)(struct request *r))
+/* A token from the credential's budget in r's fairness lane, then r->admit_next; or 429. */
+static void admit_ratelimit(struct request *r)
 {
     struct conn *c = r->c;
     int64_t retry = 0;
@@ -164,37 +81,15 @@ void proxy_ratelimit_then(struct request *r, void (*next)(struct request *r))
     const char *lane = r->client_id ? r->client_id : c->have_uid ? r->client_label : NULL;
     enum ratelimit_result res = ratelimit_acquire(r->svc->rl, r->svc->base, cred_name(r->cred),
                                                   lane, util_now_ms(), &retry, rl_done, r, &wait);
-    if (res == RATELIMIT_ADMIT) {
-        next(r);
-    } else if (res == RATELIMIT_REJECT) {
+    if (res == RATELIMIT_ADMIT)
+        r->admit_next(r);
+    else if (res == RATELIMIT_REJECT)
         proxy_reply_429(r, retry);
-    } else {
-        r->rl_next = next; /* rl_done follows; the body stays unread until then */
-        r->rlwait = wait;
-    }
+    else
+        r->rlwait = wait; /* rl_done follows; the body stays unread until then */
 }
 
 /* ------------------------------------------------- credential ready (issue 10) */
-
-/* The credential's Authorization line: rendered at load, or the minted access token. */
-bool proxy_add_cred_header(struct request *r, struct upstream_hblock *hl)
-{
-    if (!cred_is_minted(r->cred))
-        return upstream_hblock_add_line(hl, cred_header(r->cred));
-    char *line = xmalloc(TOKENS_MAX_HEADER);
-    bool ok = tokens_auth_line(r->svc->tokens, cred_name(r->cred), line, TOKENS_MAX_HEADER, NULL,
-                               0) == TOKENS_READY &&
-              upstream_hblock_add_line(hl, line);
-    util_secure_zero(line, TOKENS_MAX_HEADER);
-    free(line);
-    return ok;
-}
-
-/* The route said so (route_gateway_site): the credential works only through the gateway. */
-bool proxy_via_gateway(const struct request *r)
-{
-    return r->site && proxy_cfg(r)->credentials[r->site->credential].via_gateway;
-}
 
 static void reply_unavailable(struct request *r, const char *msg)
 {
@@ -277,7 +172,8 @@ static void stage_credential(struct request *r)
     if (rc == 0) {
         if (r->credwait_ms_start)
             r->wait_ms += util_now_ms() - r->credwait_ms_start;
-        proxy_ratelimit_then(r, proxy_stage_forward);
+        r->credwait_ms_start = 0; /* a lookup waited before: the request's own wait is its own */
+        admit_ratelimit(r);
         return;
     }
     int64_t now = util_now_ms();
@@ -298,13 +194,19 @@ static void stage_credential(struct request *r)
         reply_unavailable(r, "cannot wait for the access token");
 }
 
-void proxy_stage_admit(struct request *r)
+void proxy_admit_then(struct request *r, void (*next)(struct request *r))
 {
     if (!r->cred) {
-        proxy_stage_forward(r);
+        next(r);
         return;
     }
+    r->admit_next = next;
     if (breaker_admit_request(r) < 0)
         return;
     stage_credential(r);
+}
+
+void proxy_stage_admit(struct request *r)
+{
+    proxy_admit_then(r, proxy_stage_forward);
 }

@@ -100,22 +100,6 @@ static void write_out(struct request *r, struct evbuffer *buf)
         evbuffer_add(out, "\r\n", 2);
 }
 
-static bool hdr_is(const struct upstream_header *h, const char *name)
-{
-    size_t n = strlen(name);
-    return h->name_len == n && util_memcaseeq(h->name, name, n);
-}
-
-/* Copy a header value for the rate limiter (NULL when absent or too long). */
-static const char *rl_value(const struct upstream_header *h, char *buf)
-{
-    if (!h || h->value_len >= PROXY_RL_VALUE_MAX)
-        return NULL;
-    memcpy(buf, h->value, h->value_len);
-    buf[h->value_len] = '\0';
-    return buf;
-}
-
 static bool contains_ci(const char *s, size_t len, const char *needle)
 {
     size_t n = strlen(needle);
@@ -139,17 +123,9 @@ static char *gateway_location(const struct request *r, const char *v)
     return nv;
 }
 
-/* The response headers the pipeline reads (the first of each name). */
+/* The response headers the respond stage reads itself (the first of each name). */
 enum resp_header {
-    RH_RETRY_AFTER = 0,
-    RH_RESET,
-    RH_REMAINING,
-    RH_NEAR_LIMIT,
-    RH_BETA_RETRY_AFTER,
-    RH_REASON,
-    RH_SERAPH,
-    RH_DENIED,
-    RH_CONTENT_LENGTH,
+    RH_CONTENT_LENGTH = 0,
     RH_CONTENT_TYPE,
     RH_CONTENT_ENCODING,
     RH_CONNECTION,
@@ -157,68 +133,21 @@ enum resp_header {
 };
 
 static const char *const rh_names[RH_COUNT] = {
-    [RH_RETRY_AFTER] = "retry-after",           [RH_RESET] = "x-ratelimit-reset",
-    [RH_REMAINING] = "x-ratelimit-remaining",   [RH_NEAR_LIMIT] = "x-ratelimit-nearlimit",
-    [RH_BETA_RETRY_AFTER] = "beta-retry-after", [RH_REASON] = "ratelimit-reason",
-    [RH_SERAPH] = "x-seraph-loginreason",       [RH_DENIED] = "x-authentication-denied-reason",
-    [RH_CONTENT_LENGTH] = "content-length",     [RH_CONTENT_TYPE] = "content-type",
-    [RH_CONTENT_ENCODING] = "content-encoding", [RH_CONNECTION] = "connection",
+    [RH_CONTENT_LENGTH] = "content-length",
+    [RH_CONTENT_TYPE] = "content-type",
+    [RH_CONTENT_ENCODING] = "content-encoding",
+    [RH_CONNECTION] = "connection",
 };
-
-/* rh[k]: the first header named rh_names[k] among h[0..n), or NULL. */
-static void resp_headers_find(const struct upstream_header *h, size_t n,
-                              const struct upstream_header *rh[RH_COUNT])
-{
-    memset(rh, 0, RH_COUNT * sizeof(rh[0]));
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < RH_COUNT; k++) {
-            if (!rh[k] && hdr_is(&h[i], rh_names[k])) {
-                rh[k] = &h[i];
-                break;
-            }
-        }
-    }
-}
-
-/* What Atlassian said about the credential's budget and about the credential itself. */
-static void resp_signals(struct request *r, int status, const struct upstream_header *rh[RH_COUNT])
-{
-    if (!r->cred)
-        return;
-    char b[6][PROXY_RL_VALUE_MAX];
-    struct rl_signals sig = {
-        .retry_after = rl_value(rh[RH_RETRY_AFTER], b[0]),
-        .reset = rl_value(rh[RH_RESET], b[1]),
-        .remaining = rl_value(rh[RH_REMAINING], b[2]),
-        .near_limit = rl_value(rh[RH_NEAR_LIMIT], b[3]),
-        .beta_retry_after = rl_value(rh[RH_BETA_RETRY_AFTER], b[4]),
-        .reason = rl_value(rh[RH_REASON], b[5]),
-    };
-    ratelimit_upstream_signals(r->svc->rl, cred_name(r->cred), status, &sig, util_now_ms());
-}
-
-void proxy_ratelimit_signals(struct request *r, int status, const struct upstream_header *h,
-                             size_t n)
-{
-    const struct upstream_header *rh[RH_COUNT];
-    resp_headers_find(h, n, rh);
-    resp_signals(r, status, rh);
-}
 
 static int up_on_head(void *arg, int status, const struct upstream_header *h, size_t n)
 {
     struct request *r = arg;
     struct conn *c = r->c;
     const struct upstream_header *rh[RH_COUNT];
-    resp_headers_find(h, n, rh);
+    proxy_cred_heard(r, status, h, n);
+    proxy_headers_find(h, n, rh_names, RH_COUNT, rh);
     const struct upstream_header *cl = rh[RH_CONTENT_LENGTH], *ctype = rh[RH_CONTENT_TYPE],
                                  *cenc = rh[RH_CONTENT_ENCODING], *connection = rh[RH_CONNECTION];
-    resp_signals(r, status, rh);
-    if (r->cred) {
-        proxy_breaker_answer(r, status, rh[RH_SERAPH], rh[RH_DENIED]);
-        if (status == 401 && cred_is_minted(r->cred))
-            tokens_refused(r->svc->tokens, cred_name(r->cred)); /* revoked early: mint anew */
-    }
 
     bool no_body = c->parser.is_head || framing_status_has_no_body(status);
     bool encoded = cenc && !(cenc->value_len == 8 && util_memcaseeq(cenc->value, "identity", 8));
@@ -249,7 +178,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
     struct evbuffer *out = conn_output(c);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, http1_reason(status));
     for (size_t i = 0; i < n; i++) {
-        if (hdr_is(&h[i], "content-length")) {
+        if (proxy_header_is(&h[i], "content-length")) {
             /* Framing is ours: keep the upstream's length only when the bytes pass unchanged. */
             if (&h[i] == cl && fr.send_length) {
                 evbuffer_add(out, "Content-Length: ", 16);
@@ -263,7 +192,7 @@ static int up_on_head(void *arg, int status, const struct upstream_header *h, si
         if (connection &&
             http1_token_listed(connection->value, connection->value_len, h[i].name, h[i].name_len))
             continue;
-        if (hdr_is(&h[i], "location") && r->gateway_origin) {
+        if (proxy_header_is(&h[i], "location") && r->gateway_origin) {
             char *v = xstrndup(h[i].value, h[i].value_len);
             char *nv = rewrite_location(
                 v, r->world->sites[world_site_index(r->world, r->site)].origin, r->gateway_origin);
@@ -325,8 +254,17 @@ static ssize_t up_read_body(void *arg, char *buf, size_t cap)
     struct request *r = arg;
     struct conn *c = r->c;
     bool done = false;
-    if (proxy_policy_held_len(r) >= 0) /* the policy stage held (maybe rewrote) it */
-        return (ssize_t)proxy_policy_read_held(r, buf, cap);
+    if (r->body_held) {
+        /* The policy stage read it whole (and may have rewritten it): send those bytes. */
+        size_t n = r->held_len - r->held_off;
+        if (n > cap)
+            n = cap;
+        if (n == 0)
+            return 0; /* held_body is NULL for an empty body */
+        memcpy(buf, r->held_body + r->held_off, n);
+        r->held_off += n;
+        return (ssize_t)n;
+    }
     ssize_t n = conn_read_body(c, buf, cap, &done);
     if (n == UPSTREAM_WOULD_BLOCK) {
         r->body_blocked = true;
@@ -439,9 +377,8 @@ void proxy_stage_forward(struct request *r)
         snprintf(via, sizeof(via), "Via: 1.1 %s%s", ROUTE_VIA_PRODUCT, r->svc->self->token);
         ok = upstream_hblock_add_line(&hl, via);
     }
-    int64_t held_len = proxy_policy_held_len(r);
-    bool held = held_len >= 0;
-    int64_t body_len = held ? held_len : p->content_length;
+    bool held = r->body_held;
+    int64_t body_len = held ? (int64_t)r->held_len : p->content_length;
     if (ok && (held || p->content_length >= 0)) {
         char line[48];
         snprintf(line, sizeof(line), "Content-Length: %lld", (long long)body_len);

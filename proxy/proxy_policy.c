@@ -35,16 +35,17 @@
 #include "world.h"
 
 #define PROXY_LOOKUP_URL_MAX 512
-#define PROXY_HOLD_INITIAL (16 * 1024) /* first size of a held-body buffer; doubles to the limit   \
-                                        */
-#define PROXY_HOLD_MIN_READ 4096       /* grow the buffer when less room than this is left */
+#define PROXY_HOLD_INITIAL                                                                         \
+    (16 * 1024)                  /* first size of a held-body buffer; doubles to the limit         \
+                                  */
+#define PROXY_HOLD_MIN_READ 4096 /* grow the buffer when less room than this is left */
 
 struct policy_stage {
     const struct config_policy *pol; /* in r->world->cfg */
     struct policy_op op;
     /* the held request body (only when the scoped policy needs it) */
     bool holding;    /* reading it now */
-    bool body_ready; /* held completely: forward sends these bytes instead of the stream */
+    bool body_ready; /* held completely (the bytes are r->held_body now) */
     char *held;
     size_t held_len, held_cap, held_off;
     /* one id lookup */
@@ -63,22 +64,6 @@ void proxy_policy_free(struct policy_stage *ps)
     if (ps->lookup_body)
         evbuffer_free(ps->lookup_body);
     free(ps);
-}
-
-int64_t proxy_policy_held_len(const struct request *r)
-{
-    return r->pol && r->pol->body_ready ? (int64_t)r->pol->held_len : -1;
-}
-
-size_t proxy_policy_read_held(struct request *r, char *buf, size_t cap)
-{
-    struct policy_stage *ps = r->pol;
-    size_t n = ps->held_len - ps->held_off;
-    if (n > cap)
-        n = cap;
-    memcpy(buf, ps->held + ps->held_off, n);
-    ps->held_off += n;
-    return n;
 }
 
 static void policy_hold_continue(struct request *r);
@@ -173,6 +158,12 @@ static void policy_body_held(struct request *r)
         ps->held_len = out_len;
         ps->held_cap = out_len;
     }
+    /* The request owns the bytes from here: the forward stage sends them. */
+    r->held_body = ps->held;
+    r->held_len = ps->held_len;
+    r->held_off = 0;
+    r->body_held = true;
+    ps->held = NULL;
     if (d.verdict == POLICY_ALLOW)
         policy_allowed(r);
     else if (d.verdict == POLICY_NEEDS_LOOKUP)
@@ -260,7 +251,7 @@ static int lookup_on_head(void *arg, int status, const struct upstream_header *h
 {
     struct request *r = arg;
     r->pol->lookup_status = status;
-    proxy_ratelimit_signals(r, status, h, n); /* a lookup spends the same budget */
+    proxy_cred_heard(r, status, h, n); /* a lookup carries the credential too */
     return 0;
 }
 
@@ -268,6 +259,7 @@ static int lookup_on_body(void *arg, const char *data, size_t len)
 {
     struct request *r = arg;
     struct policy_stage *ps = r->pol;
+    proxy_breaker_scan(r, data, len);
     if (evbuffer_get_length(ps->lookup_body) + len > POLICY_MAX_LOOKUP_BODY) {
         ps->lookup_too_big = true;
         return UPSTREAM_ABORT;
@@ -291,6 +283,8 @@ static void lookup_on_done(void *arg, enum upstream_result result, const char *d
     char msg[400];
 
     r->ex = NULL;
+    proxy_breaker_flush(r);      /* a gateway 401 whose body did not say "scope" */
+    proxy_breaker_probe_gone(r); /* no-op once the head was reported */
     size_t len = evbuffer_get_length(ps->lookup_body);
     const char *body = (const char *)evbuffer_pullup(ps->lookup_body, (ev_ssize_t)len);
     if (result == UPSTREAM_OK && ps->lookup_status == 200 &&
@@ -392,7 +386,7 @@ static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, co
         policy_after_key(r, key);
         return;
     }
-    proxy_ratelimit_then(r, policy_lookup_fetch);
+    proxy_admit_then(r, policy_lookup_fetch); /* it carries the credential: the same gates */
 }
 
 /* Headers that could make Atlassian run another method than the one classified. */

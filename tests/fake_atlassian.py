@@ -869,6 +869,8 @@ class FakeAtlassian:
         base = getattr(req, "gw_base", None) or "https://" + req.host
         acct = site["account"]
         p = req.path
+        if self._switches.get("policy_world") and auth == "bad":
+            return self._unauth(req)  # Atlassian: a wrong pair is 401 on every REST path
         if self._switches.get("policy_world") and auth == "ok":
             resp = policy_world_dispatch(self, req, base)
             if resp is not None:

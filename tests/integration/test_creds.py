@@ -43,7 +43,7 @@ def token_file(env, token, name="token"):
     return path
 
 
-def start(env, token=None, rl=None, extra_cred=None, **switches):
+def start(env, token=None, rl=None, extra_cred=None, more=None, **switches):
     """Fake plus proxy with an admin listener; credential svc reads its token from a file."""
     env.start_fake(**switches)
     aport = h.free_port()
@@ -53,6 +53,7 @@ def start(env, token=None, rl=None, extra_cred=None, **switches):
     cred.update(extra_cred or {})
     extra = {"admin": "127.0.0.1:%d" % aport,
              "rate_limit": rl or {"when_exhausted": "queue", "max_wait": "10s"}}
+    extra.update(more or {})
     env.start_proxy(extra=extra, credentials={"svc": cred})
     env.wait_listen(aport, proc=env.proxy)
     return aport, path
@@ -168,6 +169,27 @@ def wrong_token_trips_breaker_and_reload_closes_it(env):
     check(b'credproxy_credential_state{credential="svc",state="ok"} 1' in m, "state ok again")
     for text in [env.proxy.stderr(), env.proxy.stdout(), m.decode()]:
         check(WRONG not in text, "the wrong token appears in no output")
+
+
+@h.test
+def policy_lookups_pass_the_breaker(env):
+    """A policy's id lookup carries the credential: its 401s count, an open breaker stops it."""
+    start(env, token=WRONG, policy_world=True,
+          more={"policies": {"ops-only": {"allow": ["read"], "projects": ["OPS"]}},
+                "default_policy": "ops-only"})
+    url = "http://acme.atlassian.net/rest/api/3/issue/10010"  # a numeric id: looked up first
+    seq = env.fake.last_seq()
+    for _ in range(3):
+        r = get(env, url)
+        h.proxy_error(r, 403, "policy_denied")
+        check("401" in r.json().get("message", ""), "the refusal says the lookup got 401", r)
+    recs = env.fake.records(since=seq)
+    check(len(recs) == 3 and all(x["query"] == "fields=project" for x in recs),
+          "three lookups and nothing else reached the fake", recs)
+    h.proxy_error(get(env, url), 503, "credential_rejected")
+    check(env.fake.last_seq() == recs[-1]["seq"] if recs else False,
+          "with the breaker open, no lookup carried the rejected credential",
+          env.fake.records(since=seq))
 
 
 @h.test
