@@ -475,8 +475,12 @@ static size_t scan_head(struct http1_parser *p, const char *data, size_t len, co
             continue;
         }
         p->prev_cr = c == '\r';
-        if (c == '\r')
+        if (c == '\r') {
+            /* A CR inside the request line ends the method as llhttp sees it. */
+            if (p->scan_lines == 0 && p->scan_line_len > 0)
+                p->peek_closed = true;
             continue;
+        }
         p->scan_line_len++;
         if (p->scan_lines > 0)
             continue;
@@ -485,8 +489,15 @@ static size_t scan_head(struct http1_parser *p, const char *data, size_t len, co
             return i;
         }
         p->prev_sp = c == ' ';
-        if (p->peek_len < HTTP1_METHOD_PEEK)
+        /*
+         * The method: its bytes up to the first that is not a token byte.
+         * Whatever llhttp has seen when it refuses, the peek is then the
+         * same (fuzz_http1 found "TRA\rCK" named TRACK whole, "TRA" split).
+         */
+        if (!p->peek_closed && http1_is_tchar((unsigned char)c) && p->peek_len < HTTP1_METHOD_PEEK)
             p->peek[p->peek_len++] = c;
+        else
+            p->peek_closed = true;
     }
     return len;
 }

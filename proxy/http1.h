@@ -74,6 +74,7 @@ struct http1_parser {
     bool scan_done;        /* the head's closing empty line was scanned */
     char peek[HTTP1_METHOD_PEEK];
     size_t peek_len;
+    bool peek_closed; /* the method's bytes ended */
     enum {
         HTTP1_CHUNK_NONE = 0,
         HTTP1_CHUNK_SIZE_LINE,

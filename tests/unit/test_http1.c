@@ -313,6 +313,10 @@ static const struct framing_case framing_cases[] = {
     {"track absolute", "TRACK http://acme.atlassian.net/ HTTP/1.1" CRLF "Host: a" CRLF CRLF, 405,
      NULL, 0},
     {"trac", "TRAC / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    /* fuzz_http1 (30-min campaign): a CR inside the method is not TRACK, split or whole. */
+    {"tra cr ck", "TRA\rCK / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 400, NULL, 0},
+    {"tra cr ck fuzz", "TRA\rCK / HTTP/1gggggggggg\xa3ggg" CRLF CRLF, 400, NULL, 0},
+    {"track after an empty line", CRLF "TRACK / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 405, NULL, 0},
     {"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, NULL, 0},
 };
 
