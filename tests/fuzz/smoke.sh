@@ -2,9 +2,11 @@
 # Run every libFuzzer target in BUILD_DIR for SECONDS each, on a scratch copy
 # of its committed seeds (tests/fuzz/corpus/NAME), and fail on any crash,
 # leak, sanitizer report, timeout or out-of-memory; FUZZ_JOBS targets run at
-# once (default: the number of cores). Prints one summary line
-# per target (executions, exec/s, coverage) and keeps the full logs and any
-# crashing input in WORK_DIR (default: a temp dir, kept only on failure).
+# once (default: the number of cores); FUZZ_TIMEOUT seconds per input (default
+# 10; raise it for campaigns on a shared machine, where a starved run is not a
+# hang). Prints one summary line per target (executions, exec/s, coverage) and
+# keeps the full logs and any crashing input in WORK_DIR (default: a temp dir,
+# kept only on failure).
 # Usage: tests/fuzz/smoke.sh BUILD_DIR SECONDS [TARGET...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +34,7 @@ run_one() {
   if [ -d "$here/corpus/$t" ]; then cp "$here/corpus/$t"/* "$corpus"/ 2>/dev/null || true; fi
   # stdin from /dev/null: a fuzzed config may name /dev/stdin as a token file.
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+     "$bin" -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -max_len=8192 \
        -print_final_stats=1 -artifact_prefix="$work/$t-" "$corpus" </dev/null >"$log" 2>&1; then
     echo ok >"$work/$t.status"
   else
