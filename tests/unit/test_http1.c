@@ -547,7 +547,7 @@ static void test_limits(void)
     memset(raw + 19, 'a', HTTP1_MAX_HEAD_BYTES * 2 - 19);
     CHECK(http1_parse_head(&p, raw, HTTP1_MAX_HEAD_BYTES * 2, &consumed) == HTTP1_ERROR);
     CHECK(p.err_status == 431);
-    CHECK(p.arena_cap <= HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64);
+    CHECK(p.msg.arena_cap <= HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64);
     http1_parser_clear(&p);
     free(raw);
 }
@@ -610,7 +610,7 @@ static void test_chunk_line_limits(void)
                       splits[k], o.status, want);
             if (want == 0)
                 CHECK(o.body_len == 3 && memcmp(o.body, "abc", 3) == 0);
-            CHECK(o.p.arena_cap <= HTTP1_ARENA_BOUND);
+            CHECK(o.p.msg.arena_cap <= HTTP1_ARENA_BOUND);
             http1_parser_clear(&o.p);
         }
         free(raw);

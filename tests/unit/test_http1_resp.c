@@ -324,6 +324,18 @@ static void test_answers(void)
     check_answer("too many headers", raw, n, false,
                  "the upstream response has too many header fields", 97);
 
+    /*
+     * The line after the last allowed one with an invalid byte in its name:
+     * the invalid byte wins at every split, as for requests (the count is
+     * checked when the name is complete, not when it starts).
+     */
+    n = (size_t)sprintf(raw, OK_HEAD);
+    for (int i = 0; i < HTTP1_RESP_MAX_HEADERS; i++)
+        n += (size_t)sprintf(raw + n, "X-%d: v\r\n", i);
+    n += (size_t)sprintf(raw + n, "X(A: v\r\n\r\n");
+    check_answer("too many headers, the last one invalid", raw, n, false,
+                 "the upstream sent a malformed response", 1);
+
     n = (size_t)sprintf(raw, OK_HEAD "X: ");
     memset(raw + n, 'a', HTTP1_RESP_MAX_HEAD_BYTES);
     n += HTTP1_RESP_MAX_HEAD_BYTES;
