@@ -11,6 +11,58 @@
 
 #include "util.h"
 
+struct policy_entry {
+    const char *name;
+    enum http1_req_policy req;
+    bool resp_pass;
+    bool engine_owned; /* the upstream engines write it themselves, never from a header block */
+    bool connection_refused; /* a Connection header may not list it (check_connection) */
+};
+
+/*
+ * The header policy table. Request: client credentials and cookies never
+ * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
+ * Expect are the proxy's to set. Response: cookies never reach the agent
+ * (no reusable session), framing is re-done by the proxy. Engine-owned:
+ * the names both upstream engines derive from the request themselves (Host
+ * from the URL, framing, connection management) and drop from a header
+ * block. Connection-refused: a Connection header lists hop-by-hop headers a
+ * proxy removes; naming an end-to-end framing header or a credential asks
+ * the proxy to drop what defines the message or who sends it. No client
+ * needs that, and proxies that honour it disagree with those that do not,
+ * so such a request is refused. The one table for every header rule.
+ */
+static const struct policy_entry policy_table[] = {
+    /* name, request, response passes, engine-owned, Connection may not list it */
+    {"authorization", HTTP1_REQ_DROP, true, false, true},
+    {"proxy-authorization", HTTP1_REQ_DROP, false, false, true},
+    {"proxy-authenticate", HTTP1_REQ_DROP, false, false, false},
+    {"proxy-authentication-info", HTTP1_REQ_DROP, false, false, false},
+    {"cookie", HTTP1_REQ_DROP, true, false, true},
+    {"cookie2", HTTP1_REQ_DROP, true, false, false},
+    {"set-cookie", HTTP1_REQ_DROP, false, false, false},
+    {"set-cookie2", HTTP1_REQ_DROP, false, false, false},
+    {"connection", HTTP1_REQ_DROP, false, true, false},
+    {"keep-alive", HTTP1_REQ_DROP, false, true, false},
+    {"proxy-connection", HTTP1_REQ_DROP, false, true, false},
+    {"te", HTTP1_REQ_DROP, false, true, false},
+    {"trailer", HTTP1_REQ_DROP, false, false, false},
+    {"transfer-encoding", HTTP1_REQ_DROP, false, true, true},
+    {"upgrade", HTTP1_REQ_DROP, false, true, false},
+    {"host", HTTP1_REQ_DROP, true, true, true},
+    {"expect", HTTP1_REQ_DROP, true, true, false},
+    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false, true, true},
+};
+
+static const struct policy_entry *policy_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
+        if (strlen(policy_table[i].name) == len && util_memcaseeq(policy_table[i].name, name, len))
+            return &policy_table[i];
+    }
+    return NULL;
+}
+
 static const struct http1_msg_limits request_limits = {
     .max_head_bytes = HTTP1_MAX_HEAD_BYTES,
     .max_headers = HTTP1_MAX_HEADERS,
@@ -82,21 +134,13 @@ static int check_transfer_encoding(struct http1_parser *p)
     return 0;
 }
 
-/*
- * A Connection header lists hop-by-hop headers a proxy removes. Naming an
- * end-to-end framing header or a credential asks the proxy to drop what
- * defines the message or who sends it; no client needs that, and proxies
- * that honour it disagree with those that do not, so it is refused.
- */
-static const char *const connection_forbidden[] = {
-    "host", "content-length", "transfer-encoding", "authorization", "proxy-authorization", "cookie",
-};
-
+/* The Connection header must not list a name the header table marks connection_refused. */
 static int check_connection(struct http1_parser *p)
 {
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(connection_forbidden); i++) {
-        const char *name = connection_forbidden[i];
-        if (http1_request_connection_lists(p, name, strlen(name)))
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
+        const char *name = policy_table[i].name;
+        if (policy_table[i].connection_refused &&
+            http1_request_connection_lists(p, name, strlen(name)))
             return fail(p, 400, "bad_request",
                         "the Connection header names a framing or credential header");
     }
@@ -446,52 +490,6 @@ int http1_find_header(const struct http1_parser *p, const char *name)
             return (int)i;
     }
     return -1;
-}
-
-struct policy_entry {
-    const char *name;
-    enum http1_req_policy req;
-    bool resp_pass;
-    bool engine_owned; /* the upstream engines write it themselves, never from a header block */
-};
-
-/*
- * The header policy table. Request: client credentials and cookies never
- * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
- * Expect are the proxy's to set. Response: cookies never reach the agent
- * (no reusable session), framing is re-done by the proxy. Engine-owned:
- * the names both upstream engines derive from the request themselves (Host
- * from the URL, framing, connection management) and drop from a header
- * block. The one table for every header rule.
- */
-static const struct policy_entry policy_table[] = {
-    {"authorization", HTTP1_REQ_DROP, true, false},
-    {"proxy-authorization", HTTP1_REQ_DROP, false, false},
-    {"proxy-authenticate", HTTP1_REQ_DROP, false, false},
-    {"proxy-authentication-info", HTTP1_REQ_DROP, false, false},
-    {"cookie", HTTP1_REQ_DROP, true, false},
-    {"cookie2", HTTP1_REQ_DROP, true, false},
-    {"set-cookie", HTTP1_REQ_DROP, false, false},
-    {"set-cookie2", HTTP1_REQ_DROP, false, false},
-    {"connection", HTTP1_REQ_DROP, false, true},
-    {"keep-alive", HTTP1_REQ_DROP, false, true},
-    {"proxy-connection", HTTP1_REQ_DROP, false, true},
-    {"te", HTTP1_REQ_DROP, false, true},
-    {"trailer", HTTP1_REQ_DROP, false, false},
-    {"transfer-encoding", HTTP1_REQ_DROP, false, true},
-    {"upgrade", HTTP1_REQ_DROP, false, true},
-    {"host", HTTP1_REQ_DROP, true, true},
-    {"expect", HTTP1_REQ_DROP, true, true},
-    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false, true},
-};
-
-static const struct policy_entry *policy_find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
-        if (strlen(policy_table[i].name) == len && util_memcaseeq(policy_table[i].name, name, len))
-            return &policy_table[i];
-    }
-    return NULL;
 }
 
 enum http1_req_policy http1_request_header_policy(const char *name, size_t len)

@@ -621,36 +621,40 @@ struct policy_case {
     const char *name;
     enum http1_req_policy req;
     bool resp_pass;
+    bool connection_refused; /* a request whose Connection header lists it is refused */
 };
 
 static const struct policy_case policy_cases[] = {
-    {"Authorization", HTTP1_REQ_DROP, true},
-    {"authorization", HTTP1_REQ_DROP, true},
-    {"Proxy-Authorization", HTTP1_REQ_DROP, false},
-    {"Proxy-Authenticate", HTTP1_REQ_DROP, false},
-    {"Cookie", HTTP1_REQ_DROP, true},
-    {"Set-Cookie", HTTP1_REQ_DROP, false},
-    {"set-cookie", HTTP1_REQ_DROP, false},
-    {"Connection", HTTP1_REQ_DROP, false},
-    {"Keep-Alive", HTTP1_REQ_DROP, false},
-    {"Proxy-Connection", HTTP1_REQ_DROP, false},
-    {"TE", HTTP1_REQ_DROP, false},
-    {"Trailer", HTTP1_REQ_DROP, false},
-    {"Transfer-Encoding", HTTP1_REQ_DROP, false},
-    {"Upgrade", HTTP1_REQ_DROP, false},
-    {"Host", HTTP1_REQ_DROP, true},
-    {"Expect", HTTP1_REQ_DROP, true},
-    {"Content-Length", HTTP1_REQ_CONTENT_LENGTH, false},
-    {"Accept-Encoding", HTTP1_REQ_PASS, true},
-    {"Content-Encoding", HTTP1_REQ_PASS, true},
-    {"Content-Type", HTTP1_REQ_PASS, true},
-    {"X-Atlassian-Token", HTTP1_REQ_PASS, true},
-    {"User-Agent", HTTP1_REQ_PASS, true},
-    {"Retry-After", HTTP1_REQ_PASS, true},
-    {"Location", HTTP1_REQ_PASS, true},
-    {"Authorizationx", HTTP1_REQ_PASS, true},
-    {"Cookies", HTTP1_REQ_PASS, true},
-    {"X-Authorization", HTTP1_REQ_PASS, true},
+    {"Authorization", HTTP1_REQ_DROP, true, true},
+    {"authorization", HTTP1_REQ_DROP, true, true},
+    {"Proxy-Authorization", HTTP1_REQ_DROP, false, true},
+    {"Proxy-Authenticate", HTTP1_REQ_DROP, false, false},
+    {"Cookie", HTTP1_REQ_DROP, true, true},
+    {"Set-Cookie", HTTP1_REQ_DROP, false, false},
+    {"set-cookie", HTTP1_REQ_DROP, false, false},
+    {"Connection", HTTP1_REQ_DROP, false, false},
+    {"Keep-Alive", HTTP1_REQ_DROP, false, false},
+    {"Proxy-Connection", HTTP1_REQ_DROP, false, false},
+    {"TE", HTTP1_REQ_DROP, false, false},
+    {"Trailer", HTTP1_REQ_DROP, false, false},
+    {"Transfer-Encoding", HTTP1_REQ_DROP, false, true},
+    {"Upgrade", HTTP1_REQ_DROP, false, false},
+    {"Host", HTTP1_REQ_DROP, true, true},
+    {"Expect", HTTP1_REQ_DROP, true, false},
+    {"Content-Length", HTTP1_REQ_CONTENT_LENGTH, false, true},
+    {"Accept-Encoding", HTTP1_REQ_PASS, true, false},
+    {"Content-Encoding", HTTP1_REQ_PASS, true, false},
+    {"Content-Type", HTTP1_REQ_PASS, true, false},
+    {"X-Atlassian-Token", HTTP1_REQ_PASS, true, false},
+    {"User-Agent", HTTP1_REQ_PASS, true, false},
+    {"Retry-After", HTTP1_REQ_PASS, true, false},
+    {"Location", HTTP1_REQ_PASS, true, false},
+    {"Authorizationx", HTTP1_REQ_PASS, true, false},
+    {"Cookies", HTTP1_REQ_PASS, true, false},
+    {"X-Authorization", HTTP1_REQ_PASS, true, false},
+    {"Cookie2", HTTP1_REQ_DROP, true, false},
+    {"Set-Cookie2", HTTP1_REQ_DROP, false, false},
+    {"Proxy-Authentication-Info", HTTP1_REQ_DROP, false, false},
 };
 
 static void test_policy(void)
@@ -661,6 +665,20 @@ static void test_policy(void)
                   c->name);
         CHECK_MSG(http1_response_header_pass(c->name, strlen(c->name)) == c->resp_pass,
                   "response %s", c->name);
+        /* The Connection listing rule reads the same table: listed alone and after another. */
+        const char *before[] = {"", "close, "};
+        for (size_t f = 0; f < UTIL_ARRAY_LEN(before); f++) {
+            char raw[256];
+            size_t n = (size_t)snprintf(raw, sizeof(raw),
+                                        "GET / HTTP/1.1\r\nHost: a\r\nConnection: %s%s\r\n\r\n",
+                                        before[f], c->name);
+            struct outcome *o = xmalloc(sizeof(*o));
+            run(raw, n, n, 64, o);
+            CHECK_MSG(o->status == (c->connection_refused ? 400 : 0), "Connection lists %s: %d",
+                      c->name, o->status);
+            http1_parser_clear(&o->p);
+            free(o);
+        }
     }
     CHECK(http1_token_listed("close", 5, "close", 5));
     CHECK(http1_token_listed(" a , Close ,b", 13, "close", 5));
