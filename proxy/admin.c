@@ -28,6 +28,7 @@
 #include <event2/util.h>
 
 #include "accept_backoff.h"
+#include "bodybuf.h"
 #include "credstate.h"
 #include "log.h"
 #include "metrics.h"
@@ -269,23 +270,6 @@ int admin_ready_reason(const struct config *cfg, int64_t now, char *buf, size_t 
     return 0;
 }
 
-struct admin_body {
-    char buf[ADMIN_HEALTHCHECK_MAX_BODY + 1];
-    size_t len;
-};
-
-static size_t admin_body_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct admin_body *b = arg;
-    size_t n = size * nmemb, take = n;
-    if (take > ADMIN_HEALTHCHECK_MAX_BODY - b->len)
-        take = ADMIN_HEALTHCHECK_MAX_BODY - b->len;
-    memcpy(b->buf + b->len, ptr, take);
-    b->len += take;
-    b->buf[b->len] = '\0';
-    return n; /* the rest is dropped, not an error */
-}
-
 /* The URL that reaches the admin listener from this host (wildcards become loopback). */
 /* An http:// URL for PATH on listener l; a wildcard bind is reached on loopback. */
 static char *listen_url(const struct config_listen *l, const char *path)
@@ -361,7 +345,8 @@ static int healthcheck_without_admin(const struct config *cfg)
 
 int admin_healthcheck(const struct config *cfg)
 {
-    struct admin_body body;
+    char body[ADMIN_HEALTHCHECK_MAX_BODY + 1];
+    struct bodybuf sink; /* fills body; the rest is dropped, not an error */
     char errbuf[CURL_ERROR_SIZE];
     long status = 0;
     CURLcode rc;
@@ -379,11 +364,11 @@ int admin_healthcheck(const struct config *cfg)
         return 1;
     }
     url = listen_url(cfg->admin, "/readyz");
-    memset(&body, 0, sizeof(body));
+    bodybuf_init(&sink, body, ADMIN_HEALTHCHECK_MAX_BODY);
     errbuf[0] = '\0';
     healthcheck_setup(h, cfg->admin, url, errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, admin_body_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "credproxy-healthcheck/" CREDPROXY_VERSION);
 
     rc = curl_easy_perform(h);
@@ -394,13 +379,13 @@ int admin_healthcheck(const struct config *cfg)
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     /* One line of the body is enough: it is the reason; strip the newline. */
-    body.buf[strcspn(body.buf, "\r\n")] = '\0';
+    body[strcspn(body, "\r\n")] = '\0';
     if (status == 200) {
-        printf("%s\n", body.buf[0] ? body.buf : "ready");
+        printf("%s\n", body[0] ? body : "ready");
         ret = 0;
     } else {
         fprintf(stderr, "credproxy: healthcheck: not ready: %s answered %ld: %s\n", url, status,
-                body.buf[0] ? body.buf : "(no reason given)");
+                body[0] ? body : "(no reason given)");
     }
 out:
     curl_easy_cleanup(h);

@@ -29,6 +29,7 @@
 
 #include <curl/curl.h>
 
+#include "bodybuf.h"
 #include "log.h"
 #include "tokensched.h"
 #include "util.h"
@@ -720,7 +721,7 @@ void check_print_verdict(FILE *out, bool json, const struct check_target *t, enu
 
 struct check_io {
     char body[CHECK_MAX_BODY + 1];
-    size_t body_len;
+    struct bodybuf sink; /* fills body */
     char seraph[CHECK_MAX_FIELD];
     char denied[CHECK_MAX_FIELD];
     char retry_after[CHECK_MAX_FIELD];
@@ -729,18 +730,6 @@ struct check_io {
     bool has_seraph, has_denied, has_retry_after, has_location, has_www_auth;
     char errbuf[CURL_ERROR_SIZE];
 };
-
-static size_t check_on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    struct check_io *io = arg;
-    size_t n = size * nmemb, take = n;
-    if (take > CHECK_MAX_BODY - io->body_len)
-        take = CHECK_MAX_BODY - io->body_len;
-    memcpy(io->body + io->body_len, ptr, take);
-    io->body_len += take;
-    io->body[io->body_len] = '\0';
-    return n;
-}
 
 static void check_keep_header(const char *line, size_t len, const char *name, char *dst, bool *has)
 {
@@ -800,8 +789,7 @@ static void check_get_at(CURL *h, const char *base, const char *path, struct che
     CURLcode rc;
     long status = 0;
 
-    io->body_len = 0;
-    io->body[0] = '\0';
+    bodybuf_init(&io->sink, io->body, CHECK_MAX_BODY);
     io->errbuf[0] = '\0';
     io->has_seraph = io->has_denied = io->has_retry_after = io->has_location = false;
     io->has_www_auth = false;
@@ -860,8 +848,8 @@ static CURL *check_handle(const struct config *cfg, struct check_io *io, struct 
                      cfg->upstream.http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "credproxy-check/" CREDPROXY_VERSION);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, check_on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, io);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &io->sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, check_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, io);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, io->errbuf);

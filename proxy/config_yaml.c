@@ -264,57 +264,61 @@ void cfg_what(char *buf, const char *prefix, const char *key)
 
 /* ------------------------------------------------------------ typed values */
 
+/* A typed getter's key: its node, its scalar text and its name for messages. */
+struct cfg_scalar {
+    yaml_node_t *n;          /* NULL when the key is absent */
+    const char *s;           /* the scalar's text */
+    char what[CFG_MAX_WHAT]; /* "prefix.key" */
+};
+
 /*
- * The step every typed getter shares: find key in map, name it in what
- * ("prefix.key") and read its scalar into *s. Returns 1 with *n and *s set,
- * 0 when the key is absent, -1 after an error (not a scalar).
+ * The step every typed getter shares: find key in map, name it in v->what
+ * and read its scalar into v->s. Returns 1 with v filled, 0 when the key is
+ * absent (v->n NULL), -1 after an error (not a scalar).
  */
 static int cfg_get_scalar(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix,
-                          const char *key, char *what, yaml_node_t **n, const char **s)
+                          const char *key, struct cfg_scalar *v)
 {
-    *n = cfg_map_get(c, map, key);
-    if (!*n)
+    v->n = cfg_map_get(c, map, key);
+    if (!v->n)
         return 0;
-    cfg_what(what, prefix, key);
-    *s = cfg_scalar(c, *n, what);
-    return *s ? 1 : -1;
+    cfg_what(v->what, prefix, key);
+    v->s = cfg_scalar(c, v->n, v->what);
+    return v->s ? 1 : -1;
 }
 
 int cfg_get_bool(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                  bool *out)
 {
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n;
-    const char *s;
-    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
+    struct cfg_scalar k;
+    int rc = cfg_get_scalar(c, map, prefix, key, &k);
 
     if (rc <= 0)
         return rc;
-    if (util_strcaseeq(s, "true") || util_strcaseeq(s, "yes")) {
+    if (util_strcaseeq(k.s, "true") || util_strcaseeq(k.s, "yes")) {
         *out = true;
         return 0;
     }
-    if (util_strcaseeq(s, "false") || util_strcaseeq(s, "no")) {
+    if (util_strcaseeq(k.s, "false") || util_strcaseeq(k.s, "no")) {
         *out = false;
         return 0;
     }
-    return cfg_fail(c, n, "%s must be true or false (yes/no also work), got '%.64s'", what, s);
+    return cfg_fail(c, k.n, "%s must be true or false (yes/no also work), got '%.64s'", k.what,
+                    k.s);
 }
 
 int cfg_get_uint(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                  uint64_t min, uint64_t max, uint64_t *out)
 {
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n;
-    const char *s;
+    struct cfg_scalar k;
     uint64_t v;
-    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
+    int rc = cfg_get_scalar(c, map, prefix, key, &k);
 
     if (rc <= 0)
         return rc;
-    if (util_parse_u64(s, max, &v) < 0 || v < min)
-        return cfg_fail(c, n, "%s must be a whole number from %llu to %llu, got '%.64s'", what,
-                        (unsigned long long)min, (unsigned long long)max, s);
+    if (util_parse_u64(k.s, max, &v) < 0 || v < min)
+        return cfg_fail(c, k.n, "%s must be a whole number from %llu to %llu, got '%.64s'", k.what,
+                        (unsigned long long)min, (unsigned long long)max, k.s);
     *out = v;
     return 0;
 }
@@ -322,23 +326,21 @@ int cfg_get_uint(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, 
 int cfg_get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                      bool allow_zero, int64_t *out)
 {
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n;
-    const char *s;
+    struct cfg_scalar k;
     uint64_t bare;
     int64_t v;
-    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
+    int rc = cfg_get_scalar(c, map, prefix, key, &k);
 
     if (rc <= 0)
         return rc;
-    if (util_parse_duration_ms(s, &v) < 0) {
-        if (util_parse_u64(s, UINT64_MAX, &bare) == 0)
-            return cfg_fail(c, n, "%s needs a unit: write %.32ss (or ms, m, h)", what, s);
-        return cfg_fail(c, n, "%s must be a duration like 500ms, 10s, 5m or 1h, got '%.64s'", what,
-                        s);
+    if (util_parse_duration_ms(k.s, &v) < 0) {
+        if (util_parse_u64(k.s, UINT64_MAX, &bare) == 0)
+            return cfg_fail(c, k.n, "%s needs a unit: write %.32ss (or ms, m, h)", k.what, k.s);
+        return cfg_fail(c, k.n, "%s must be a duration like 500ms, 10s, 5m or 1h, got '%.64s'",
+                        k.what, k.s);
     }
     if (v == 0 && !allow_zero)
-        return cfg_fail(c, n, "%s must be longer than 0", what);
+        return cfg_fail(c, k.n, "%s must be longer than 0", k.what);
     *out = v;
     return 0;
 }
@@ -346,16 +348,15 @@ int cfg_get_duration(struct cfg_ctx *c, const yaml_node_t *map, const char *pref
 int cfg_get_rate(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                  bool *given, bool *off, double *per_sec)
 {
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n;
-    const char *s;
-    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
+    struct cfg_scalar k;
+    int rc = cfg_get_scalar(c, map, prefix, key, &k);
 
     if (rc <= 0)
         return rc;
-    if (util_parse_rate(s, per_sec, off) < 0)
-        return cfg_fail(
-            c, n, "%s must be a rate like 100/min, 10/s or 1000/h (or off), got '%.64s'", what, s);
+    if (util_parse_rate(k.s, per_sec, off) < 0)
+        return cfg_fail(c, k.n,
+                        "%s must be a rate like 100/min, 10/s or 1000/h (or off), got '%.64s'",
+                        k.what, k.s);
     if (given)
         *given = true;
     return 0;
@@ -365,16 +366,14 @@ int cfg_get_rate(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, 
 int cfg_get_str(struct cfg_ctx *c, const yaml_node_t *map, const char *prefix, const char *key,
                 char **out, yaml_node_t **node)
 {
-    char what[CFG_MAX_WHAT];
-    yaml_node_t *n;
-    const char *s;
-    int rc = cfg_get_scalar(c, map, prefix, key, what, &n, &s);
+    struct cfg_scalar k;
+    int rc = cfg_get_scalar(c, map, prefix, key, &k);
 
     if (node)
-        *node = n;
+        *node = k.n;
     if (rc <= 0)
         return rc;
     free(*out);
-    *out = xstrdup(s);
+    *out = xstrdup(k.s);
     return 0;
 }

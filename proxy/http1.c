@@ -1,28 +1,78 @@
 /*
  * http1: strict request framing on llhttp plus the header policy table.
- * See http1.h for the contract.
+ * See http1.h for the contract. The header-block rules, the body sink and
+ * the wording of llhttp's refusals are shared with the response framing
+ * (http1_msg); what is here is the request's own.
  */
 #include "http1.h"
 
-#include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "util.h"
 
-/* llhttp.c tests LLHTTP_STRICT_MODE with #if: CMake defines it for llhttp and for us. */
-#if !LLHTTP_STRICT_MODE
-#error "llhttp must be built with LLHTTP_STRICT_MODE=1 (see CMakeLists.txt)"
-#endif
+struct policy_entry {
+    const char *name;
+    enum http1_req_policy req;
+    bool resp_pass;
+    bool engine_owned; /* the upstream engines write it themselves, never from a header block */
+    bool connection_refused; /* a Connection header may not list it (check_connection) */
+};
 
-/* NUL terminators and slack on top of the raw head bytes. */
-#define HTTP1_ARENA_MAX (HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64)
-#define HTTP1_ARENA_INITIAL 1024
+/*
+ * The header policy table. Request: client credentials and cookies never
+ * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
+ * Expect are the proxy's to set. Response: cookies never reach the agent
+ * (no reusable session), framing is re-done by the proxy. Engine-owned:
+ * the names both upstream engines derive from the request themselves (Host
+ * from the URL, framing, connection management) and drop from a header
+ * block. Connection-refused: a Connection header lists hop-by-hop headers a
+ * proxy removes; naming an end-to-end framing header or a credential asks
+ * the proxy to drop what defines the message or who sends it. No client
+ * needs that, and proxies that honour it disagree with those that do not,
+ * so such a request is refused. The one table for every header rule.
+ */
+static const struct policy_entry policy_table[] = {
+    /* name, request, response passes, engine-owned, Connection may not list it */
+    {"authorization", HTTP1_REQ_DROP, true, false, true},
+    {"proxy-authorization", HTTP1_REQ_DROP, false, false, true},
+    {"proxy-authenticate", HTTP1_REQ_DROP, false, false, false},
+    {"proxy-authentication-info", HTTP1_REQ_DROP, false, false, false},
+    {"cookie", HTTP1_REQ_DROP, true, false, true},
+    {"cookie2", HTTP1_REQ_DROP, true, false, false},
+    {"set-cookie", HTTP1_REQ_DROP, false, false, false},
+    {"set-cookie2", HTTP1_REQ_DROP, false, false, false},
+    {"connection", HTTP1_REQ_DROP, false, true, false},
+    {"keep-alive", HTTP1_REQ_DROP, false, true, false},
+    {"proxy-connection", HTTP1_REQ_DROP, false, true, false},
+    {"te", HTTP1_REQ_DROP, false, true, false},
+    {"trailer", HTTP1_REQ_DROP, false, false, false},
+    {"transfer-encoding", HTTP1_REQ_DROP, false, true, true},
+    {"upgrade", HTTP1_REQ_DROP, false, true, false},
+    {"host", HTTP1_REQ_DROP, true, true, true},
+    {"expect", HTTP1_REQ_DROP, true, true, false},
+    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false, true, true},
+};
 
-enum { SPAN_NONE = 0, SPAN_URL = 2, SPAN_FIELD = 3, SPAN_VALUE = 4 };
+static const struct policy_entry *policy_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
+        if (strlen(policy_table[i].name) == len && util_memcaseeq(policy_table[i].name, name, len))
+            return &policy_table[i];
+    }
+    return NULL;
+}
 
+static const struct http1_msg_limits request_limits = {
+    .max_head_bytes = HTTP1_MAX_HEAD_BYTES,
+    .max_headers = HTTP1_MAX_HEADERS,
+    .max_trailer_bytes = HTTP1_MAX_TRAILER_BYTES,
+};
+
+/* The parser whose llhttp_t this is (the shared callbacks get the msg through ll->data). */
 static struct http1_parser *parser_of(llhttp_t *ll)
 {
-    return ll->data;
+    return (struct http1_parser *)((char *)ll - offsetof(struct http1_parser, ll));
 }
 
 static int fail(struct http1_parser *p, int status, const char *code, const char *msg)
@@ -35,188 +85,30 @@ static int fail(struct http1_parser *p, int status, const char *code, const char
     return -1;
 }
 
-int http1_arena_append(char **arena, size_t *len, size_t *cap, size_t initial, size_t max,
-                       const char *at, size_t n)
-{
-    if (*len + n + 1 > max)
-        return -1;
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : initial;
-        while (c < *len + n + 1)
-            c *= 2;
-        if (c > max)
-            c = max;
-        *arena = xrealloc(*arena, c);
-        *cap = c;
-    }
-    memcpy(*arena + *len, at, n);
-    *len += n;
-    return 0;
-}
-
-static int arena_append(struct http1_parser *p, const char *at, size_t len)
-{
-    if (http1_arena_append(&p->arena, &p->arena_len, &p->arena_cap, HTTP1_ARENA_INITIAL,
-                           HTTP1_ARENA_MAX, at, len) < 0)
-        return fail(p, 431, "headers_too_large", "the request head is too large");
-    return 0;
-}
-
-static int arena_terminate(struct http1_parser *p)
-{
-    if (arena_append(p, "", 0) < 0)
-        return -1;
-    p->arena[p->arena_len++] = '\0';
-    return 0;
-}
-
 static int on_url(llhttp_t *ll, const char *at, size_t len)
 {
     struct http1_parser *p = parser_of(ll);
-    if (p->span != SPAN_URL) {
-        p->span = SPAN_URL;
-        p->target_off = (uint32_t)p->arena_len;
-        p->target_len = 0;
-    }
-    if (arena_append(p, at, len) < 0)
-        return -1;
-    p->target_len += (uint32_t)len;
-    return 0;
+    return http1_msg_span_add(&p->msg, HTTP1_MSG_SPAN_URL, &p->target_off, &p->target_len, at, len);
 }
 
 static int on_url_complete(llhttp_t *ll)
 {
     struct http1_parser *p = parser_of(ll);
-    if (p->span != SPAN_URL)
+    if (p->msg.span != HTTP1_MSG_SPAN_URL)
         return fail(p, 400, "bad_request", "empty request target");
-    p->span = SPAN_NONE;
+    p->msg.span = HTTP1_MSG_SPAN_NONE;
     for (uint32_t i = 0; i < p->target_len; i++) {
-        unsigned char c = (unsigned char)p->arena[p->target_off + i];
+        unsigned char c = (unsigned char)p->msg.arena[p->target_off + i];
         if (c <= 0x20 || c == 0x7f)
             return fail(p, 400, "bad_request", "control byte in the request target");
     }
-    return arena_terminate(p);
-}
-
-static int on_header_field(llhttp_t *ll, const char *at, size_t len)
-{
-    struct http1_parser *p = parser_of(ll);
-    if (p->phase != HTTP1_PHASE_HEAD) {
-        p->trailer_bytes += len;
-        if (p->trailer_bytes > HTTP1_MAX_TRAILER_BYTES)
-            return fail(p, 400, "bad_request", "chunked trailers are too large");
-        return 0;
-    }
-    if (p->too_many_headers)
-        return 0;
-    if (p->span != SPAN_FIELD) {
-        /*
-         * Refused when the name is complete, not here: llhttp hands over a
-         * name in one piece or many depending on how the bytes arrived, and
-         * an invalid byte later in the name must win either way (400).
-         */
-        if (p->nheaders >= HTTP1_MAX_HEADERS) {
-            p->too_many_headers = true;
-            return 0;
-        }
-        p->span = SPAN_FIELD;
-        struct http1_header *h = &p->headers[p->nheaders++];
-        h->name_off = (uint32_t)p->arena_len;
-        h->name_len = 0;
-        h->value_off = 0;
-        h->value_len = 0;
-    }
-    if (arena_append(p, at, len) < 0)
-        return -1;
-    p->headers[p->nheaders - 1].name_len += (uint32_t)len;
-    return 0;
-}
-
-bool http1_is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
-static int on_header_field_complete(llhttp_t *ll)
-{
-    struct http1_parser *p = parser_of(ll);
-    if (p->phase != HTTP1_PHASE_HEAD)
-        return 0;
-    if (p->too_many_headers)
-        return fail(p, 431, "headers_too_large", "the request has too many header lines");
-    if (p->span != SPAN_FIELD || p->headers[p->nheaders - 1].name_len == 0)
-        return fail(p, 400, "bad_request", "empty header name");
-    const struct http1_header *h = &p->headers[p->nheaders - 1];
-    for (uint32_t i = 0; i < h->name_len; i++) {
-        if (!http1_is_tchar((unsigned char)p->arena[h->name_off + i]))
-            return fail(p, 400, "bad_request", "invalid header name");
-    }
-    p->span = SPAN_NONE;
-    p->last_done = SPAN_FIELD;
-    return arena_terminate(p);
-}
-
-static int on_header_value(llhttp_t *ll, const char *at, size_t len)
-{
-    struct http1_parser *p = parser_of(ll);
-    if (p->phase != HTTP1_PHASE_HEAD) {
-        p->trailer_bytes += len;
-        if (p->trailer_bytes > HTTP1_MAX_TRAILER_BYTES)
-            return fail(p, 400, "bad_request", "chunked trailers are too large");
-        return 0;
-    }
-    if (p->span != SPAN_VALUE) {
-        /* llhttp folds "\r\n value" continuations into a second value span: refuse obs-fold. */
-        if (p->last_done != SPAN_FIELD)
-            return fail(p, 400, "bad_request", "obsolete line folding in a header");
-        p->span = SPAN_VALUE;
-        p->headers[p->nheaders - 1].value_off = (uint32_t)p->arena_len;
-    } else if (!p->value_at_end || at != p->exec_start) {
-        /* A value continued other than across two execute calls: "\r\n SP" obs-fold. */
-        return fail(p, 400, "bad_request", "obsolete line folding in a header");
-    }
-    p->value_at_end = at + len == p->exec_end;
-    if (arena_append(p, at, len) < 0)
-        return -1;
-    p->headers[p->nheaders - 1].value_len += (uint32_t)len;
-    return 0;
-}
-
-static int on_header_value_complete(llhttp_t *ll)
-{
-    struct http1_parser *p = parser_of(ll);
-    if (p->phase != HTTP1_PHASE_HEAD)
-        return 0;
-    struct http1_header *h = &p->headers[p->nheaders - 1];
-    if (p->last_done != SPAN_FIELD && p->span != SPAN_VALUE)
-        return fail(p, 400, "bad_request", "obsolete line folding in a header");
-    p->last_done = SPAN_VALUE;
-    if (p->span != SPAN_VALUE) {
-        h->value_off = (uint32_t)p->arena_len;
-        h->value_len = 0;
-    }
-    p->span = SPAN_NONE;
-    /* Trailing optional white space is not part of the value (RFC 9110 §5.5). */
-    while (h->value_len > 0 && (p->arena[h->value_off + h->value_len - 1] == ' ' ||
-                                p->arena[h->value_off + h->value_len - 1] == '\t'))
-        h->value_len--;
-    p->arena_len = h->value_off + h->value_len;
-    for (uint32_t i = 0; i < h->value_len; i++) {
-        unsigned char c = (unsigned char)p->arena[h->value_off + i];
-        if (c == '\r' || c == '\n')
-            return fail(p, 400, "bad_request", "obsolete line folding in a header");
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return fail(p, 400, "bad_request", "control byte in a header value");
-    }
-    return arena_terminate(p);
+    return http1_msg_terminate(&p->msg);
 }
 
 static bool name_is(const struct http1_parser *p, const struct http1_header *h, const char *name)
 {
     size_t n = strlen(name);
-    return h->name_len == n && util_memcaseeq(p->arena + h->name_off, name, n);
+    return h->name_len == n && util_memcaseeq(p->msg.arena + h->name_off, name, n);
 }
 
 /*
@@ -234,7 +126,7 @@ static int check_transfer_encoding(struct http1_parser *p)
             continue;
         if (++te > 1)
             return fail(p, 400, "bad_request", "more than one Transfer-Encoding header");
-        if (h->value_len != 7 || !util_memcaseeq(p->arena + h->value_off, "chunked", 7))
+        if (h->value_len != 7 || !util_memcaseeq(p->msg.arena + h->value_off, "chunked", 7))
             return fail(p, 400, "bad_request", "Transfer-Encoding other than a single chunked");
     }
     if (te && p->http_minor == 0)
@@ -242,21 +134,13 @@ static int check_transfer_encoding(struct http1_parser *p)
     return 0;
 }
 
-/*
- * A Connection header lists hop-by-hop headers a proxy removes. Naming an
- * end-to-end framing header or a credential asks the proxy to drop what
- * defines the message or who sends it; no client needs that, and proxies
- * that honour it disagree with those that do not, so it is refused.
- */
-static const char *const connection_forbidden[] = {
-    "host", "content-length", "transfer-encoding", "authorization", "proxy-authorization", "cookie",
-};
-
+/* The Connection header must not list a name the header table marks connection_refused. */
 static int check_connection(struct http1_parser *p)
 {
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(connection_forbidden); i++) {
-        const char *name = connection_forbidden[i];
-        if (http1_request_connection_lists(p, name, strlen(name)))
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
+        const char *name = policy_table[i].name;
+        if (policy_table[i].connection_refused &&
+            http1_request_connection_lists(p, name, strlen(name)))
             return fail(p, 400, "bad_request",
                         "the Connection header names a framing or credential header");
     }
@@ -285,7 +169,8 @@ static int on_headers_complete(llhttp_t *ll)
             hosts++;
             p->host_index = (int)i;
         } else if (name_is(p, h, "expect")) {
-            if (h->value_len == 12 && util_memcaseeq(p->arena + h->value_off, "100-continue", 12))
+            if (h->value_len == 12 &&
+                util_memcaseeq(p->msg.arena + h->value_off, "100-continue", 12))
                 p->expect_continue = true;
         } else if (name_is(p, h, "upgrade")) {
             p->upgrade = true;
@@ -315,17 +200,8 @@ static int on_headers_complete(llhttp_t *ll)
     p->keep_alive = llhttp_should_keep_alive(ll) != 0;
     p->cstate = p->chunked ? HTTP1_CHUNK_SIZE_LINE : HTTP1_CHUNK_NONE;
     p->phase = HTTP1_PHASE_BODY;
+    p->msg.in_body = true;
     return HPE_PAUSED;
-}
-
-static int on_body(llhttp_t *ll, const char *at, size_t len)
-{
-    struct http1_parser *p = parser_of(ll);
-    if (!p->body_out || p->body_len + len > p->body_cap)
-        return fail(p, 400, "bad_request", "internal body framing error");
-    memcpy(p->body_out + p->body_len, at, len);
-    p->body_len += len;
-    return 0;
 }
 
 static int on_chunk_header(llhttp_t *ll)
@@ -355,15 +231,11 @@ static int on_message_complete(llhttp_t *ll)
 
 static const llhttp_settings_t *settings(void)
 {
-    static llhttp_settings_t s = {
+    static const llhttp_settings_t s = {
+        HTTP1_MSG_CALLBACKS,
         .on_url = on_url,
         .on_url_complete = on_url_complete,
-        .on_header_field = on_header_field,
-        .on_header_field_complete = on_header_field_complete,
-        .on_header_value = on_header_value,
-        .on_header_value_complete = on_header_value_complete,
         .on_headers_complete = on_headers_complete,
-        .on_body = on_body,
         .on_chunk_header = on_chunk_header,
         .on_chunk_complete = on_chunk_complete,
         .on_message_complete = on_message_complete,
@@ -379,68 +251,32 @@ void http1_parser_init(struct http1_parser *p)
 
 void http1_parser_reset(struct http1_parser *p)
 {
-    char *arena = p->arena;
-    size_t cap = p->arena_cap;
+    struct http1_msg msg = p->msg; /* its arena allocation is kept */
     memset(p, 0, sizeof(*p));
-    p->arena = arena;
-    p->arena_cap = cap;
+    p->msg = msg;
+    http1_msg_reset(&p->msg, &request_limits, p->headers, &p->nheaders);
     p->content_length = -1;
     p->host_index = -1;
     llhttp_init(&p->ll, HTTP_REQUEST, settings());
-    p->ll.data = p;
+    p->ll.data = &p->msg;
 }
 
 void http1_parser_clear(struct http1_parser *p)
 {
-    free(p->arena);
-    p->arena = NULL;
-    p->arena_cap = 0;
-    p->arena_len = 0;
+    http1_msg_clear(&p->msg);
 }
 
+/* llhttp stopped: the answer for the first refusal (ours, the shared rules' or llhttp's). */
 static enum http1_status parse_error(struct http1_parser *p, llhttp_errno_t e)
 {
+    enum http1_msg_err k = http1_msg_error(&p->msg, e);
+    const struct http1_msg_refusal *r = http1_msg_refusal(k);
+
     p->phase = HTTP1_PHASE_ERROR;
-    if (!p->err_status) {
-        p->err_status = 400;
-        p->err_code = "bad_request";
-        switch (e) {
-        case HPE_UNEXPECTED_CONTENT_LENGTH:
-            p->err_msg = "Content-Length is ambiguous";
-            break;
-        case HPE_INVALID_CONTENT_LENGTH:
-            p->err_msg = "invalid Content-Length";
-            break;
-        case HPE_INVALID_CHUNK_SIZE:
-            p->err_msg = "invalid chunk size";
-            break;
-        case HPE_INVALID_TRANSFER_ENCODING:
-            p->err_msg = "invalid Transfer-Encoding";
-            break;
-        case HPE_INVALID_HEADER_TOKEN:
-            p->err_msg = "invalid header";
-            break;
-        case HPE_INVALID_METHOD:
-            /* TRACK is IIS's TRACE: refused with the same answer (llhttp does not know it). */
-            if (p->peek_len >= 5 && memcmp(p->peek, "TRACK", 5) == 0) {
-                p->err_status = 405;
-                p->err_code = "method_not_allowed";
-                p->err_msg = "TRACK is not allowed through this proxy";
-                break;
-            }
-            p->err_msg = "unknown method";
-            break;
-        case HPE_INVALID_VERSION:
-            p->err_msg = "invalid HTTP version";
-            break;
-        case HPE_INVALID_URL:
-            p->err_msg = "invalid request target";
-            break;
-        default:
-            p->err_msg = "malformed request";
-            break;
-        }
-    }
+    /* TRACK is IIS's TRACE: refused with the same answer (llhttp does not know it). */
+    if (k == HTTP1_MSG_METHOD && p->peek_len >= 5 && memcmp(p->peek, "TRACK", 5) == 0)
+        fail(p, 405, "method_not_allowed", "TRACK is not allowed through this proxy");
+    fail(p, r->status, r->code, r->request);
     return HTTP1_ERROR;
 }
 
@@ -510,18 +346,14 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
         return HTTP1_ERROR;
     if (p->phase != HTTP1_PHASE_HEAD)
         return HTTP1_HEAD_DONE;
-    /* Feed no more than one byte past the limit: that is enough to know. */
-    size_t room = HTTP1_MAX_HEAD_BYTES + 1 - p->head_bytes;
-    size_t n = len < room ? len : room;
+    size_t n = http1_msg_room(&p->msg, len), used;
     const char *why = NULL;
     if (!p->scan_done) {
         size_t clean = scan_head(p, data, n, &why);
         if (why)
             n = clean; /* llhttp gets the bytes before the violation: an earlier error wins */
     }
-    p->exec_start = data;
-    p->exec_end = data + n;
-    llhttp_errno_t e = llhttp_execute(&p->ll, data, n);
+    llhttp_errno_t e = http1_msg_execute(&p->msg, &p->ll, data, n, &used);
     if (e != HPE_OK && e != HPE_PAUSED)
         return parse_error(p, e);
     if (why) {
@@ -529,26 +361,10 @@ enum http1_status http1_parse_head(struct http1_parser *p, const char *data, siz
         p->phase = HTTP1_PHASE_ERROR;
         return HTTP1_ERROR;
     }
-    if (e == HPE_PAUSED) {
-        size_t used = (size_t)(llhttp_get_error_pos(&p->ll) - data);
-        llhttp_resume(&p->ll);
-        p->head_bytes += used;
-        *consumed = used;
-        if (p->head_bytes > HTTP1_MAX_HEAD_BYTES) {
-            fail(p, 431, "headers_too_large", "the request head is too large");
-            p->phase = HTTP1_PHASE_ERROR;
-            return HTTP1_ERROR;
-        }
-        return HTTP1_HEAD_DONE;
-    }
-    p->head_bytes += n;
-    *consumed = n;
-    if (p->head_bytes > HTTP1_MAX_HEAD_BYTES) {
-        fail(p, 431, "headers_too_large", "the request head is too large");
-        p->phase = HTTP1_PHASE_ERROR;
-        return HTTP1_ERROR;
-    }
-    return HTTP1_NEED_MORE;
+    *consumed = used;
+    if (http1_msg_head_used(&p->msg, used) < 0)
+        return parse_error(p, HPE_OK);
+    return e == HPE_PAUSED ? HTTP1_HEAD_DONE : HTTP1_NEED_MORE;
 }
 
 static bool is_hex(char c)
@@ -621,9 +437,7 @@ enum http1_status http1_parse_body(struct http1_parser *p, const char *data, siz
     size_t n = len < cap ? len : cap;
     if (n == 0)
         return HTTP1_NEED_MORE;
-    p->body_out = out;
-    p->body_cap = cap;
-    p->body_len = 0;
+    http1_msg_body_begin(&p->msg, out, cap);
     size_t pos = 0;
     enum http1_status st = HTTP1_NEED_MORE;
     while (pos < n) {
@@ -653,9 +467,9 @@ enum http1_status http1_parse_body(struct http1_parser *p, const char *data, siz
         p->cstate = HTTP1_CHUNK_SIZE_LINE; /* paused after a chunk: a size line comes next */
     }
     /* On an error nothing decoded is valid: the caller forwards none of it. */
-    *produced = st == HTTP1_ERROR ? 0 : p->body_len;
+    size_t decoded = http1_msg_body_end(&p->msg);
+    *produced = st == HTTP1_ERROR ? 0 : decoded;
     *consumed = pos;
-    p->body_out = NULL;
     return st;
 }
 
@@ -667,19 +481,17 @@ const char *http1_method(const struct http1_parser *p)
 const char *http1_target(const struct http1_parser *p, size_t *len)
 {
     *len = p->target_len;
-    return p->arena ? p->arena + p->target_off : "";
+    return p->msg.arena ? p->msg.arena + p->target_off : "";
 }
 
 const char *http1_header_name(const struct http1_parser *p, size_t i, size_t *len)
 {
-    *len = p->headers[i].name_len;
-    return p->arena + p->headers[i].name_off;
+    return http1_msg_name(&p->msg, i, len);
 }
 
 const char *http1_header_value(const struct http1_parser *p, size_t i, size_t *len)
 {
-    *len = p->headers[i].value_len;
-    return p->arena + p->headers[i].value_off;
+    return http1_msg_value(&p->msg, i, len);
 }
 
 int http1_find_header(const struct http1_parser *p, const char *name)
@@ -689,52 +501,6 @@ int http1_find_header(const struct http1_parser *p, const char *name)
             return (int)i;
     }
     return -1;
-}
-
-struct policy_entry {
-    const char *name;
-    enum http1_req_policy req;
-    bool resp_pass;
-    bool engine_owned; /* the upstream engines write it themselves, never from a header block */
-};
-
-/*
- * The header policy table. Request: client credentials and cookies never
- * travel; hop-by-hop headers (RFC 9110 §7.6.1) end at the proxy; Host and
- * Expect are the proxy's to set. Response: cookies never reach the agent
- * (no reusable session), framing is re-done by the proxy. Engine-owned:
- * the names both upstream engines derive from the request themselves (Host
- * from the URL, framing, connection management) and drop from a header
- * block. The one table for every header rule.
- */
-static const struct policy_entry policy_table[] = {
-    {"authorization", HTTP1_REQ_DROP, true, false},
-    {"proxy-authorization", HTTP1_REQ_DROP, false, false},
-    {"proxy-authenticate", HTTP1_REQ_DROP, false, false},
-    {"proxy-authentication-info", HTTP1_REQ_DROP, false, false},
-    {"cookie", HTTP1_REQ_DROP, true, false},
-    {"cookie2", HTTP1_REQ_DROP, true, false},
-    {"set-cookie", HTTP1_REQ_DROP, false, false},
-    {"set-cookie2", HTTP1_REQ_DROP, false, false},
-    {"connection", HTTP1_REQ_DROP, false, true},
-    {"keep-alive", HTTP1_REQ_DROP, false, true},
-    {"proxy-connection", HTTP1_REQ_DROP, false, true},
-    {"te", HTTP1_REQ_DROP, false, true},
-    {"trailer", HTTP1_REQ_DROP, false, false},
-    {"transfer-encoding", HTTP1_REQ_DROP, false, true},
-    {"upgrade", HTTP1_REQ_DROP, false, true},
-    {"host", HTTP1_REQ_DROP, true, true},
-    {"expect", HTTP1_REQ_DROP, true, true},
-    {"content-length", HTTP1_REQ_CONTENT_LENGTH, false, true},
-};
-
-static const struct policy_entry *policy_find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < UTIL_ARRAY_LEN(policy_table); i++) {
-        if (strlen(policy_table[i].name) == len && util_memcaseeq(policy_table[i].name, name, len))
-            return &policy_table[i];
-    }
-    return NULL;
 }
 
 enum http1_req_policy http1_request_header_policy(const char *name, size_t len)
@@ -778,8 +544,9 @@ bool http1_request_connection_lists(const struct http1_parser *p, const char *na
     for (size_t i = 0; i < p->nheaders; i++) {
         if (!name_is(p, &p->headers[i], "connection"))
             continue;
-        if (http1_token_listed(p->arena + p->headers[i].value_off, p->headers[i].value_len, name,
-                               len))
+        size_t vlen;
+        const char *v = http1_msg_value(&p->msg, i, &vlen);
+        if (http1_token_listed(v, vlen, name, len))
             return true;
     }
     return false;

@@ -21,6 +21,8 @@
 
 #include <llhttp.h>
 
+#include "http1_msg.h"
+
 #define HTTP1_MAX_HEAD_BYTES (64 * 1024)    /* request line + headers, CRLFs included */
 #define HTTP1_MAX_HEADERS 100               /* header lines per request */
 #define HTTP1_MAX_TRAILER_BYTES (16 * 1024) /* chunked trailers: parsed, bounded, dropped */
@@ -41,37 +43,23 @@ enum http1_status {
     HTTP1_ERROR,         /* see http1_parser.err_status / err_code / err_msg */
 };
 
-/* Offsets into the parser's arena, so the arena can grow without dangling pointers. */
-struct http1_header {
-    uint32_t name_off, name_len;
-    uint32_t value_off, value_len;
-};
-
 struct http1_parser {
-    llhttp_t ll;
+    llhttp_t ll; /* first: the callbacks find the parser from it; its data is &msg */
     enum { HTTP1_PHASE_HEAD = 0, HTTP1_PHASE_BODY, HTTP1_PHASE_DONE, HTTP1_PHASE_ERROR } phase;
 
-    /* Head storage: method, target and header names/values, each NUL-terminated. */
-    char *arena;
-    size_t arena_len, arena_cap;
+    /* Head storage (the target and header names/values, in msg's arena) and the body sink. */
+    struct http1_msg msg;
     const char *method; /* static name from llhttp */
     uint32_t target_off, target_len;
     struct http1_header headers[HTTP1_MAX_HEADERS];
     size_t nheaders;
-    int span;                          /* which span is open: 0 none, 2 url, 3 field, 4 value */
-    const char *exec_start, *exec_end; /* the bytes of the current llhttp_execute */
-    bool value_at_end;                 /* the open value span reached exec_end */
-    int last_done; /* the last span completed (obs-fold shows as value after value) */
-    size_t head_bytes;
-    size_t trailer_bytes;
     /* Byte-level checks llhttp's strict mode leaves to us (see scan_head / scan_body). */
-    bool prev_cr;          /* the previous scanned byte was CR */
-    bool prev_lf;          /* the previous trailer byte was LF (a line starts) */
-    bool too_many_headers; /* a name beyond HTTP1_MAX_HEADERS started (431 at its end) */
-    bool prev_sp;          /* the previous request-line byte was SP */
-    size_t scan_lines;     /* non-empty head lines scanned (the request line first) */
-    size_t scan_line_len;  /* bytes of the head line being scanned, CR excluded */
-    bool scan_done;        /* the head's closing empty line was scanned */
+    bool prev_cr;         /* the previous scanned byte was CR */
+    bool prev_lf;         /* the previous trailer byte was LF (a line starts) */
+    bool prev_sp;         /* the previous request-line byte was SP */
+    size_t scan_lines;    /* non-empty head lines scanned (the request line first) */
+    size_t scan_line_len; /* bytes of the head line being scanned, CR excluded */
+    bool scan_done;       /* the head's closing empty line was scanned */
     char peek[HTTP1_METHOD_PEEK];
     size_t peek_len;
     bool peek_closed; /* the method's bytes ended */
@@ -97,10 +85,6 @@ struct http1_parser {
     bool expect_continue;
     bool upgrade;   /* an Upgrade header was present */
     int host_index; /* index of the Host header, -1 when absent */
-
-    /* Body decoding (between http1_parse_body calls only). */
-    char *body_out;
-    size_t body_cap, body_len;
 
     /* Set with HTTP1_ERROR: the proxy's answer (400/405/431) and a short reason. */
     int err_status;
@@ -166,18 +150,6 @@ bool http1_token_listed(const char *list, size_t list_len, const char *name, siz
 
 /* True when a Connection header of the request lists name. */
 bool http1_request_connection_lists(const struct http1_parser *p, const char *name, size_t len);
-
-/* RFC 9110 token characters (a header name or method is nothing else). */
-bool http1_is_tchar(unsigned char c);
-
-/*
- * Append n bytes to a head arena (*arena, *len, *cap), growing it by
- * doubling from initial up to max bytes (a NUL always fits after the
- * data). Returns 0, or -1 when the head would exceed max (nothing appended).
- * Shared by request and response framing.
- */
-int http1_arena_append(char **arena, size_t *len, size_t *cap, size_t initial, size_t max,
-                       const char *at, size_t n);
 
 /* Standard reason phrase for a status ("OK", "Not Found"); "Unknown" when none. */
 const char *http1_reason(int status);

@@ -28,6 +28,8 @@
 
 #include <llhttp.h>
 
+#include "http1_msg.h"
+
 #define HTTP1_RESP_MAX_HEAD_BYTES (64 * 1024)    /* status lines + headers, interim heads too */
 #define HTTP1_RESP_MAX_HEADERS 200               /* header lines of the final head */
 #define HTTP1_RESP_MAX_TRAILER_BYTES (16 * 1024) /* chunked trailers: parsed, bounded, dropped */
@@ -47,13 +49,8 @@ enum http1_resp_framing {
     HTTP1_RESP_CLOSE,       /* until the server closes */
 };
 
-struct http1_resp_header {
-    uint32_t name_off, name_len; /* into the arena; NUL-terminated */
-    uint32_t value_off, value_len;
-};
-
 struct http1_resp {
-    llhttp_t ll;
+    llhttp_t ll; /* first: the callbacks find the parser from it; its data is &msg */
     enum {
         HTTP1_RESP_PHASE_HEAD = 0,
         HTTP1_RESP_PHASE_BODY,
@@ -62,16 +59,9 @@ struct http1_resp {
     } phase;
     bool head_request; /* the request was HEAD: the answer has no body */
 
-    char *arena;
-    size_t arena_len, arena_cap;
-    struct http1_resp_header headers[HTTP1_RESP_MAX_HEADERS];
+    struct http1_msg msg; /* the head's arena, its byte count, trailers, the body sink */
+    struct http1_header headers[HTTP1_RESP_MAX_HEADERS];
     size_t nheaders;
-    int span;
-    const char *exec_start, *exec_end;
-    bool value_at_end;
-    int last_done;
-    size_t head_bytes; /* every head byte so far, interim heads included */
-    size_t trailer_bytes;
     unsigned interim; /* 1xx heads consumed */
     bool pending_cr;  /* the last head byte fed was a CR */
 
@@ -81,9 +71,6 @@ struct http1_resp {
     enum http1_resp_framing framing;
     int64_t content_length; /* -1 when absent */
     bool keep_alive;        /* the connection may carry another exchange after this one */
-
-    char *body_out;
-    size_t body_cap, body_len;
 
     const char *err_msg; /* with HTTP1_RESP_ERROR: a fixed sentence, never upstream bytes */
 };

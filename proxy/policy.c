@@ -104,38 +104,20 @@ struct policy_rule {
 #define S_QSPACE POLICY_SCOPE_QUERY_SPACE
 #define S_UNDET POLICY_SCOPE_UNDETERMINABLE
 
-#define J(m, p, c, s)                                                                              \
+/* One row: API family, method, pattern, class, scope source, body check. */
+#define ROW(api, m, p, c, s, b)                                                                    \
     {                                                                                              \
-        API_JIRA, m, p, c, s, POLICY_BODY_NONE                                                     \
+        api, m, p, c, s, b                                                                         \
     }
-#define JB(m, p, c, s, b)                                                                          \
-    {                                                                                              \
-        API_JIRA, m, p, c, s, b                                                                    \
-    }
-#define AG(m, p, c, s)                                                                             \
-    {                                                                                              \
-        API_AGILE, m, p, c, s, POLICY_BODY_NONE                                                    \
-    }
-#define SD(m, p, c, s)                                                                             \
-    {                                                                                              \
-        API_JSM, m, p, c, s, POLICY_BODY_NONE                                                      \
-    }
-#define C1(m, p, c, s)                                                                             \
-    {                                                                                              \
-        API_CONF1, m, p, c, s, POLICY_BODY_NONE                                                    \
-    }
-#define C1B(m, p, c, s, b)                                                                         \
-    {                                                                                              \
-        API_CONF1, m, p, c, s, b                                                                   \
-    }
-#define C2(m, p, c, s)                                                                             \
-    {                                                                                              \
-        API_CONF2, m, p, c, s, POLICY_BODY_NONE                                                    \
-    }
-#define C2B(m, p, c, s, b)                                                                         \
-    {                                                                                              \
-        API_CONF2, m, p, c, s, b                                                                   \
-    }
+/* Per family, without and with (the ...B forms) a body check. */
+#define J(m, p, c, s) ROW(API_JIRA, m, p, c, s, POLICY_BODY_NONE)
+#define JB(m, p, c, s, b) ROW(API_JIRA, m, p, c, s, b)
+#define AG(m, p, c, s) ROW(API_AGILE, m, p, c, s, POLICY_BODY_NONE)
+#define SD(m, p, c, s) ROW(API_JSM, m, p, c, s, POLICY_BODY_NONE)
+#define C1(m, p, c, s) ROW(API_CONF1, m, p, c, s, POLICY_BODY_NONE)
+#define C1B(m, p, c, s, b) ROW(API_CONF1, m, p, c, s, b)
+#define C2(m, p, c, s) ROW(API_CONF2, m, p, c, s, POLICY_BODY_NONE)
+#define C2B(m, p, c, s, b) ROW(API_CONF2, m, p, c, s, b)
 
 static const struct policy_rule policy_rules[] = {
     /* ---- Jira platform: searches (POST ones are reads; JQL is narrowed) ---- */

@@ -212,6 +212,22 @@ static bool route_gateway_tunnel(const struct route_input *in, struct route *out
     return true;
 }
 
+/*
+ * A request inside an intercepted tunnel, once it is known to name the
+ * tunnel's own host (origin or absolute form): the gateway's rules on the
+ * gateway's tunnel, else the tunnel host's site, which a reload may have
+ * taken out of the map since the CONNECT.
+ */
+static void route_in_tunnel(const struct route_input *in, struct route *out)
+{
+    if (route_gateway_tunnel(in, out))
+        return;
+    out->site = hostmap_lookup_forward(in->world->map, in->tunnel, true);
+    if (!out->site)
+        route_refuse(out, 421, "site_unknown", false,
+                     "the tunnel's host is no longer in the site map");
+}
+
 /* Issue 10: mark a site request whose credential works only through the API gateway. */
 static void route_gateway_site(const struct route_input *in, struct route *out)
 {
@@ -340,12 +356,7 @@ static void route_absolute(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
-        if (route_gateway_tunnel(in, out))
-            return;
-        out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
-        if (!out->site)
-            route_refuse(out, 421, "site_unknown", false,
-                         "the tunnel's host is no longer in the site map");
+        route_in_tunnel(in, out);
         return;
     }
     out->site = hostmap_lookup_forward(w->map, &out->auth, https);
@@ -423,12 +434,7 @@ static void route_origin_form(const struct route_input *in, struct route *out)
                          in->tunnel->host);
             return;
         }
-        if (route_gateway_tunnel(in, out))
-            return;
-        out->site = hostmap_lookup_forward(w->map, in->tunnel, true);
-        if (!out->site)
-            route_refuse(out, 421, "site_unknown", false,
-                         "the tunnel's host is no longer in the site map");
+        route_in_tunnel(in, out);
         return;
     }
 

@@ -352,6 +352,104 @@ static void test_framing(void)
     }
 }
 
+/*
+ * Every refusal's answer pinned (status, code and sentence), fed whole and
+ * byte by byte: the header-block rules and llhttp's refusals are shared with
+ * the response framing (http1_msg), each direction with its own words.
+ */
+struct answer_case {
+    const char *name;
+    const char *raw;
+    int status;
+    const char *code;
+    const char *msg;
+};
+
+#define BAD "bad_request"
+
+static const struct answer_case answer_cases[] = {
+    {"empty header name", "GET / HTTP/1.1" CRLF "Host: a" CRLF ": 1" CRLF CRLF, 400, BAD,
+     "empty header name"},
+    {"invalid header token", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X(A): 1" CRLF CRLF, 400, BAD,
+     "invalid header"},
+    {"obs-fold", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: one" CRLF " two" CRLF CRLF, 400, BAD,
+     "obsolete line folding in a header"},
+    {"control byte", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\x01b" CRLF CRLF, 400, BAD,
+     "invalid header"},
+    {"bare cr in value", "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-A: a\rb" CRLF CRLF, 400, BAD,
+     "malformed request"},
+    {"cl and te", POST_HEAD "Content-Length: 3" CRLF "Transfer-Encoding: chunked" CRLF CRLF, 400,
+     BAD, "Content-Length is ambiguous"},
+    {"cl twice", POST_HEAD "Content-Length: 3" CRLF "Content-Length: 4" CRLF CRLF, 400, BAD,
+     "Content-Length is ambiguous"},
+    {"cl not a number", POST_HEAD "Content-Length: 3x" CRLF CRLF, 400, BAD,
+     "invalid Content-Length"},
+    {"bad chunk size", CHUNKED_HEAD "zz" CRLF, 400, BAD, "invalid chunk size"},
+    {"te not last chunked", POST_HEAD "Transfer-Encoding: chunked, gzip" CRLF CRLF, 400, BAD,
+     "invalid Transfer-Encoding"},
+    {"unknown method", "FROB / HTTP/1.1" CRLF CRLF, 400, BAD, "unknown method"},
+    {"track", "TRACK / HTTP/1.1" CRLF CRLF, 405, "method_not_allowed",
+     "TRACK is not allowed through this proxy"},
+    {"trace", "TRACE / HTTP/1.1" CRLF "Host: a" CRLF CRLF, 405, "method_not_allowed",
+     "TRACE is not allowed through this proxy"},
+    {"http/2.0", "GET / HTTP/2.0" CRLF CRLF, 400, BAD, "only HTTP/1.0 and HTTP/1.1 are served"},
+    {"not http", "GET / HTTX/1.1" CRLF CRLF, 400, BAD, "malformed request"},
+    {"del in target", "GET /\x7f HTTP/1.1" CRLF CRLF, 400, BAD, "invalid request target"},
+    {"two spaces", "GET  / HTTP/1.1" CRLF CRLF, 400, BAD,
+     "more than one space in the request line"},
+    {"trailer obs-fold", CHUNKED_HEAD "0" CRLF "X-T: 1" CRLF " 2" CRLF CRLF, 400, BAD,
+     "obsolete line folding in a chunked trailer"},
+    {"connection names host", "GET / HTTP/1.1" CRLF "Host: a" CRLF "Connection: host" CRLF CRLF,
+     400, BAD, "the Connection header names a framing or credential header"},
+};
+
+static void check_answer(const char *name, const char *raw, size_t len, int status,
+                         const char *code, const char *msg)
+{
+    const size_t splits[] = {len, SPLIT_BYTEWISE};
+    for (size_t k = 0; k < UTIL_ARRAY_LEN(splits); k++) {
+        struct outcome *o = xmalloc(sizeof(*o));
+        run(raw, len, splits[k], 64, o);
+        CHECK_MSG(o->status == status && o->code && strcmp(o->code, code) == 0 && o->p.err_msg &&
+                      strcmp(o->p.err_msg, msg) == 0,
+                  "%s split %zu: %d %s \"%s\", want %d %s \"%s\"", name, splits[k], o->status,
+                  o->code ? o->code : "-", o->p.err_msg ? o->p.err_msg : "-", status, code, msg);
+        http1_parser_clear(&o->p);
+        free(o);
+    }
+}
+
+static void test_answers(void)
+{
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(answer_cases); i++) {
+        const struct answer_case *c = &answer_cases[i];
+        check_answer(c->name, c->raw, strlen(c->raw), c->status, c->code, c->msg);
+    }
+
+    /* The limits: too many lines, too many bytes, too many trailer bytes. */
+    char *raw = xmalloc(2 * HTTP1_MAX_HEAD_BYTES);
+    size_t n = (size_t)sprintf(raw, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < HTTP1_MAX_HEADERS; i++)
+        n += (size_t)sprintf(raw + n, "X-%d: v\r\n", i);
+    n += (size_t)sprintf(raw + n, "\r\n");
+    check_answer("too many headers", raw, n, 431, "headers_too_large",
+                 "the request has too many header lines");
+
+    n = (size_t)sprintf(raw, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+    memset(raw + n, 'a', HTTP1_MAX_HEAD_BYTES);
+    n += HTTP1_MAX_HEAD_BYTES;
+    n += (size_t)sprintf(raw + n, "\r\n\r\n");
+    check_answer("head too large", raw, n, 431, "headers_too_large",
+                 "the request head is too large");
+
+    n = (size_t)sprintf(raw, CHUNKED_HEAD "0\r\n");
+    while (n < 2 * HTTP1_MAX_TRAILER_BYTES)
+        n += (size_t)sprintf(raw + n, "X-T: 0123456789\r\n");
+    n += (size_t)sprintf(raw + n, "\r\n");
+    check_answer("trailers too large", raw, n, 400, BAD, "chunked trailers are too large");
+    free(raw);
+}
+
 static void test_head_facts(void)
 {
     const char *raw =
@@ -453,7 +551,7 @@ static void test_limits(void)
     memset(raw + 19, 'a', HTTP1_MAX_HEAD_BYTES * 2 - 19);
     CHECK(http1_parse_head(&p, raw, HTTP1_MAX_HEAD_BYTES * 2, &consumed) == HTTP1_ERROR);
     CHECK(p.err_status == 431);
-    CHECK(p.arena_cap <= HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64);
+    CHECK(p.msg.arena_cap <= HTTP1_MAX_HEAD_BYTES + 2 * HTTP1_MAX_HEADERS + 64);
     http1_parser_clear(&p);
     free(raw);
 }
@@ -516,7 +614,7 @@ static void test_chunk_line_limits(void)
                       splits[k], o.status, want);
             if (want == 0)
                 CHECK(o.body_len == 3 && memcmp(o.body, "abc", 3) == 0);
-            CHECK(o.p.arena_cap <= HTTP1_ARENA_BOUND);
+            CHECK(o.p.msg.arena_cap <= HTTP1_ARENA_BOUND);
             http1_parser_clear(&o.p);
         }
         free(raw);
@@ -527,36 +625,40 @@ struct policy_case {
     const char *name;
     enum http1_req_policy req;
     bool resp_pass;
+    bool connection_refused; /* a request whose Connection header lists it is refused */
 };
 
 static const struct policy_case policy_cases[] = {
-    {"Authorization", HTTP1_REQ_DROP, true},
-    {"authorization", HTTP1_REQ_DROP, true},
-    {"Proxy-Authorization", HTTP1_REQ_DROP, false},
-    {"Proxy-Authenticate", HTTP1_REQ_DROP, false},
-    {"Cookie", HTTP1_REQ_DROP, true},
-    {"Set-Cookie", HTTP1_REQ_DROP, false},
-    {"set-cookie", HTTP1_REQ_DROP, false},
-    {"Connection", HTTP1_REQ_DROP, false},
-    {"Keep-Alive", HTTP1_REQ_DROP, false},
-    {"Proxy-Connection", HTTP1_REQ_DROP, false},
-    {"TE", HTTP1_REQ_DROP, false},
-    {"Trailer", HTTP1_REQ_DROP, false},
-    {"Transfer-Encoding", HTTP1_REQ_DROP, false},
-    {"Upgrade", HTTP1_REQ_DROP, false},
-    {"Host", HTTP1_REQ_DROP, true},
-    {"Expect", HTTP1_REQ_DROP, true},
-    {"Content-Length", HTTP1_REQ_CONTENT_LENGTH, false},
-    {"Accept-Encoding", HTTP1_REQ_PASS, true},
-    {"Content-Encoding", HTTP1_REQ_PASS, true},
-    {"Content-Type", HTTP1_REQ_PASS, true},
-    {"X-Atlassian-Token", HTTP1_REQ_PASS, true},
-    {"User-Agent", HTTP1_REQ_PASS, true},
-    {"Retry-After", HTTP1_REQ_PASS, true},
-    {"Location", HTTP1_REQ_PASS, true},
-    {"Authorizationx", HTTP1_REQ_PASS, true},
-    {"Cookies", HTTP1_REQ_PASS, true},
-    {"X-Authorization", HTTP1_REQ_PASS, true},
+    {"Authorization", HTTP1_REQ_DROP, true, true},
+    {"authorization", HTTP1_REQ_DROP, true, true},
+    {"Proxy-Authorization", HTTP1_REQ_DROP, false, true},
+    {"Proxy-Authenticate", HTTP1_REQ_DROP, false, false},
+    {"Cookie", HTTP1_REQ_DROP, true, true},
+    {"Set-Cookie", HTTP1_REQ_DROP, false, false},
+    {"set-cookie", HTTP1_REQ_DROP, false, false},
+    {"Connection", HTTP1_REQ_DROP, false, false},
+    {"Keep-Alive", HTTP1_REQ_DROP, false, false},
+    {"Proxy-Connection", HTTP1_REQ_DROP, false, false},
+    {"TE", HTTP1_REQ_DROP, false, false},
+    {"Trailer", HTTP1_REQ_DROP, false, false},
+    {"Transfer-Encoding", HTTP1_REQ_DROP, false, true},
+    {"Upgrade", HTTP1_REQ_DROP, false, false},
+    {"Host", HTTP1_REQ_DROP, true, true},
+    {"Expect", HTTP1_REQ_DROP, true, false},
+    {"Content-Length", HTTP1_REQ_CONTENT_LENGTH, false, true},
+    {"Accept-Encoding", HTTP1_REQ_PASS, true, false},
+    {"Content-Encoding", HTTP1_REQ_PASS, true, false},
+    {"Content-Type", HTTP1_REQ_PASS, true, false},
+    {"X-Atlassian-Token", HTTP1_REQ_PASS, true, false},
+    {"User-Agent", HTTP1_REQ_PASS, true, false},
+    {"Retry-After", HTTP1_REQ_PASS, true, false},
+    {"Location", HTTP1_REQ_PASS, true, false},
+    {"Authorizationx", HTTP1_REQ_PASS, true, false},
+    {"Cookies", HTTP1_REQ_PASS, true, false},
+    {"X-Authorization", HTTP1_REQ_PASS, true, false},
+    {"Cookie2", HTTP1_REQ_DROP, true, false},
+    {"Set-Cookie2", HTTP1_REQ_DROP, false, false},
+    {"Proxy-Authentication-Info", HTTP1_REQ_DROP, false, false},
 };
 
 static void test_policy(void)
@@ -567,6 +669,20 @@ static void test_policy(void)
                   c->name);
         CHECK_MSG(http1_response_header_pass(c->name, strlen(c->name)) == c->resp_pass,
                   "response %s", c->name);
+        /* The Connection listing rule reads the same table: listed alone and after another. */
+        const char *before[] = {"", "close, "};
+        for (size_t f = 0; f < UTIL_ARRAY_LEN(before); f++) {
+            char raw[256];
+            size_t n = (size_t)snprintf(raw, sizeof(raw),
+                                        "GET / HTTP/1.1\r\nHost: a\r\nConnection: %s%s\r\n\r\n",
+                                        before[f], c->name);
+            struct outcome *o = xmalloc(sizeof(*o));
+            run(raw, n, n, 64, o);
+            CHECK_MSG(o->status == (c->connection_refused ? 400 : 0), "Connection lists %s: %d",
+                      c->name, o->status);
+            http1_parser_clear(&o->p);
+            free(o);
+        }
     }
     CHECK(http1_token_listed("close", 5, "close", 5));
     CHECK(http1_token_listed(" a , Close ,b", 13, "close", 5));
@@ -581,6 +697,7 @@ static void test_policy(void)
 int main(void)
 {
     test_framing();
+    test_answers();
     test_head_facts();
     test_limits();
     test_chunk_line_limits();

@@ -254,6 +254,103 @@ static void check_case(const struct resp_case *c)
     }
 }
 
+/*
+ * Every refusal's sentence pinned, whole and split at every byte: the
+ * header-block rules and llhttp's refusals are shared with the request
+ * framing (http1_msg), each direction with its own words.
+ */
+struct answer_case {
+    const char *name;
+    const char *raw;
+    bool eof;
+    const char *msg;
+};
+
+#define RESP_CHUNKED OK_HEAD "Transfer-Encoding: chunked\r\n\r\n"
+
+static const struct answer_case answer_cases[] = {
+    {"empty header name", OK_HEAD ": 1\r\n\r\n", false, "the upstream sent an empty header name"},
+    {"invalid header token", OK_HEAD "X(A): 1\r\n\r\n", false,
+     "the upstream sent a malformed response"},
+    {"obs-fold", OK_HEAD "X-A: b\r\n c\r\n\r\n", false,
+     "the upstream used obsolete header line folding"},
+    {"control byte", OK_HEAD "X-A: b\001c\r\n\r\n", false,
+     "the upstream sent a malformed response"},
+    {"CL and TE", OK_HEAD "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", false,
+     "the upstream's Content-Length is ambiguous"},
+    {"CL twice", OK_HEAD "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", false,
+     "the upstream's Content-Length is ambiguous"},
+    {"CL not a number", OK_HEAD "Content-Length: 5x\r\n\r\n", false,
+     "the upstream sent an invalid Content-Length"},
+    {"bad chunk size", RESP_CHUNKED "zz\r\n", false, "the upstream sent an invalid chunk size"},
+    {"TE chunked not last", OK_HEAD "Transfer-Encoding: chunked, gzip\r\n\r\n", true,
+     "the upstream sent a Transfer-Encoding other than chunked"},
+    {"status 2 digits", "HTTP/1.1 20 OK\r\n\r\n", false,
+     "the upstream sent a status code outside 100..599"},
+    {"HTTP/2", "HTTP/2.0 200 OK\r\n\r\n", false,
+     "the upstream answered with an HTTP version other than 1.x"},
+    {"not HTTP", "SSH-2.0\r\n\r\n", false, "the upstream sent a malformed response"},
+    {"truncated body", OK_HEAD "Content-Length: 10\r\n\r\nabc", true,
+     "the upstream closed the connection in the middle of the response body"},
+    {"truncated head", OK_HEAD "Content-Len", true,
+     "the upstream closed the connection before a complete response head"},
+};
+
+static void check_answer(const char *name, const char *raw, size_t len, bool eof, const char *msg,
+                         size_t step)
+{
+    for (size_t split = 0; split <= len; split += step) {
+        struct outcome *o = malloc(sizeof(*o));
+        run(raw, len, split, 64, false, eof, o);
+        CHECK_MSG(o->v == V_ERROR && o->err && strcmp(o->err, msg) == 0,
+                  "%s split %zu: \"%s\", want \"%s\"", name, split, o->err ? o->err : "-", msg);
+        free(o);
+    }
+}
+
+static void test_answers(void)
+{
+    for (size_t i = 0; i < sizeof(answer_cases) / sizeof(answer_cases[0]); i++) {
+        const struct answer_case *c = &answer_cases[i];
+        check_answer(c->name, c->raw, strlen(c->raw), c->eof, c->msg, 1);
+    }
+
+    /* The limits: too many lines, too many bytes, too many trailer bytes. */
+    char *raw = malloc(2 * HTTP1_RESP_MAX_HEAD_BYTES);
+    size_t n = (size_t)sprintf(raw, OK_HEAD);
+    for (int i = 0; i <= HTTP1_RESP_MAX_HEADERS; i++)
+        n += (size_t)sprintf(raw + n, "X-%d: v\r\n", i);
+    n += (size_t)sprintf(raw + n, "\r\n");
+    check_answer("too many headers", raw, n, false,
+                 "the upstream response has too many header fields", 97);
+
+    /*
+     * The line after the last allowed one with an invalid byte in its name:
+     * the invalid byte wins at every split, as for requests (the count is
+     * checked when the name is complete, not when it starts).
+     */
+    n = (size_t)sprintf(raw, OK_HEAD);
+    for (int i = 0; i < HTTP1_RESP_MAX_HEADERS; i++)
+        n += (size_t)sprintf(raw + n, "X-%d: v\r\n", i);
+    n += (size_t)sprintf(raw + n, "X(A: v\r\n\r\n");
+    check_answer("too many headers, the last one invalid", raw, n, false,
+                 "the upstream sent a malformed response", 1);
+
+    n = (size_t)sprintf(raw, OK_HEAD "X: ");
+    memset(raw + n, 'a', HTTP1_RESP_MAX_HEAD_BYTES);
+    n += HTTP1_RESP_MAX_HEAD_BYTES;
+    n += (size_t)sprintf(raw + n, "\r\n\r\n");
+    check_answer("head too large", raw, n, false, "the upstream response head is too large", 4099);
+
+    n = (size_t)sprintf(raw, RESP_CHUNKED "0\r\n");
+    while (n < 2 * HTTP1_RESP_MAX_TRAILER_BYTES)
+        n += (size_t)sprintf(raw + n, "X-T: 0123456789\r\n");
+    n += (size_t)sprintf(raw + n, "\r\n");
+    check_answer("trailers too large", raw, n, false,
+                 "the upstream's chunked trailers are too large", 1031);
+    free(raw);
+}
+
 /* The head of the final response is what the accessors give; interim headers never show. */
 static void test_headers(void)
 {
@@ -332,6 +429,7 @@ int main(void)
 {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         check_case(&cases[i]);
+    test_answers();
     test_headers();
     test_limits();
     TEST_DONE();

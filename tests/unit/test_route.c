@@ -189,6 +189,12 @@ static const struct row rows[] = {
     {"tunnel absolute same host", W_DENY, L_MAIN, "acme.atlassian.net", false,
      "https://acme.atlassian.net/x", "acme.atlassian.net", NULL, NULL, false, false,
      SITE_OK("intercept", "acme.atlassian.net", NULL)},
+    /* The tunnel's host left the site map (a reload after the CONNECT): both forms refuse. */
+    {"tunnel host gone, origin form", W_DENY, L_MAIN, "gone.atlassian.net", false, "/x",
+     "gone.atlassian.net", NULL, NULL, false, false, REFUSED(421, "site_unknown")},
+    {"tunnel host gone, absolute form", W_DENY, L_MAIN, "gone.atlassian.net", false,
+     "https://gone.atlassian.net/x", "gone.atlassian.net", NULL, NULL, false, false,
+     REFUSED(421, "site_unknown")},
 
     /* ---- gateway, main listener ---- */
     {"gateway SITE.localhost", W_DENY, L_MAIN, NULL, false, "/rest/api/3/myself",
