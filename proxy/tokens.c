@@ -13,6 +13,7 @@
 #include "tokens.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,21 @@ struct tokens {
     struct tk_cred creds[TK_MAX_CREDS];
     struct tk_site sites[TK_MAX_SITES];
 };
+
+/*
+ * A sentence for a log line or /readyz into buf, cut short when a long host
+ * name does not fit (which is fine). One vsnprintf instead of many
+ * snprintf calls whose possible truncation gcc flags in debug builds.
+ */
+__attribute__((format(printf, 3, 4))) static void tk_say(char *buf, size_t cap, const char *fmt,
+                                                         ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vsnprintf(buf, cap, fmt, ap) < 0 && cap)
+        buf[0] = '\0';
+    va_end(ap);
+}
 
 static void tk_schedule(struct tokens *t);
 
@@ -216,22 +232,22 @@ static void tk_token_done(struct tokens *t, struct tk_fetch *f, enum upstream_re
 
     why[0] = '\0';
     if (res != UPSTREAM_OK) {
-        snprintf(why, sizeof(why), "the token endpoint could not be reached: %s",
-                 detail && *detail ? detail : "error");
+        tk_say(why, sizeof(why), "the token endpoint could not be reached: %s",
+               detail && *detail ? detail : "error");
     } else if (f->status == 400 || f->status == 401 || f->status == 403) {
-        snprintf(why, sizeof(why),
-                 "the token endpoint refused the client credentials (HTTP %d): check client_id "
-                 "and the client secret in Atlassian Administration > Directory > Service "
-                 "accounts",
-                 f->status);
+        tk_say(why, sizeof(why),
+               "the token endpoint refused the client credentials (HTTP %d): check client_id "
+               "and the client secret in Atlassian Administration > Directory > Service "
+               "accounts",
+               f->status);
     } else if (f->status != 200) {
-        snprintf(why, sizeof(why), "the token endpoint answered HTTP %d", f->status);
+        tk_say(why, sizeof(why), "the token endpoint answered HTTP %d", f->status);
     } else {
         char pwhy[128];
         if (tokensched_parse(f->resp, tok, sizeof(tok), &life, pwhy, sizeof(pwhy)) == 0)
             ok = true;
         else
-            snprintf(why, sizeof(why), "the token endpoint's answer is unusable: %s", pwhy);
+            tk_say(why, sizeof(why), "the token endpoint's answer is unusable: %s", pwhy);
     }
 
     pthread_mutex_lock(&t->mu);
@@ -276,18 +292,18 @@ static void tk_tenant_done(struct tokens *t, struct tk_fetch *f, enum upstream_r
     int64_t now = util_now_ms();
 
     if (res != UPSTREAM_OK)
-        snprintf(why, sizeof(why), "https://%s/_edge/tenant_info could not be reached: %s",
-                 t->sites[f->idx].host, detail && *detail ? detail : "error");
+        tk_say(why, sizeof(why), "https://%s/_edge/tenant_info could not be reached: %s",
+               t->sites[f->idx].host, detail && *detail ? detail : "error");
     else if (f->status != 200)
-        snprintf(why, sizeof(why),
-                 "https://%s/_edge/tenant_info answered HTTP %d (is the site name right?); set "
-                 "cloud_id: on the site",
-                 t->sites[f->idx].host, f->status);
+        tk_say(why, sizeof(why),
+               "https://%s/_edge/tenant_info answered HTTP %d (is the site name right?); set "
+               "cloud_id: on the site",
+               t->sites[f->idx].host, f->status);
     else if (!tk_parse_cloud_id(f->resp, id, sizeof(id)))
-        snprintf(why, sizeof(why),
-                 "https://%s/_edge/tenant_info has no cloudId; set cloud_id: "
-                 "on the site",
-                 t->sites[f->idx].host);
+        tk_say(why, sizeof(why),
+               "https://%s/_edge/tenant_info has no cloudId; set cloud_id: "
+               "on the site",
+               t->sites[f->idx].host);
     else
         ok = true;
 
