@@ -11,7 +11,10 @@
  *    again; a step that may end it is the last thing its caller does;
  *  - a connection goes back to the pool only when its response was framed
  *    completely, the request was sent completely, the server keeps it
- *    alive and nothing extra arrived.
+ *    alive and nothing extra arrived;
+ *  - every request holds one of its pool's slots (h1pool_acquire) from its
+ *    first step until it ends; without a free slot it waits, first come
+ *    first served, bounded by upstream.connect_timeout.
  *
  * The transport is OpenSSL straight on the socket with two libevent
  * events, not a bufferevent, so that a request costs one write(2) and one
@@ -96,8 +99,7 @@ struct h1up_pool {
     char *ca_file; /* NULL: the system store */
     SSL_CTX *ctx;
     SSL_SESSION *session; /* the newest resumable session, or NULL */
-    struct h1pool book;   /* idle connections */
-    unsigned active;      /* connections in use or being set up */
+    struct h1pool book;   /* idle connections, slots and who waits for one */
     struct h1up_pool *next;
 };
 
@@ -137,6 +139,11 @@ struct h1up_exchange {
     evutil_socket_t fd;
     struct event *connect_ev;
     int last_errno;
+
+    /* Its pool slot: held from the first step to the end (retries keep it). */
+    struct h1pool_waiter wait;
+    bool has_slot;
+    bool waiting; /* queued for a slot */
 
     struct h1up_conn *conn;
 
@@ -198,8 +205,6 @@ static void h1up_conn_free(struct h1up_conn *c)
         evbuffer_free(c->in);
     if (c->out)
         evbuffer_free(c->out);
-    if (c->pool && c->pool->active > 0 && c->ex)
-        c->pool->active--;
     free(c);
 }
 
@@ -322,7 +327,7 @@ static struct h1up_pool *h1up_pool_get(struct h1up *h, const char *host, int por
     /* Bounded: drop unused pools (a reload changed the CA or the mappings) past the limit. */
     for (pp = &h->pools; *pp && h->npools >= H1UP_MAX_POOLS;) {
         p = *pp;
-        if (p->active == 0) {
+        if (p->book.active == 0 && p->book.nwaiting == 0) {
             *pp = p->next;
             h1up_pool_free(p);
             h->npools--;
@@ -434,6 +439,33 @@ static void h1up_setup_stop(struct h1up_exchange *ex)
     h1up_addrinfo_free(ex);
 }
 
+/* The exchange an h1pool_waiter belongs to. */
+static struct h1up_exchange *h1up_from_waiter(struct h1pool_waiter *w)
+{
+    return (struct h1up_exchange *)(void *)((char *)w - offsetof(struct h1up_exchange, wait));
+}
+
+/*
+ * Leave the queue, or give the slot back; a waiter that gets it is woken
+ * through its deferred event (never called back from here).
+ */
+static void h1up_slot_release(struct h1up_exchange *ex)
+{
+    struct h1pool_waiter *w;
+
+    h1pool_unwait(&ex->pool->book, &ex->wait);
+    ex->waiting = false;
+    if (!ex->has_slot)
+        return;
+    ex->has_slot = false;
+    w = h1pool_release(&ex->pool->book);
+    if (w) {
+        struct h1up_exchange *next = h1up_from_waiter(w);
+        next->has_slot = true;
+        event_active(next->defer, EV_TIMEOUT, 1);
+    }
+}
+
 /* Detach and close the exchange's connection (never pooled). */
 static void h1up_drop_conn(struct h1up_exchange *ex)
 {
@@ -449,6 +481,7 @@ static void h1up_destroy(struct h1up_exchange *ex)
 
     h1up_setup_stop(ex);
     h1up_drop_conn(ex);
+    h1up_slot_release(ex);
     if (ex->defer)
         event_free(ex->defer);
     if (ex->timer)
@@ -511,7 +544,6 @@ static void h1up_complete(struct h1up_exchange *ex)
         evbuffer_get_length(c->out) == 0 && !SSL_has_pending(c->ssl) && c->pool) {
         struct h1up_conn *evicted;
         ex->conn = NULL;
-        c->pool->active--;
         c->ex = NULL;
         c->reused = true;
         /* the read event stays registered: the same callback now watches an idle connection */
@@ -724,7 +756,7 @@ static int h1up_process(struct h1up_exchange *ex)
 
 /* ---- the connection's transport while an exchange runs ---- */
 
-/* Start over on a fresh connection (the retry rule allowed it). */
+/* Start over on a fresh connection (the retry rule allowed it); keeps the slot. */
 static void h1up_retry(struct h1up_exchange *ex)
 {
     ex->retried = true;
@@ -1152,14 +1184,12 @@ static void h1up_tls_start(struct h1up_exchange *ex)
     c->out = evbuffer_new();
     if (SSL_set_fd(ssl, ex->fd) != 1 || !c->rev || !c->wev || !c->in || !c->out ||
         event_add(c->rev, NULL) != 0) {
-        c->ex = NULL;      /* it never counted as active */
         h1up_conn_free(c); /* frees the SSL; the socket is still the exchange's */
         h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS setup for %s failed", pool->host);
         return;
     }
     c->fd = ex->fd; /* the connection owns it now */
     ex->fd = -1;
-    pool->active++;
     ex->conn = c;
     c->handshaking = true;
     h1up_handshake(ex);
@@ -1285,8 +1315,8 @@ static void h1up_connect_fresh(struct h1up_exchange *ex)
     ex->dnsreq = req;
 }
 
-/* First step on the loop: a pooled connection if one is fresh, else a new one. */
-static void h1up_begin(struct h1up_exchange *ex)
+/* With a slot: a pooled connection if one is fresh, else a new one. */
+static void h1up_begin_with_slot(struct h1up_exchange *ex)
 {
     struct h1up_pool *pool = ex->pool;
     void *expired[H1POOL_MAX_IDLE];
@@ -1299,13 +1329,39 @@ static void h1up_begin(struct h1up_exchange *ex)
         h1up_conn_free(old);
     }
     if (!c) {
-        h1up_connect_fresh(ex);
+        h1up_connect_fresh(ex); /* (re)arms the connect timer */
         return;
     }
+    evtimer_del(ex->connect_timer); /* armed while it waited for the slot */
     c->ex = ex;
-    pool->active++;
     ex->conn = c;
     h1up_send_head(ex);
+}
+
+/* First step on the loop: take a slot, or queue for one (bounded by connect_timeout). */
+static void h1up_begin(struct h1up_exchange *ex)
+{
+    switch (h1pool_acquire(&ex->pool->book, &ex->wait)) {
+    case H1POOL_GRANTED:
+        ex->has_slot = true;
+        h1up_begin_with_slot(ex);
+        return;
+    case H1POOL_QUEUED:
+        ex->waiting = true;
+        if (ex->connect_timeout_ms > 0) {
+            struct timeval tv = {.tv_sec = ex->connect_timeout_ms / 1000,
+                                 .tv_usec = (ex->connect_timeout_ms % 1000) * 1000};
+            evtimer_add(ex->connect_timer, &tv);
+        }
+        return;
+    case H1POOL_REFUSED:
+    default:
+        h1up_fail(ex, UPSTREAM_ERR_CONNECT,
+                  "could not connect to %s:%d: %d requests already wait for one of its %d "
+                  "connections",
+                  ex->pool->host, ex->pool->port, H1POOL_MAX_WAITING, H1POOL_MAX_ACTIVE);
+        return;
+    }
 }
 
 static void h1up_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -1324,6 +1380,15 @@ static void h1up_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (ex->waiting) {
+        if (ex->has_slot)
+            return; /* a slot came just in time: its deferred step (re)arms or stops the timer */
+        h1up_fail(ex, UPSTREAM_ERR_TIMEOUT,
+                  "no connection to %s:%d became free within %lld ms (all %d in use)",
+                  ex->pool->host, ex->pool->port, (long long)ex->connect_timeout_ms,
+                  H1POOL_MAX_ACTIVE);
+        return;
+    }
     if (ex->dnsreq) {
         /* the resolver never answered (no reachable name server): a DNS failure, like libcurl's */
         h1up_fail(ex, UPSTREAM_ERR_DNS, "could not resolve host %s (no DNS answer within %lld ms)",
@@ -1347,6 +1412,13 @@ static void h1up_deferred_cb(evutil_socket_t fd, short what, void *arg)
     if (!ex->started) {
         ex->started = true;
         h1up_begin(ex);
+        return;
+    }
+    if (ex->waiting) {
+        if (!ex->has_slot)
+            return;          /* a resume while it waits: nothing flows yet */
+        ex->waiting = false; /* a slot was passed on to it (h1up_slot_release) */
+        h1up_begin_with_slot(ex);
         return;
     }
     if (ex->want_resume_req) {
