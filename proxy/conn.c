@@ -31,12 +31,65 @@ static void timer_arm(struct conn *c, int64_t ms)
     evtimer_add(c->timer, &tv);
 }
 
+/*
+ * Direct writes (plain sockets; issue 14). A bufferevent with EV_WRITE
+ * enabled registers write interest as soon as bytes are queued and drops it
+ * once they are written: two epoll_ctl and a loop turn per response. So
+ * while its output is empty the client's bufferevent has EV_WRITE disabled;
+ * bytes queued schedule flush_ev, which runs after the current callback in
+ * the same loop turn and writes everything queued by then with one
+ * writev(2). What the socket does not take (or an error, which the
+ * bufferevent's own write then reports) goes back to the bufferevent: EV_WRITE
+ * enabled until the output drains (conn_write_cb), with the same watermarks
+ * and backpressure as before. Not under a TLS filter (the filter writes
+ * into the raw bufferevent itself) nor for a blind tunnel.
+ */
+static void conn_out_watch_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+
+    if (info->n_added > 0 && !c->flush_pending && c->flush_ev) {
+        c->flush_pending = true;
+        event_active(c->flush_ev, EV_WRITE, 1);
+    }
+}
+
+static void conn_direct_on(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (!c->out_watch)
+        c->out_watch = evbuffer_add_cb(out, conn_out_watch_cb, c);
+    if (c->out_watch && evbuffer_get_length(out) > 0 && !c->flush_pending && c->flush_ev) {
+        c->flush_pending = true;
+        event_active(c->flush_ev, EV_WRITE, 1);
+    }
+}
+
+/* Hand the output back to the bufferevent for good (a TLS filter or a tunnel takes the socket). */
+static void conn_direct_off(struct conn *c)
+{
+    if (!c->out_watch || !c->bev)
+        return;
+    evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_watch);
+    c->out_watch = NULL;
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
 static void conn_setup_bev(struct conn *c)
 {
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     /* Backpressure: libevent stops reading the socket while the input holds CONN_INPUT_MAX. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_MAX);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUTPUT_LOW, 0);
+    if (!c->raw_bev && c->flush_ev) {
+        conn_direct_on(c);
+        if (c->out_watch) {
+            bufferevent_disable(c->bev, EV_WRITE); /* a new bufferevent starts with it on */
+            bufferevent_enable(c->bev, EV_READ);
+            return;
+        }
+    }
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -59,6 +112,32 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t cap)
 static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 {
     conn_free_now(arg);
+}
+
+static void conn_output_drained(struct conn *c, size_t out);
+
+/* flush_ev: write what the pipeline queued during this loop turn (see conn_out_watch_cb). */
+static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *out;
+
+    c->flush_pending = false;
+    if (c->state >= CONN_CLOSING || !c->bev || !c->out_watch ||
+        (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return; /* torn down, or the bufferevent writes until the output drains */
+    out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    /* a bufferevent keeps its output's front frozen except while it writes itself */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) > 0) {
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    conn_output_drained(c, 0);
 }
 
 static void conn_process_input(struct conn *c);
@@ -128,7 +207,8 @@ void conn_accept(const struct conn_owner *own, const struct listener_spec *ls, e
     c->timer = evtimer_new(own->base, conn_timer_cb, c);
     c->kick = event_new(own->base, -1, 0, conn_kick_cb, c);
     c->free_ev = event_new(own->base, -1, 0, conn_free_cb, c);
-    if (!c->bev || !c->timer || !c->kick || !c->free_ev) {
+    c->flush_ev = event_new(own->base, -1, 0, conn_flush_cb, c);
+    if (!c->bev || !c->timer || !c->kick || !c->free_ev || !c->flush_ev) {
         log_error("out of event resources for a connection from %s", c->peer);
         if (!c->bev)
             evutil_closesocket(fd);
@@ -208,6 +288,14 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     if (c->state >= CONN_CLOSING)
         return;
     size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    if (out == 0 && c->out_watch)
+        bufferevent_disable(bev, EV_WRITE); /* drained: direct writes again (no syscall) */
+    conn_output_drained(c, out);
+}
+
+/* The output holds out bytes (at most CONN_OUTPUT_LOW) after a write. */
+static void conn_output_drained(struct conn *c, size_t out)
+{
     if (c->close_after && !c->req && out == 0) {
         c->graceful = true;
         conn_close(c, NULL);
@@ -411,8 +499,11 @@ int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authorit
      * No BEV_OPT_CLOSE_ON_FREE: on close the filter is freed first and the raw
      * socket lingers until the last encrypted bytes are written (conn_free_now).
      */
-    struct bufferevent *tls = bufferevent_openssl_filter_new(
-        c->own->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_DEFER_CALLBACKS);
+    struct bufferevent *tls;
+
+    conn_direct_off(c); /* the filter writes into the raw bufferevent's output itself */
+    tls = bufferevent_openssl_filter_new(c->own->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_DEFER_CALLBACKS);
     if (!tls) {
         SSL_free(ssl);
         return -1;
@@ -436,6 +527,7 @@ int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authorit
 struct bufferevent *conn_detach_for_tunnel(struct conn *c)
 {
     struct bufferevent *bev = c->bev;
+    conn_direct_off(c);
     evtimer_del(c->timer);
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
@@ -576,6 +668,9 @@ void conn_free_now(struct conn *c)
         c->req = NULL;
         c->own->pipeline->abort(r);
     }
+    if (c->bev && c->out_watch)
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_watch);
+    c->out_watch = NULL;
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->timer)
@@ -584,6 +679,8 @@ void conn_free_now(struct conn *c)
         event_free(c->kick);
     if (c->free_ev)
         event_free(c->free_ev);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
     http1_parser_clear(&c->parser);
     free(c->tunnel_client);
     metrics_client_connections(c->own->metrics, -1);

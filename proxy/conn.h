@@ -41,6 +41,7 @@
 
 struct bufferevent;
 struct evbuffer;
+struct evbuffer_cb_entry;
 struct event;
 struct event_base;
 struct metrics;
@@ -142,6 +143,13 @@ struct conn {
     char *tunnel_client;      /* authenticated client id from the CONNECT, or NULL */
     bool tunnel_authed;       /* the CONNECT passed client auth */
     struct conn *next, *prev; /* the worker's list */
+    /*
+     * Direct writes of the output on a plain socket (conn.c, conn_setup_bev):
+     * the deferred write, whether it is scheduled, the watch on the output.
+     */
+    struct event *flush_ev;
+    bool flush_pending;
+    struct evbuffer_cb_entry *out_watch;
 };
 
 /* A new connection on fd (consumed) accepted from ls. Never fails the process. */

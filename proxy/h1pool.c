@@ -74,6 +74,57 @@ int64_t h1pool_next_expiry(const struct h1pool *p, int64_t now_ms)
     return left > 0 ? left : 0;
 }
 
+enum h1pool_grant h1pool_acquire(struct h1pool *p, struct h1pool_waiter *w)
+{
+    if (p->nwaiting == 0 && p->active < H1POOL_MAX_ACTIVE) {
+        p->active++;
+        return H1POOL_GRANTED;
+    }
+    if (p->nwaiting >= H1POOL_MAX_WAITING)
+        return H1POOL_REFUSED;
+    w->next = NULL;
+    w->prev = p->tail;
+    if (p->tail)
+        p->tail->next = w;
+    else
+        p->head = w;
+    p->tail = w;
+    w->queued = true;
+    p->nwaiting++;
+    return H1POOL_QUEUED;
+}
+
+bool h1pool_unwait(struct h1pool *p, struct h1pool_waiter *w)
+{
+    if (!w->queued)
+        return false;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        p->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        p->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->queued = false;
+    p->nwaiting--;
+    return true;
+}
+
+struct h1pool_waiter *h1pool_release(struct h1pool *p)
+{
+    struct h1pool_waiter *w = p->head;
+
+    if (w) {
+        h1pool_unwait(p, w); /* the slot passes on: active stays */
+        return w;
+    }
+    if (p->active > 0)
+        p->active--;
+    return NULL;
+}
+
 bool h1pool_method_idempotent(const char *method)
 {
     static const char *const idem[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"};

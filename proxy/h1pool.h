@@ -5,7 +5,10 @@
  * gets back), so both are table-tested without sockets.
  *
  * Layer 2. Bounded: at most H1POOL_MAX_IDLE idle items per pool; an item
- * idle for H1POOL_IDLE_TIMEOUT_MS or longer is never handed out again.
+ * idle for H1POOL_IDLE_TIMEOUT_MS or longer is never handed out again; at
+ * most H1POOL_MAX_ACTIVE slots (connections in use or being set up) held at
+ * once, further requests queue FIFO for a slot, at most H1POOL_MAX_WAITING
+ * of them.
  */
 #ifndef CREDPROXY_H1POOL_H
 #define CREDPROXY_H1POOL_H
@@ -18,12 +21,53 @@
 #define H1POOL_MAX_IDLE 64
 /* An idle connection older than this is closed rather than reused (servers drop them). */
 #define H1POOL_IDLE_TIMEOUT_MS 30000
+/*
+ * Connections per pool key in use or being set up (one worker). Equal to
+ * H1POOL_MAX_IDLE so every connection can go back to the pool: an idle
+ * connection is only taken by a slot holder, and a new one is only opened
+ * when none is idle, so open connections (in use + idle) stay within this
+ * too. Past it, requests wait for a slot in arrival order.
+ */
+#define H1POOL_MAX_ACTIVE 64
+/* Requests waiting for a slot per pool key; one more is refused at once. */
+#define H1POOL_MAX_WAITING 4096
+
+/* Embedded in whatever waits for a slot (the engine's exchange); the pool only links it. */
+struct h1pool_waiter {
+    struct h1pool_waiter *prev, *next;
+    bool queued;
+};
 
 struct h1pool {
     void *item[H1POOL_MAX_IDLE]; /* oldest first */
     int64_t since[H1POOL_MAX_IDLE];
     size_t n;
+    unsigned active;                   /* slots held */
+    struct h1pool_waiter *head, *tail; /* waiting for a slot, oldest first */
+    size_t nwaiting;
 };
+
+enum h1pool_grant {
+    H1POOL_GRANTED, /* the caller holds a slot: take an idle item or open a new one */
+    H1POOL_QUEUED,  /* w waits; h1pool_release hands it a slot later */
+    H1POOL_REFUSED, /* H1POOL_MAX_WAITING are already waiting */
+};
+
+/*
+ * Ask for a slot for w. Strictly first come, first served: while anyone
+ * waits, a newcomer queues behind them even if a slot looks free.
+ */
+enum h1pool_grant h1pool_acquire(struct h1pool *p, struct h1pool_waiter *w);
+
+/*
+ * Give a slot back. When someone waits, the slot passes to the oldest
+ * waiter, which leaves the queue and is returned for the caller to wake;
+ * otherwise NULL.
+ */
+struct h1pool_waiter *h1pool_release(struct h1pool *p);
+
+/* Leave the queue (cancelled or timed out while waiting). True when w was queued. */
+bool h1pool_unwait(struct h1pool *p, struct h1pool_waiter *w);
 
 /*
  * Put item back as idle at time now. Returns the item the caller must

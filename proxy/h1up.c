@@ -5,12 +5,30 @@
  *  - no caller callback runs from inside an h1up_* call: start, resume and
  *    cancel only record what to do and activate the exchange's deferred
  *    event;
- *  - an exchange is destroyed only from the loop (its deferred event, a
- *    bufferevent or timer callback after its last caller callback
- *    returned), and after cancel or on_done no callback runs again;
+ *  - an exchange is destroyed only from the loop (its deferred event, its
+ *    connection's read or write event or a timer, after its last caller
+ *    callback returned), and after cancel or on_done no callback runs
+ *    again; a step that may end it is the last thing its caller does;
  *  - a connection goes back to the pool only when its response was framed
  *    completely, the request was sent completely, the server keeps it
- *    alive and nothing extra arrived.
+ *    alive and nothing extra arrived;
+ *  - every request holds one of its pool's slots (h1pool_acquire) from its
+ *    first step until it ends; without a free slot it waits, first come
+ *    first served, bounded by upstream.connect_timeout.
+ *
+ * The transport is OpenSSL straight on the socket with two libevent
+ * events, not a bufferevent, so that a request costs one write(2) and one
+ * read(2) and no epoll_ctl (issue 14): the read event stays registered
+ * from the handshake until the connection closes (pooled or in use: one
+ * callback looks at c->ex), and is taken off only while a response is
+ * paused for a slow client; the request is written at once (SSL_write
+ * when it is queued) and the write event is registered only while OpenSSL
+ * waits for the socket; OpenSSL reads ahead (one read(2) brings a whole
+ * small response), and SSL_has_pending says when the bytes it holds are
+ * all taken, so no read(2) is spent to learn EAGAIN. A bufferevent_openssl
+ * registers and drops write interest around every write, and cannot read
+ * ahead (libevent 2.1 only asks SSL_pending, which does not count raw
+ * bytes OpenSSL has buffered, and would stall on them).
  */
 #include "h1up.h"
 
@@ -26,8 +44,6 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -46,16 +62,32 @@
 #define H1UP_ERRBUF 256     /* OpenSSL reason text */
 #define H1UP_HEAD_SLACK 512 /* request line, Host and framing lines on top of the block */
 
+#define H1UP_READ_CHUNK (16 * 1024) /* one SSL_read into the input buffer */
+#define H1UP_WRITE_MAX (16 * 1024)  /* one SSL_write: at most a full TLS record */
+#define H1UP_SEND_ROUNDS 4 /* body pulls of up to H1UP_OUTPUT_HIGH per turn before yielding */
+
 static const unsigned char h1up_alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 struct h1up_pool;
 
 struct h1up_conn {
     struct h1up_pool *pool;
-    struct bufferevent *bev; /* owns the socket and the SSL */
-    SSL *ssl;
-    bool reused; /* has completed an exchange before */
-    struct h1up_exchange *ex;
+    evutil_socket_t fd; /* owned */
+    SSL *ssl;           /* owned, on fd */
+    struct event *rev;  /* EV_READ|EV_PERSIST: registered for the connection's life but a pause */
+    struct event *wev;  /* EV_WRITE|EV_PERSIST: registered only while OpenSSL waits to write */
+    struct evbuffer *in, *out; /* decrypted response bytes; request bytes still to encrypt */
+    /*
+     * OpenSSL's rule: an SSL_write that could not finish is repeated with the
+     * same bytes, at least as many. The front of out is never drained before
+     * it succeeds, only appended to, so the next write always qualifies.
+     */
+    size_t retry_len;
+    bool handshaking;
+    bool read_wants_write, write_wants_read; /* TLS needs the other direction first */
+    bool closed;              /* end of stream or a failure: nothing more comes in or goes out */
+    bool reused;              /* has completed an exchange before */
+    struct h1up_exchange *ex; /* NULL while idle in the pool */
 };
 
 struct h1up_pool {
@@ -67,8 +99,7 @@ struct h1up_pool {
     char *ca_file; /* NULL: the system store */
     SSL_CTX *ctx;
     SSL_SESSION *session; /* the newest resumable session, or NULL */
-    struct h1pool idle;
-    unsigned active; /* connections in use or being set up */
+    struct h1pool book;   /* idle connections, slots and who waits for one */
     struct h1up_pool *next;
 };
 
@@ -108,7 +139,11 @@ struct h1up_exchange {
     evutil_socket_t fd;
     struct event *connect_ev;
     int last_errno;
-    bool tls_handshaking;
+
+    /* Its pool slot: held from the first step to the end (retries keep it). */
+    struct h1pool_waiter wait;
+    bool has_slot;
+    bool waiting; /* queued for a slot */
 
     struct h1up_conn *conn;
 
@@ -157,11 +192,48 @@ static void h1up_conn_free(struct h1up_conn *c)
 {
     if (!c)
         return;
-    if (c->bev)
-        bufferevent_free(c->bev); /* closes the socket, frees the SSL */
-    if (c->pool && c->pool->active > 0 && c->ex)
-        c->pool->active--;
+    /* the events first: they leave epoll before the descriptor closes */
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    if (c->fd >= 0)
+        evutil_closesocket(c->fd);
+    if (c->in)
+        evbuffer_free(c->in);
+    if (c->out)
+        evbuffer_free(c->out);
     free(c);
+}
+
+/* Stop (or resume) reading: a paused response, a closed connection. Registered means no syscall. */
+static void h1up_conn_reading(struct h1up_conn *c, bool on)
+{
+    bool pending = event_pending(c->rev, EV_READ, NULL) != 0;
+
+    if (on && !pending)
+        event_add(c->rev, NULL);
+    else if (!on && pending)
+        event_del(c->rev);
+}
+
+static void h1up_conn_writing(struct h1up_conn *c, bool on)
+{
+    bool pending = event_pending(c->wev, EV_WRITE, NULL) != 0;
+
+    if (on && !pending)
+        event_add(c->wev, NULL);
+    else if (!on && pending)
+        event_del(c->wev);
+}
+
+/* No callback of the connection's may run any more (cancel, end of stream). */
+static void h1up_conn_quiet(struct h1up_conn *c)
+{
+    event_del(c->rev);
+    event_del(c->wev);
 }
 
 /*
@@ -189,7 +261,7 @@ static int h1up_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 static void h1up_pool_free(struct h1up_pool *p)
 {
     void *items[H1POOL_MAX_IDLE];
-    size_t n = h1pool_expire(&p->idle, INT64_MAX / 2, items, H1POOL_MAX_IDLE);
+    size_t n = h1pool_expire(&p->book, INT64_MAX / 2, items, H1POOL_MAX_IDLE);
 
     for (size_t i = 0; i < n; i++) {
         struct h1up_conn *c = items[i];
@@ -224,6 +296,14 @@ static SSL_CTX *h1up_ctx_new(const char *ca_file)
         SSL_CTX_free(ctx);
         return NULL;
     }
+    /*
+     * Read ahead: one read(2) takes all the socket holds (a small response
+     * in one go) instead of a record header and then its body. The write
+     * buffer may move between an SSL_write and its repetition (an evbuffer
+     * front, see retry_len).
+     */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, h1up_new_session_cb);
     if (SSL_CTX_set_alpn_protos(ctx, h1up_alpn, sizeof(h1up_alpn)) != 0) {
@@ -247,7 +327,7 @@ static struct h1up_pool *h1up_pool_get(struct h1up *h, const char *host, int por
     /* Bounded: drop unused pools (a reload changed the CA or the mappings) past the limit. */
     for (pp = &h->pools; *pp && h->npools >= H1UP_MAX_POOLS;) {
         p = *pp;
-        if (p->active == 0) {
+        if (p->book.active == 0 && p->book.nwaiting == 0) {
             *pp = p->next;
             h1up_pool_free(p);
             h->npools--;
@@ -278,23 +358,27 @@ static struct h1up_pool *h1up_pool_get(struct h1up *h, const char *host, int por
 static void h1up_idle_close(struct h1up_conn *c)
 {
     if (c->pool)
-        h1pool_remove(&c->pool->idle, c);
+        h1pool_remove(&c->pool->book, c);
     c->ex = NULL;
     h1up_conn_free(c);
 }
 
-/* An idle connection became readable: the server closed it (or sent junk). Either way: gone. */
-static void h1up_idle_read_cb(struct bufferevent *bev, void *arg)
+/*
+ * An idle connection became readable: the server closed it or sent junk
+ * (gone either way), or TLS had something for itself (a TLS 1.3 session
+ * ticket, part of a record), which leaves it usable.
+ */
+static void h1up_idle_readable(struct h1up_conn *c)
 {
-    (void)bev;
-    h1up_idle_close(arg);
-}
+    char b;
+    int n;
 
-static void h1up_idle_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    (void)what;
-    h1up_idle_close(arg);
+    ERR_clear_error();
+    n = SSL_read(c->ssl, &b, 1);
+    if (n <= 0 && SSL_get_error(c->ssl, n) == SSL_ERROR_WANT_READ)
+        return;
+    ERR_clear_error();
+    h1up_idle_close(c);
 }
 
 /* Arm the sweep while any connection is idle (an idle proxy gets no timer wake-ups). */
@@ -315,13 +399,13 @@ static void h1up_sweep_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     for (struct h1up_pool *p = h->pools; p; p = p->next) {
-        size_t n = h1pool_expire(&p->idle, util_now_ms(), items, H1POOL_MAX_IDLE);
+        size_t n = h1pool_expire(&p->book, util_now_ms(), items, H1POOL_MAX_IDLE);
         for (size_t i = 0; i < n; i++) {
             struct h1up_conn *c = items[i];
             c->ex = NULL;
             h1up_conn_free(c);
         }
-        idle = idle || p->idle.n > 0;
+        idle = idle || p->book.n > 0;
     }
     if (idle)
         h1up_sweep_arm(h);
@@ -355,6 +439,33 @@ static void h1up_setup_stop(struct h1up_exchange *ex)
     h1up_addrinfo_free(ex);
 }
 
+/* The exchange an h1pool_waiter belongs to. */
+static struct h1up_exchange *h1up_from_waiter(struct h1pool_waiter *w)
+{
+    return (struct h1up_exchange *)(void *)((char *)w - offsetof(struct h1up_exchange, wait));
+}
+
+/*
+ * Leave the queue, or give the slot back; a waiter that gets it is woken
+ * through its deferred event (never called back from here).
+ */
+static void h1up_slot_release(struct h1up_exchange *ex)
+{
+    struct h1pool_waiter *w;
+
+    h1pool_unwait(&ex->pool->book, &ex->wait);
+    ex->waiting = false;
+    if (!ex->has_slot)
+        return;
+    ex->has_slot = false;
+    w = h1pool_release(&ex->pool->book);
+    if (w) {
+        struct h1up_exchange *next = h1up_from_waiter(w);
+        next->has_slot = true;
+        event_active(next->defer, EV_TIMEOUT, 1);
+    }
+}
+
 /* Detach and close the exchange's connection (never pooled). */
 static void h1up_drop_conn(struct h1up_exchange *ex)
 {
@@ -370,6 +481,7 @@ static void h1up_destroy(struct h1up_exchange *ex)
 
     h1up_setup_stop(ex);
     h1up_drop_conn(ex);
+    h1up_slot_release(ex);
     if (ex->defer)
         event_free(ex->defer);
     if (ex->timer)
@@ -426,18 +538,18 @@ static void h1up_complete(struct h1up_exchange *ex)
 {
     struct h1up_conn *c = ex->conn;
 
-    if (c && ex->resp.keep_alive && ex->body_done && !ex->eof &&
-        evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && c->pool) {
+    /* (bytes OpenSSL holds past the response count as extra bytes too) */
+    if (c && ex->resp.keep_alive && ex->body_done && !ex->eof && !c->closed &&
+        !c->read_wants_write && !c->write_wants_read && evbuffer_get_length(c->in) == 0 &&
+        evbuffer_get_length(c->out) == 0 && !SSL_has_pending(c->ssl) && c->pool) {
         struct h1up_conn *evicted;
         ex->conn = NULL;
-        c->pool->active--;
         c->ex = NULL;
         c->reused = true;
-        bufferevent_setcb(c->bev, h1up_idle_read_cb, NULL, h1up_idle_event_cb, c);
-        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-        bufferevent_enable(c->bev, EV_READ);
-        evicted = h1pool_put(&c->pool->idle, c, util_now_ms());
+        /* the read event stays registered: the same callback now watches an idle connection */
+        h1up_conn_reading(c, true);
+        h1up_conn_writing(c, false);
+        evicted = h1pool_put(&c->pool->book, c, util_now_ms());
         if (evicted)
             h1up_idle_close(evicted);
         h1up_sweep_arm(c->pool->h);
@@ -485,7 +597,7 @@ static int h1up_give(struct h1up_exchange *ex, const char *data, size_t len)
     if (rc == UPSTREAM_PAUSE) {
         ex->paused = true;
         if (ex->conn)
-            bufferevent_disable(ex->conn->bev, EV_READ);
+            h1up_conn_reading(ex->conn, false); /* level-triggered: stop, or it fires again */
         return 0;
     }
     if (rc != 0) {
@@ -549,7 +661,7 @@ static int h1up_process(struct h1up_exchange *ex)
 
     if (!ex->conn)
         return 0;
-    in = bufferevent_get_input(ex->conn->bev);
+    in = ex->conn->in;
     while (!ex->paused && !ex->cancelled) {
         struct evbuffer_iovec v;
         size_t consumed = 0;
@@ -642,9 +754,9 @@ static int h1up_process(struct h1up_exchange *ex)
     return -1;
 }
 
-/* ---- the connection's callbacks while an exchange runs ---- */
+/* ---- the connection's transport while an exchange runs ---- */
 
-/* Start over on a fresh connection (the retry rule allowed it). */
+/* Start over on a fresh connection (the retry rule allowed it); keeps the slot. */
 static void h1up_retry(struct h1up_exchange *ex)
 {
     ex->retried = true;
@@ -656,21 +768,213 @@ static void h1up_retry(struct h1up_exchange *ex)
     h1up_connect_fresh(ex);
 }
 
-static void h1up_read_cb(struct bufferevent *bev, void *arg)
+/*
+ * Read what TLS has into c->in, bounded by H1UP_INPUT_HIGH. Sets c->closed
+ * at the end of the stream (close_notify or not) and on any failure: both
+ * end the exchange the same way, as they did on a bufferevent.
+ */
+static void h1up_conn_fill(struct h1up_conn *c)
 {
-    struct h1up_exchange *ex = arg;
+    while (evbuffer_get_length(c->in) < H1UP_INPUT_HIGH) {
+        struct evbuffer_iovec v;
+        int n, err;
 
-    (void)bev;
-    h1up_process(ex);
+        if (evbuffer_reserve_space(c->in, H1UP_READ_CHUNK, &v, 1) < 1) {
+            c->closed = true;
+            return;
+        }
+        ERR_clear_error();
+        n = SSL_read(c->ssl, v.iov_base,
+                     (int)(v.iov_len < H1UP_READ_CHUNK ? v.iov_len : H1UP_READ_CHUNK));
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(c->in, &v, 1);
+            /*
+             * All that read(2) brought is taken and it was less than a full
+             * record: another SSL_read would most likely only learn EAGAIN
+             * (a small response costs one read). Full records mean a bulk
+             * transfer: go on while the socket has more.
+             */
+            if (!SSL_has_pending(c->ssl) && (size_t)n < H1UP_READ_CHUNK)
+                return;
+            continue;
+        }
+        err = SSL_get_error(c->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            return;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            c->read_wants_write = true;
+            h1up_conn_writing(c, true);
+            return;
+        }
+        ERR_clear_error();
+        c->closed = true;
+        return;
+    }
 }
 
-static void h1up_write_cb(struct bufferevent *bev, void *arg)
+/*
+ * Encrypt and write c->out. Never ends the exchange itself: a failure sets
+ * c->closed and wakes the read side, which reports it from its own
+ * callback (the caller may be deep in the exchange's code).
+ */
+static void h1up_conn_flush(struct h1up_conn *c)
 {
-    struct h1up_exchange *ex = arg;
+    size_t len;
 
-    (void)bev;
-    if (!ex->body_done && !ex->body_blocked)
-        h1up_pump(ex);
+    if (c->closed || c->handshaking)
+        return;
+    while ((len = evbuffer_get_length(c->out)) > 0) {
+        size_t n = len < H1UP_WRITE_MAX ? len : H1UP_WRITE_MAX; /* >= retry_len: see there */
+        unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)n);
+        int w, err;
+
+        if (!p) {
+            err = SSL_ERROR_SSL;
+        } else {
+            ERR_clear_error();
+            w = SSL_write(c->ssl, p, (int)n);
+            if (w > 0) {
+                evbuffer_drain(c->out, (size_t)w);
+                c->retry_len = 0;
+                continue;
+            }
+            c->retry_len = n;
+            err = SSL_get_error(c->ssl, w);
+        }
+        if (err == SSL_ERROR_WANT_WRITE) {
+            h1up_conn_writing(c, true);
+            return;
+        }
+        if (err == SSL_ERROR_WANT_READ) {
+            c->write_wants_read = true;
+            h1up_conn_reading(c, true);
+            return;
+        }
+        ERR_clear_error();
+        c->closed = true;
+        h1up_conn_writing(c, false);
+        event_active(c->rev, EV_READ, 1);
+        return;
+    }
+    if (!c->read_wants_write)
+        h1up_conn_writing(c, false);
+}
+
+/* The connection ended (EOF, reset, TLS failure) while the exchange ran. */
+static void h1up_on_closed(struct h1up_exchange *ex)
+{
+    struct h1pool_attempt a = {
+        .reused_connection = ex->conn && ex->conn->reused,
+        .response_started = ex->response_started,
+        .retried = ex->retried,
+        .body_sent = ex->body_sent,
+        .body_replayable = ex->replay_ok,
+        .method = ex->method,
+    };
+
+    if (h1pool_may_retry(&a)) {
+        h1up_retry(ex);
+        return;
+    }
+    ex->eof = true;
+    if (ex->conn)
+        h1up_conn_quiet(ex->conn);
+    if (!ex->paused)
+        h1up_process(ex);
+}
+
+static int h1up_pump(struct h1up_exchange *ex);
+static void h1up_handshake(struct h1up_exchange *ex);
+
+/*
+ * Pull request body bytes and write them until the body is done, the
+ * client has no more yet (resume_request brings us back), or the socket is
+ * full (the write event does). After H1UP_SEND_ROUNDS full outputs in one
+ * go it yields to the loop through the write event (the socket is writable,
+ * so it fires on the next turn), so one fast upload cannot starve the
+ * other connections. 0 while the exchange lives, H1UP_GONE.
+ */
+static int h1up_send_more(struct h1up_exchange *ex)
+{
+    for (int round = 0; round < H1UP_SEND_ROUNDS; round++) {
+        struct h1up_conn *c;
+
+        if (h1up_pump(ex) == H1UP_GONE)
+            return H1UP_GONE;
+        if (ex->cancelled || !ex->conn)
+            return 0;
+        c = ex->conn;
+        h1up_conn_flush(c);
+        if (c->closed || !ex->sending || ex->body_done || ex->body_blocked ||
+            evbuffer_get_length(c->out) > H1UP_OUTPUT_HIGH / 2)
+            return 0;
+    }
+    h1up_conn_writing(ex->conn, true);
+    return 0;
+}
+
+/*
+ * The socket is readable (or a failure was flagged): finish a write that
+ * waited for it, read, frame. Runs only as the read event's callback and
+ * touches nothing after a step that may end the exchange.
+ */
+static void h1up_conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct h1up_conn *c = arg;
+    struct h1up_exchange *ex = c->ex;
+
+    (void)fd;
+    (void)what;
+    if (!ex) {
+        h1up_idle_readable(c);
+        return;
+    }
+    if (ex->cancelled || ex->finished)
+        return;
+    if (c->handshaking) {
+        h1up_handshake(ex);
+        return;
+    }
+    if (c->write_wants_read) {
+        c->write_wants_read = false;
+        h1up_conn_flush(c);
+    }
+    if (!ex->paused && !c->closed) {
+        h1up_conn_fill(c);
+        if (h1up_process(ex) < 0 || ex->cancelled)
+            return;
+    }
+    if (c->closed && !ex->eof)
+        h1up_on_closed(ex);
+    else if (ex->paused && !c->write_wants_read)
+        h1up_conn_reading(c, false);
+}
+
+/* The socket is writable: the handshake, a read that waited for it, the request. */
+static void h1up_conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct h1up_conn *c = arg;
+    struct h1up_exchange *ex = c->ex;
+
+    (void)fd;
+    (void)what;
+    if (!ex || ex->cancelled || ex->finished) {
+        h1up_conn_writing(c, false);
+        return;
+    }
+    if (c->handshaking) {
+        h1up_handshake(ex);
+        return;
+    }
+    if (c->read_wants_write) {
+        c->read_wants_write = false;
+        event_active(c->rev, EV_READ, 1);
+    }
+    h1up_conn_flush(c);
+    if (ex->sending && !ex->body_done && !ex->body_blocked && !c->closed &&
+        evbuffer_get_length(c->out) <= H1UP_OUTPUT_HIGH / 2)
+        h1up_send_more(ex);
 }
 
 static void h1up_tls_error(struct h1up_exchange *ex)
@@ -679,7 +983,8 @@ static void h1up_tls_error(struct h1up_exchange *ex)
     unsigned long e;
     long vr = ex->conn ? SSL_get_verify_result(ex->conn->ssl) : X509_V_OK;
 
-    while ((e = bufferevent_get_openssl_error(ex->conn->bev)) != 0)
+    /* the last error queued names the cause best (as bufferevent_get_openssl_error did) */
+    while ((e = ERR_get_error()) != 0)
         ERR_error_string_n(e, reason, sizeof(reason));
     if (vr != X509_V_OK)
         h1up_fail(ex, UPSTREAM_ERR_TLS,
@@ -691,54 +996,46 @@ static void h1up_tls_error(struct h1up_exchange *ex)
 
 static void h1up_send_head(struct h1up_exchange *ex);
 
-static void h1up_event_cb(struct bufferevent *bev, short what, void *arg)
+/* One step of the TLS handshake; on success the request goes out at once. */
+static void h1up_handshake(struct h1up_exchange *ex)
 {
-    struct h1up_exchange *ex = arg;
+    struct h1up_conn *c = ex->conn;
+    const unsigned char *proto = NULL;
+    unsigned plen = 0;
+    int r, err;
 
-    (void)bev;
-    if (what & BEV_EVENT_CONNECTED) {
-        const unsigned char *proto = NULL;
-        unsigned plen = 0;
-        ex->tls_handshaking = false;
-        evtimer_del(ex->connect_timer);
-        SSL_get0_alpn_selected(ex->conn->ssl, &proto, &plen);
-        if (plen && (plen != 8 || memcmp(proto, "http/1.1", 8) != 0)) {
-            h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS handshake with %s failed: it chose ALPN %.*s",
-                      ex->pool->host, (int)plen, (const char *)proto);
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+        err = SSL_get_error(c->ssl, r);
+        if (err == SSL_ERROR_WANT_READ) {
+            h1up_conn_writing(c, false); /* the read event is always registered */
             return;
         }
-        h1up_send_head(ex);
-        return;
-    }
-    if (ex->tls_handshaking) {
+        if (err == SSL_ERROR_WANT_WRITE) {
+            h1up_conn_writing(c, true);
+            return;
+        }
         h1up_tls_error(ex);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        struct h1pool_attempt a = {
-            .reused_connection = ex->conn && ex->conn->reused,
-            .response_started = ex->response_started,
-            .retried = ex->retried,
-            .body_sent = ex->body_sent,
-            .body_replayable = ex->replay_ok,
-            .method = ex->method,
-        };
-        if (h1pool_may_retry(&a)) {
-            h1up_retry(ex);
-            return;
-        }
-        ex->eof = true;
-        bufferevent_disable(bev, EV_READ | EV_WRITE);
-        if (!ex->paused)
-            h1up_process(ex);
+    c->handshaking = false;
+    h1up_conn_writing(c, false);
+    evtimer_del(ex->connect_timer);
+    SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+    if (plen && (plen != 8 || memcmp(proto, "http/1.1", 8) != 0)) {
+        h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS handshake with %s failed: it chose ALPN %.*s",
+                  ex->pool->host, (int)plen, (const char *)proto);
+        return;
     }
+    h1up_send_head(ex);
 }
 
 /* ---- request ---- */
 
 static void h1up_write(struct h1up_exchange *ex, const void *data, size_t len)
 {
-    evbuffer_add(bufferevent_get_output(ex->conn->bev), data, len);
+    evbuffer_add(ex->conn->out, data, len);
 }
 
 /* Keep sent body bytes while a retry could still replay them (bounded by H1UP_MAX_REPLAY). */
@@ -755,14 +1052,17 @@ static void h1up_keep_replay(struct h1up_exchange *ex, const char *p, size_t n)
     }
 }
 
-/* Pull request body bytes while the output has room. 0 while the exchange lives, H1UP_GONE. */
+/*
+ * Pull request body bytes while the output has room (the caller flushes).
+ * 0 while the exchange lives, H1UP_GONE.
+ */
 static int h1up_pump(struct h1up_exchange *ex)
 {
     struct evbuffer *out;
 
     if (!ex->conn || !ex->sending)
         return 0;
-    out = bufferevent_get_output(ex->conn->bev);
+    out = ex->conn->out;
     while (!ex->body_done && !ex->body_blocked && evbuffer_get_length(out) < H1UP_OUTPUT_HIGH) {
         ssize_t n;
         struct evbuffer_iovec v;
@@ -818,13 +1118,12 @@ static int h1up_pump(struct h1up_exchange *ex)
     return 0;
 }
 
-/* TLS is up: queue the head (and, on a retry, the body bytes already taken), then the body. */
+/*
+ * TLS is up (or a pooled connection was taken): queue the head (and, on a
+ * retry, the body bytes already taken), then the body, and write at once.
+ */
 static void h1up_send_head(struct h1up_exchange *ex)
 {
-    bufferevent_setcb(ex->conn->bev, h1up_read_cb, h1up_write_cb, h1up_event_cb, ex);
-    bufferevent_setwatermark(ex->conn->bev, EV_READ, 0, H1UP_INPUT_HIGH);
-    bufferevent_setwatermark(ex->conn->bev, EV_WRITE, H1UP_OUTPUT_HIGH / 2, 0);
-    bufferevent_enable(ex->conn->bev, EV_READ | EV_WRITE);
     h1up_write(ex, ex->head, ex->head_len);
     if (ex->body_sent > 0) {
         /* h1pool_may_retry allowed this only with the whole body so far in replay */
@@ -843,11 +1142,12 @@ static void h1up_send_head(struct h1up_exchange *ex)
     ex->sending = true;
     if (ex->body_len == 0 && !ex->body_done && !ex->cb.read_body)
         ex->body_done = true;
-    h1up_pump(ex);
+    h1up_send_more(ex);
 }
 
 /* ---- connecting ---- */
 
+/* The TCP connection is up: wrap it in TLS and start the handshake (its first flight goes now). */
 static void h1up_tls_start(struct h1up_exchange *ex)
 {
     struct h1up_pool *pool = ex->pool;
@@ -874,22 +1174,25 @@ static void h1up_tls_start(struct h1up_exchange *ex)
     c = xcalloc(1, sizeof(*c));
     c->pool = pool;
     c->ssl = ssl;
+    c->fd = -1;
     c->ex = ex;
     SSL_set_app_data(ssl, c);
-    c->bev = bufferevent_openssl_socket_new(ex->h->base, ex->fd, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
-        SSL_free(ssl);
-        free(c);
+    SSL_set_connect_state(ssl);
+    c->rev = event_new(ex->h->base, ex->fd, EV_READ | EV_PERSIST, h1up_conn_read_cb, c);
+    c->wev = event_new(ex->h->base, ex->fd, EV_WRITE | EV_PERSIST, h1up_conn_write_cb, c);
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    if (SSL_set_fd(ssl, ex->fd) != 1 || !c->rev || !c->wev || !c->in || !c->out ||
+        event_add(c->rev, NULL) != 0) {
+        h1up_conn_free(c); /* frees the SSL; the socket is still the exchange's */
         h1up_fail(ex, UPSTREAM_ERR_TLS, "TLS setup for %s failed", pool->host);
         return;
     }
-    ex->fd = -1; /* the bufferevent owns it */
-    pool->active++;
+    c->fd = ex->fd; /* the connection owns it now */
+    ex->fd = -1;
     ex->conn = c;
-    ex->tls_handshaking = true;
-    bufferevent_setcb(c->bev, h1up_read_cb, NULL, h1up_event_cb, ex);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->handshaking = true;
+    h1up_handshake(ex);
 }
 
 static void h1up_connect_next(struct h1up_exchange *ex);
@@ -1012,13 +1315,13 @@ static void h1up_connect_fresh(struct h1up_exchange *ex)
     ex->dnsreq = req;
 }
 
-/* First step on the loop: a pooled connection if one is fresh, else a new one. */
-static void h1up_begin(struct h1up_exchange *ex)
+/* With a slot: a pooled connection if one is fresh, else a new one. */
+static void h1up_begin_with_slot(struct h1up_exchange *ex)
 {
     struct h1up_pool *pool = ex->pool;
     void *expired[H1POOL_MAX_IDLE];
     size_t nexp = 0;
-    struct h1up_conn *c = h1pool_take(&pool->idle, util_now_ms(), expired, H1POOL_MAX_IDLE, &nexp);
+    struct h1up_conn *c = h1pool_take(&pool->book, util_now_ms(), expired, H1POOL_MAX_IDLE, &nexp);
 
     for (size_t i = 0; i < nexp; i++) {
         struct h1up_conn *old = expired[i];
@@ -1026,13 +1329,39 @@ static void h1up_begin(struct h1up_exchange *ex)
         h1up_conn_free(old);
     }
     if (!c) {
-        h1up_connect_fresh(ex);
+        h1up_connect_fresh(ex); /* (re)arms the connect timer */
         return;
     }
+    evtimer_del(ex->connect_timer); /* armed while it waited for the slot */
     c->ex = ex;
-    pool->active++;
     ex->conn = c;
     h1up_send_head(ex);
+}
+
+/* First step on the loop: take a slot, or queue for one (bounded by connect_timeout). */
+static void h1up_begin(struct h1up_exchange *ex)
+{
+    switch (h1pool_acquire(&ex->pool->book, &ex->wait)) {
+    case H1POOL_GRANTED:
+        ex->has_slot = true;
+        h1up_begin_with_slot(ex);
+        return;
+    case H1POOL_QUEUED:
+        ex->waiting = true;
+        if (ex->connect_timeout_ms > 0) {
+            struct timeval tv = {.tv_sec = ex->connect_timeout_ms / 1000,
+                                 .tv_usec = (ex->connect_timeout_ms % 1000) * 1000};
+            evtimer_add(ex->connect_timer, &tv);
+        }
+        return;
+    case H1POOL_REFUSED:
+    default:
+        h1up_fail(ex, UPSTREAM_ERR_CONNECT,
+                  "could not connect to %s:%d: %d requests already wait for one of its %d "
+                  "connections",
+                  ex->pool->host, ex->pool->port, H1POOL_MAX_WAITING, H1POOL_MAX_ACTIVE);
+        return;
+    }
 }
 
 static void h1up_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -1051,6 +1380,15 @@ static void h1up_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (ex->waiting) {
+        if (ex->has_slot)
+            return; /* a slot came just in time: its deferred step (re)arms or stops the timer */
+        h1up_fail(ex, UPSTREAM_ERR_TIMEOUT,
+                  "no connection to %s:%d became free within %lld ms (all %d in use)",
+                  ex->pool->host, ex->pool->port, (long long)ex->connect_timeout_ms,
+                  H1POOL_MAX_ACTIVE);
+        return;
+    }
     if (ex->dnsreq) {
         /* the resolver never answered (no reachable name server): a DNS failure, like libcurl's */
         h1up_fail(ex, UPSTREAM_ERR_DNS, "could not resolve host %s (no DNS answer within %lld ms)",
@@ -1076,11 +1414,18 @@ static void h1up_deferred_cb(evutil_socket_t fd, short what, void *arg)
         h1up_begin(ex);
         return;
     }
+    if (ex->waiting) {
+        if (!ex->has_slot)
+            return;          /* a resume while it waits: nothing flows yet */
+        ex->waiting = false; /* a slot was passed on to it (h1up_slot_release) */
+        h1up_begin_with_slot(ex);
+        return;
+    }
     if (ex->want_resume_req) {
         ex->want_resume_req = false;
         if (ex->body_blocked) {
             ex->body_blocked = false;
-            if (h1up_pump(ex) == H1UP_GONE)
+            if (h1up_send_more(ex) == H1UP_GONE)
                 return;
             if (ex->cancelled) {
                 h1up_destroy(ex);
@@ -1093,11 +1438,17 @@ static void h1up_deferred_cb(evutil_socket_t fd, short what, void *arg)
         if (ex->paused) {
             ex->paused = false;
             if (ex->conn && !ex->eof)
-                bufferevent_enable(ex->conn->bev, EV_READ);
+                h1up_conn_reading(ex->conn, true);
             if (h1up_process(ex) < 0)
                 return;
-            if (ex->cancelled)
+            if (ex->cancelled) {
                 h1up_destroy(ex);
+                return;
+            }
+            /* bytes OpenSSL already holds never make the socket readable: read them now */
+            if (!ex->paused && ex->conn && !ex->eof &&
+                (SSL_has_pending(ex->conn->ssl) || ex->conn->closed))
+                event_active(ex->conn->rev, EV_READ, 1);
         }
     }
 }
@@ -1346,7 +1697,7 @@ void h1up_cancel(struct h1up_exchange *ex)
     ex->end_ms = util_now_ms();
     /* Quiet now: no callback of ours may run for it any more. */
     if (ex->conn)
-        bufferevent_disable(ex->conn->bev, EV_READ | EV_WRITE);
+        h1up_conn_quiet(ex->conn);
     h1up_setup_stop(ex);
     evtimer_del(ex->timer);
     event_active(ex->defer, EV_TIMEOUT, 1);

@@ -12,12 +12,15 @@
  * reason, never a header.
  *
  * Per worker: one pool per (host, port, SNI, CA file, connect_to target)
- * with at most H1POOL_MAX_IDLE idle connections, each dropped after
- * H1POOL_IDLE_TIMEOUT_MS or when the server closes it; TLS sessions are
- * resumed across the pool's connections. A request that fails on a reused
- * connection before any response byte is retried once on a fresh
- * connection (h1pool_may_retry). Responses are framed by http1_resp; a
- * malformed one ends UPSTREAM_ERR_BAD_RESPONSE.
+ * with at most H1POOL_MAX_ACTIVE connections in use or being set up (more
+ * requests wait in arrival order, each at most upstream.connect_timeout,
+ * at most H1POOL_MAX_WAITING of them) and at most H1POOL_MAX_IDLE idle
+ * connections, each dropped after H1POOL_IDLE_TIMEOUT_MS or when the
+ * server closes it; TLS sessions are resumed across the pool's
+ * connections. A request that fails on a reused connection before any
+ * response byte is retried once on a fresh connection (h1pool_may_retry).
+ * Responses are framed by http1_resp; a malformed one ends
+ * UPSTREAM_ERR_BAD_RESPONSE.
  */
 #ifndef CREDPROXY_H1UP_H
 #define CREDPROXY_H1UP_H

@@ -282,5 +282,72 @@ def _pipe(a, b):
             pass
 
 
+# h1pool.h: H1POOL_MAX_ACTIVE, connections per upstream and worker in use or being set up
+LEAN_MAX_ACTIVE = 64
+
+
+def _slow_all(env, n, head_delay):
+    """n requests at once, each held head_delay s by the fake: [(response, seconds)]."""
+    req = ("GET %s/__slow?head_delay=%s&delay=0&chunks=1 HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+           "Connection: close\r\n\r\n" % (URL, head_delay)).encode()
+    out = [None] * n
+    go = threading.Event()
+
+    def one(i):
+        go.wait()
+        t0 = time.monotonic()
+        try:
+            r = h.raw_one(env.port, req, timeout=60)
+        except OSError as e:
+            r = e
+        out[i] = (r, time.monotonic() - t0)
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    go.set()
+    for t in ts:
+        t.join(90)
+    return out
+
+
+@h.test(timeout=90)
+def lean_pool_cap_queues(env):
+    env.start_fake()
+    env.start_proxy(extra={"workers": 1})
+    extra = 6
+    got = _slow_all(env, LEAN_MAX_ACTIVE + extra, 2)
+    ok = [x for x in got if x and getattr(x[0], "status", None) == 200]
+    check(len(ok) == len(got), "every request past the cap was served, not refused",
+          [x for x in got if x not in ok][:3])
+    conns = {x["conn"] for x in env.fake.records(path="/__slow")}
+    check(len(conns) <= LEAN_MAX_ACTIVE,
+          "never more than %d upstream connections from one worker" % LEAN_MAX_ACTIVE, len(conns))
+    waited = [dt for _, dt in ok if dt >= 3.5]
+    check(len(waited) >= extra, "the requests past the cap waited for a connection to free up",
+          sorted(dt for _, dt in ok)[-extra - 2:])
+    env.stop_proxy()
+
+
+@h.test(timeout=90)
+def lean_pool_wait_bounded_by_connect_timeout(env):
+    env.start_fake()
+    env.start_proxy(extra={"workers": 1}, upstream={"connect_timeout": "3s"})
+    got = _slow_all(env, LEAN_MAX_ACTIVE + 1, 7)
+    served = [x for x in got if x and getattr(x[0], "status", None) == 200]
+    timed_out = [x for x in got if x and getattr(x[0], "status", None) == 504]
+    check(len(served) == LEAN_MAX_ACTIVE and len(timed_out) == 1,
+          "the one request with no connection left gets 504, the others their answer",
+          [getattr(x[0], "status", x[0]) for x in got if x not in served])
+    if timed_out:
+        r, dt = timed_out[0]
+        h.proxy_error(r, 504, "upstream_timeout")
+        msg = ((r.json() or {}).get("message") or "").lower()
+        check("no connection" in msg and "became free" in msg, "the message says why", msg)
+        check(2.5 <= dt < 6.5, "it waited about connect_timeout, not for a connection", dt)
+    check(len(env.fake.records(path="/__slow")) == LEAN_MAX_ACTIVE,
+          "the one that timed out never reached the upstream")
+    env.stop_proxy()
+
+
 if __name__ == "__main__":
     h.main()

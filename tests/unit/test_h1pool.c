@@ -59,6 +59,68 @@ static void test_idle_timeout(void)
     CHECK(nexp == 1 && exp[0] == &items[2] && p.n == 0);
 }
 
+/* Slots: at most H1POOL_MAX_ACTIVE held, waiters served strictly in arrival order. */
+static void test_slots_fifo(void)
+{
+    static struct h1pool p;
+    static struct h1pool_waiter w[H1POOL_MAX_ACTIVE + 5];
+
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < H1POOL_MAX_ACTIVE; i++)
+        CHECK(h1pool_acquire(&p, &w[i]) == H1POOL_GRANTED);
+    CHECK(p.active == H1POOL_MAX_ACTIVE && p.nwaiting == 0);
+    /* full: the next three wait, in order */
+    for (int i = 0; i < 3; i++)
+        CHECK(h1pool_acquire(&p, &w[H1POOL_MAX_ACTIVE + i]) == H1POOL_QUEUED);
+    CHECK(p.nwaiting == 3 && p.active == H1POOL_MAX_ACTIVE);
+    /* a release hands the slot to the oldest waiter; the count of held slots stays */
+    CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE]);
+    CHECK(!w[H1POOL_MAX_ACTIVE].queued && p.active == H1POOL_MAX_ACTIVE && p.nwaiting == 2);
+    /* a waiter that gives up leaves the queue; the one behind it moves up */
+    CHECK(h1pool_unwait(&p, &w[H1POOL_MAX_ACTIVE + 1]));
+    CHECK(!h1pool_unwait(&p, &w[H1POOL_MAX_ACTIVE + 1]));
+    CHECK(p.nwaiting == 1);
+    /* a newcomer never overtakes a waiter */
+    CHECK(h1pool_acquire(&p, &w[H1POOL_MAX_ACTIVE + 3]) == H1POOL_QUEUED);
+    CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE + 2]);
+    CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE + 3]);
+    CHECK(p.nwaiting == 0 && p.head == NULL && p.tail == NULL);
+    /* nobody waits: releases free slots, and a free slot is granted at once */
+    CHECK(h1pool_release(&p) == NULL && p.active == H1POOL_MAX_ACTIVE - 1);
+    CHECK(h1pool_acquire(&p, &w[H1POOL_MAX_ACTIVE + 4]) == H1POOL_GRANTED);
+    for (int i = 0; i < H1POOL_MAX_ACTIVE; i++)
+        CHECK(h1pool_release(&p) == NULL);
+    CHECK(p.active == 0);
+    /* never below zero */
+    CHECK(h1pool_release(&p) == NULL && p.active == 0);
+}
+
+/* The queue is bounded: one more waiter than H1POOL_MAX_WAITING is refused, not queued. */
+static void test_waiting_bound(void)
+{
+    static struct h1pool p;
+    static struct h1pool_waiter w[H1POOL_MAX_ACTIVE + H1POOL_MAX_WAITING + 1];
+    size_t n = 0;
+
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < H1POOL_MAX_ACTIVE; i++)
+        CHECK(h1pool_acquire(&p, &w[n++]) == H1POOL_GRANTED);
+    for (int i = 0; i < H1POOL_MAX_WAITING; i++)
+        CHECK(h1pool_acquire(&p, &w[n++]) == H1POOL_QUEUED);
+    CHECK(h1pool_acquire(&p, &w[n]) == H1POOL_REFUSED);
+    CHECK(!w[n].queued && p.nwaiting == H1POOL_MAX_WAITING);
+    /* unwaiting from the middle and both ends keeps the order of the rest */
+    CHECK(h1pool_unwait(&p, &w[H1POOL_MAX_ACTIVE]));
+    CHECK(h1pool_unwait(&p, &w[n - 1]));
+    CHECK(h1pool_unwait(&p, &w[H1POOL_MAX_ACTIVE + 10]));
+    CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE + 1]);
+    for (int i = 2; i < 10; i++)
+        CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE + i]);
+    CHECK(h1pool_release(&p) == &w[H1POOL_MAX_ACTIVE + 11]);
+    /* room again: the refused one may queue now */
+    CHECK(h1pool_acquire(&p, &w[n]) == H1POOL_QUEUED);
+}
+
 struct retry_case {
     const char *name;
     struct h1pool_attempt a;
@@ -84,6 +146,8 @@ int main(void)
 {
     test_lifo_and_bound();
     test_idle_timeout();
+    test_slots_fifo();
+    test_waiting_bound();
     for (size_t i = 0; i < sizeof(retry_cases) / sizeof(retry_cases[0]); i++)
         CHECK_MSG(h1pool_may_retry(&retry_cases[i].a) == retry_cases[i].retry, "%s",
                   retry_cases[i].name);
