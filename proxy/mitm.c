@@ -499,18 +499,8 @@ static SSL_CTX *mitm_mint_ctx(struct mitm *m, const char *host)
     if (!ctx)
         goto fail;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /*
-     * No session tickets and no session cache: one minted context serves
-     * every worker thread at once, and with them on an intercepted
-     * handshake now and then failed ("decryption failed or bad record mac")
-     * right after another thread's connection on the same context ended
-     * (test_faults, 2 workers: 1 run in 6 failed; 0 in 16 with 1 worker or
-     * with both off). Agents open few tunnels and keep them alive, so resumption
-     * saved little; minted contexts are cached anyway.
-     */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, m->leaf_key) != 1 ||
         SSL_CTX_add1_chain_cert(ctx, m->inter) != 1 || SSL_CTX_check_private_key(ctx) != 1)
         goto fail;

@@ -637,6 +637,12 @@ class FakeAtlassian:
         if close_after and conn["responses"] >= close_after:
             keep = False
         self._send(sock, req, resp, conn, close=not keep)
+        if getattr(resp, "fault", None) not in (None, "stall-mid-body"):
+            # The fault closed the descriptor (os.close of the detached socket), but an
+            # SSLSocket keeps its SSL object, which still reads that descriptor number:
+            # reading on would steal bytes from whatever socket of this process (a
+            # test's client) got the number next.
+            return False
         return keep
 
     def _read_head(self, rfile):
