@@ -750,11 +750,9 @@ def section_syscalls(b):
     return out
 
 
-def section_intercept(b):
-    log("bench: intercept (cload, %d connections, %d s x %d rounds)" % (
-        b.args.tunnel_connections, b.args.duration, b.args.rounds))
+def intercept_clients(b):
+    """cload arguments for credproxy, Squid, mitmproxy and direct TLS (the interception tests)."""
     up = b.port["up"]
-    upaddr = "127.0.0.1:%d" % up
     cp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["cp"],
               cafile=b.path("cpca", "ca.pem"))
     # Squid dials the CONNECT port (its hosts_file maps the name), so the inner Host names it too
@@ -762,8 +760,15 @@ def section_intercept(b):
               cafile=b.path("squidca.pem"), host="%s:%d" % (SITE, up))
     mp = dict(target="%s:443" % SITE, proxy="127.0.0.1:%d" % b.port["mitm"],
               cafile=b.path("mitm", "mitmproxy-ca-cert.pem"))
-    direct = dict(target="%s:%d" % (SITE, up), addr=upaddr, cafile=b.path("upca.pem"),
-                  auth=b.auth)
+    direct = dict(target="%s:%d" % (SITE, up), addr="127.0.0.1:%d" % up,
+                  cafile=b.path("upca.pem"), auth=b.auth)
+    return cp, sq, mp, direct
+
+
+def section_intercept(b):
+    log("bench: intercept (cload, %d connections, %d s x %d rounds)" % (
+        b.args.tunnel_connections, b.args.duration, b.args.rounds))
+    cp, sq, mp, direct = intercept_clients(b)
     variants = []
     for keep in (False, True):
         tag = "keep-alive in tunnel" if keep else "new tunnel per request"
@@ -974,8 +979,11 @@ def perf_components(data, own, cwd):
     return [x / total for x in shares], tops
 
 
-def perf_run(b, proc, url, extra, data):
-    """perf record over proc's process tree while wrk runs: (requests, CPU seconds) or None."""
+def perf_run(b, proc, load, extra, data):
+    """
+    perf record over proc's process tree while the load runs: a URL (wrk) or a function of
+    the duration returning {"requests": N, ...} (cload). (requests, CPU seconds) or None.
+    """
     pids = b.pids(proc)
     if not pids:
         return None
@@ -983,7 +991,7 @@ def perf_run(b, proc, url, extra, data):
                             + extra, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=b.dir)
     time.sleep(0.5)
     c0 = cpu_seconds(pids)
-    res = b.wrk(url, b.args.duration)
+    res = load(b.args.duration) if callable(load) else b.wrk(load, b.args.duration)
     c1 = cpu_seconds(pids)
     perf.send_signal(signal.SIGINT)
     try:
@@ -1014,16 +1022,24 @@ def section_profile(b):
                 "http://127.0.0.1:%d/auth.json" % b.port["cp_gw"]),
                ("nginx reverse proxy", "nginx", "nginx",
                 "http://127.0.0.1:%d/auth.json" % b.port["ngx"])]
+    # interception, keep-alive inside the tunnel (cload), next to Squid ssl-bump
+    cp, sq, _, _ = intercept_clients(b)
+    conns = b.args.tunnel_connections
+    for key, proc, kw in (("credproxy interception", "credproxy", cp),
+                          ("Squid ssl-bump", "squid", sq)):
+        if proc in b.procs and os.path.exists(kw["cafile"]):
+            targets.append((key, proc, proc, lambda d, kw=kw: b.cload_run(
+                d, keep=True, conns=conns, **kw)))
     runs = {}
     # rounds alternate the servers like the http section; each reports its median round (by
     # total us/request) whole, so its components add up
     for r in range(b.args.rounds):
-        for key, proc, own, url in targets:
+        for i, (key, proc, own, load) in enumerate(targets):
             if proc not in b.procs:
                 continue
             # no call graph here: the lightest sampling, so the CPU seconds stay the server's own
-            data = b.path("perf-split-%s.data" % proc)
-            run = perf_run(b, proc, url, ["-F", "1999"], data)
+            data = b.path("perf-split-%d.data" % i)
+            run = perf_run(b, proc, load, ["-F", "1999"], data)
             if not run:
                 continue
             shares, tops = perf_components(data, own, b.dir)
@@ -1228,8 +1244,8 @@ def report(b):
     split = (prof or {}).get("split")
     if split:
         names = list(split)
-        L.append("## Where the CPU goes: microseconds per request, gateway under wrk "
-                 "(perf record -F 1999, self time)")
+        L.append("## Where the CPU goes: microseconds per request (perf record -F 1999, self "
+                 "time): gateway under wrk, interception keep-alive under cload")
         L.append("")
         L.append("Each component's share of the samples times the process tree's CPU seconds "
                  "(user+system) over the run, divided by the requests it served. Own code is "
@@ -1327,7 +1343,9 @@ def main():
                                (b.start_credproxy_variants, "credproxy variants"),
                                (b.start_nginx_proxy, "nginx"), (b.start_haproxy, "HAProxy"),
                                (b.start_squid, "Squid"), (b.start_mitmproxy, "mitmproxy")):
-            if label in ("Squid", "mitmproxy") and "intercept" not in sections:
+            if label == "mitmproxy" and "intercept" not in sections:
+                continue
+            if label == "Squid" and not sections & {"intercept", "profile"}:
                 continue
             try:
                 starter()
