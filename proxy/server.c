@@ -453,11 +453,11 @@ int server_run(struct config *cfg, const char *config_path)
     }
     tokens_configure(s->sh.tokens, s->sh.world);
 
-    if (bind_all(s, wcfg) < 0)
-        goto out;
-    self_init(&s->sh.self, s->sh.listeners, s->sh.nlisteners, wcfg);
-    s->bound_signature = listen_signature(wcfg);
-
+    /*
+     * Signal handlers before the listeners: once a port accepts, a supervisor (or a
+     * test) may send SIGHUP at once, and its default action would end the process.
+     * The handlers run from the control loop, after everything below is set up.
+     */
     s->ev_done = event_new(s->control, -1, 0, on_worker_done, s);
     s->ev_shutdown = evtimer_new(s->control, on_shutdown_timeout, s);
     s->ev_hup = evsignal_new(s->control, SIGHUP, on_hup, s);
@@ -469,6 +469,11 @@ int server_run(struct config *cfg, const char *config_path)
         log_error("cannot set up signal handling");
         goto out;
     }
+
+    if (bind_all(s, wcfg) < 0)
+        goto out;
+    self_init(&s->sh.self, s->sh.listeners, s->sh.nlisteners, wcfg);
+    s->bound_signature = listen_signature(wcfg);
 
     if (wcfg->admin) {
         struct admin_source src = {

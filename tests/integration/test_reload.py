@@ -385,6 +385,23 @@ def reload_listen_changed(env):
     env.stop_proxy()
 
 
+@h.test(timeout=60)
+def sighup_as_soon_as_the_port_accepts(env):
+    """A SIGHUP sent the moment the listener accepts (a supervisor or a test may) is a reload,
+    never the default action that ends the process: the handlers are set before binding.
+    Seen in CI under ASan, where the gap between bind and the handlers was long."""
+    env.start_fake(sites=sites_accepting_both())
+    for _ in range(3):
+        env.start_proxy()  # returns as soon as the port accepts
+        env.proxy.p.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        check(env.proxy.p.poll() is None, "the proxy is alive after an early SIGHUP",
+              env.proxy.stderr()[-500:])
+        r = env.curl_proxy("http://acme.atlassian.net/rest/api/3/myself")
+        check(r.status == 200, "and serves", r)
+        env.stop_proxy()
+
+
 @h.test(timeout=50)
 def reload_with_queued_requests(env):
     """Requests queued on the rate limiter while a reload changes the credential's budget and
