@@ -38,7 +38,7 @@ void credstate_said(int status, const char *seraph, size_t seraph_len, const cha
 
 /*
  * The 503 credential_rejected for info: message (a sentence), fields (a
- * JSON fragment ", \"credential\": ..." for errors_write_fields) and
+ * JSON fragment ", \"credential\": ..." for errors_write_json) and
  * extra_headers ("Retry-After: N\r\n"). Buffers of the CREDSTATE_MAX_* sizes.
  */
 void credstate_rejected_reply(const struct breaker_info *info, char *message, size_t mcap,

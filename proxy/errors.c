@@ -77,38 +77,25 @@ size_t errors_write_json(struct evbuffer *out, int status, const char *code, con
     return (size_t)n;
 }
 
-size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
-                           const char *const *fields, size_t nfields, bool close)
+void errors_json_fields(char *buf, size_t cap, const char *const *fields, size_t nfields)
 {
     char esc[ERRORS_MAX_MESSAGE * 6 + 3];
     char cut[ERRORS_MAX_MESSAGE + 1];
-    struct evbuffer *body = evbuffer_new();
-    size_t n;
+    size_t len = 0;
 
-    if (!body)
-        return 0;
-    snprintf(cut, sizeof(cut), "%s", message ? message : "");
-    if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
-        snprintf(esc, sizeof(esc), "\"\"");
-    evbuffer_add_printf(body, "{\"error\": \"%s\", \"message\": %s", code, esc);
-    for (size_t i = 0; i + 1 < 2 * nfields; i += 2) {
-        snprintf(cut, sizeof(cut), "%s", fields[i + 1] ? fields[i + 1] : "");
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < nfields; i++) {
+        const char *v = fields[2 * i + 1];
+        snprintf(cut, sizeof(cut), "%s", v ? v : "");
         if (log_json_escape(esc, sizeof(esc), cut) >= sizeof(esc))
             snprintf(esc, sizeof(esc), "\"\"");
-        evbuffer_add_printf(body, ", \"%s\": %s", fields[i], fields[i + 1] ? esc : "null");
+        int n = snprintf(buf + len, cap - len, ", \"%s\": %s", fields[2 * i], v ? esc : "null");
+        if (n < 0 || (size_t)n >= cap - len) {
+            buf[0] = '\0'; /* never a cut fragment: invalid JSON; no fields at all instead */
+            return;
+        }
+        len += (size_t)n;
     }
-    evbuffer_add(body, "}\n", 2);
-    n = evbuffer_get_length(body);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\n"
-                        "Content-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n"
-                        "X-Credproxy-Error: %s\r\n"
-                        "Cache-Control: no-store\r\n"
-                        "%s\r\n",
-                        status, http1_reason(status), n, code,
-                        close ? "Connection: close\r\n" : "");
-    evbuffer_add_buffer(out, body);
-    evbuffer_free(body);
-    return n;
 }

@@ -38,12 +38,13 @@ size_t errors_write_json(struct evbuffer *out, int status, const char *code, con
 #define ERRORS_MAX_FIELDS 2048
 
 /*
- * Like errors_write, with more JSON string members after "message":
- * fields holds nfields (name, value) pairs; a NULL value is written as null.
- * Names are trusted literals; values are escaped and cut like the message.
+ * The fields fragment errors_write_json takes, from string members: fields
+ * holds nfields (name, value) pairs; a NULL value is written as null. Names
+ * are trusted literals; values are escaped and cut like the message. buf
+ * gets ", \"name\": value..." or, when that does not fit in cap, "" (never a
+ * cut fragment).
  */
-size_t errors_write_fields(struct evbuffer *out, int status, const char *code, const char *message,
-                           const char *const *fields, size_t nfields, bool close);
+void errors_json_fields(char *buf, size_t cap, const char *const *fields, size_t nfields);
 
 /* 502 for a response the proxy could not frame (never relayed half-framed). */
 #define ERRORS_UPSTREAM_BAD_RESPONSE "upstream_bad_response"

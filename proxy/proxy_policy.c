@@ -78,13 +78,12 @@ bool proxy_policy_input(struct request *r)
 
 static void policy_deny(struct request *r, const struct policy_decision *d)
 {
-    struct conn *c = r->c;
     struct policy_stage *ps = r->pol;
     char uidbuf[32];
     const char *cls = policy_class_name(ps->op.cls);
     const char *noun = ps->op.product == POLICY_PRODUCT_CONFLUENCE ? "space" : "project";
     const char *client = proxy_metric_client(r, uidbuf, sizeof(uidbuf));
-    char msg[512];
+    char msg[512], jfields[ERRORS_MAX_FIELDS + 1];
     const char *fields[8] = {"client", client,       "class",
                              cls,      noun,         d->scope[0] ? d->scope : NULL,
                              "policy", ps->pol->name};
@@ -93,20 +92,8 @@ static void policy_deny(struct request *r, const struct policy_decision *d)
     snprintf(msg, sizeof(msg), "credproxy's policy for client %s refused this %s request: %s",
              client, cls, d->reason);
     r->cred = NULL;
-    if (r->head_sent) {
-        conn_close_after(c);
-        r->error = "policy_denied";
-        proxy_request_finish(r);
-        return;
-    }
-    bool close = conn_must_close(c);
-    if (close)
-        conn_close_after(c);
-    r->bytes_out = errors_write_fields(conn_output(c), 403, "policy_denied", msg, fields, 4, close);
-    r->status = 403;
-    r->error = "policy_denied";
-    r->head_sent = true;
-    proxy_request_finish(r);
+    errors_json_fields(jfields, sizeof(jfields), fields, 4);
+    proxy_reply_error_f(r, 403, "policy_denied", msg, jfields, NULL, false);
 }
 
 static void policy_lookup_begin(struct request *r, enum policy_lookup lookup, const char *id);
