@@ -335,21 +335,17 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
+        /* OpenSSL's own reason (e.g. "tlsv1 alert unknown ca"), or "" */
+        char why[160] = "";
+        unsigned long e = c->ssl ? bufferevent_get_openssl_error(bev) : 0;
+        if (e)
+            ERR_error_string_n(e, why, sizeof(why));
         if (c->state == CONN_TLS_HANDSHAKE) {
-            /* OpenSSL's own reason (e.g. "tlsv1 alert unknown ca") says which. */
-            unsigned long e = bufferevent_get_openssl_error(bev);
-            char why[160] = "";
-            if (e)
-                ERR_error_string_n(e, why, sizeof(why));
             log_info("TLS handshake with %s for %s failed (a server name other than the CONNECT "
                      "host, or the agent does not trust the credproxy CA)%s%s",
                      c->peer, c->connect_auth.host, why[0] ? ": " : "", why);
             c->graceful = true; /* flush the TLS alert before closing */
         } else if (c->ssl) {
-            unsigned long e = bufferevent_get_openssl_error(bev);
-            char why[160] = "";
-            if (e)
-                ERR_error_string_n(e, why, sizeof(why));
             log_debug("intercepted connection from %s: TLS error %s (errno %d)", c->peer,
                       why[0] ? why : "-", EVUTIL_SOCKET_ERROR());
         }
