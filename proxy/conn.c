@@ -33,18 +33,26 @@ static void timer_arm(struct conn *c, int64_t ms)
 }
 
 /*
- * Direct writes (plain sockets; issue 14). A bufferevent with EV_WRITE
- * enabled registers write interest as soon as bytes are queued and drops it
- * once they are written: two epoll_ctl and a loop turn per response. So
- * while its output is empty the client's bufferevent has EV_WRITE disabled;
- * bytes queued schedule flush_ev, which runs after the current callback in
- * the same loop turn and writes everything queued by then with one
- * writev(2). What the socket does not take (or an error, which the
- * bufferevent's own write then reports) goes back to the bufferevent: EV_WRITE
- * enabled until the output drains (conn_write_cb), with the same watermarks
- * and backpressure as before. Not under a TLS filter (the filter writes
- * into the raw bufferevent itself) nor for a blind tunnel.
+ * Direct writes (issue 14). A bufferevent with EV_WRITE enabled registers
+ * write interest as soon as bytes are queued and drops it once they are
+ * written: two epoll_ctl and a loop turn per response. So while its output
+ * is empty the socket's bufferevent has EV_WRITE disabled; bytes queued
+ * schedule flush_ev, which runs after the current callback in the same loop
+ * turn and writes everything queued by then with one writev(2). What the
+ * socket does not take (or an error, which the bufferevent's own write then
+ * reports) goes back to the bufferevent: EV_WRITE enabled until the output
+ * drains, with the same watermarks and backpressure as before.
+ *
+ * Intercepted, the socket's bufferevent is the raw one under the TLS filter:
+ * the filter encrypts into its output (one SSL_write per loop turn, see
+ * conn_start_intercept) and the same flush writes the records. Not for a
+ * blind tunnel.
  */
+static struct bufferevent *conn_sock_bev(const struct conn *c)
+{
+    return c->raw_bev ? c->raw_bev : c->bev;
+}
+
 static void conn_out_watch_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
@@ -53,11 +61,15 @@ static void conn_out_watch_cb(struct evbuffer *buf, const struct evbuffer_cb_inf
         c->flush_pending = true;
         event_active(c->flush_ev, EV_WRITE, 1);
     }
+    /* drained by the bufferevent's own write: direct writes again (no syscall) */
+    if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0 && c->state < CONN_CLOSING &&
+        (bufferevent_get_enabled(conn_sock_bev(c)) & EV_WRITE))
+        bufferevent_disable(conn_sock_bev(c), EV_WRITE);
 }
 
 static void conn_direct_on(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = bufferevent_get_output(conn_sock_bev(c));
 
     if (!c->out_watch)
         c->out_watch = evbuffer_add_cb(out, conn_out_watch_cb, c);
@@ -67,14 +79,14 @@ static void conn_direct_on(struct conn *c)
     }
 }
 
-/* Hand the output back to the bufferevent for good (a TLS filter or a tunnel takes the socket). */
+/* Hand the output back to the bufferevent for good (a blind tunnel takes the socket). */
 static void conn_direct_off(struct conn *c)
 {
-    if (!c->out_watch || !c->bev)
+    if (!c->out_watch || !conn_sock_bev(c))
         return;
-    evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_watch);
+    evbuffer_remove_cb_entry(bufferevent_get_output(conn_sock_bev(c)), c->out_watch);
     c->out_watch = NULL;
-    bufferevent_enable(c->bev, EV_WRITE);
+    bufferevent_enable(conn_sock_bev(c), EV_WRITE);
 }
 
 static void conn_setup_bev(struct conn *c)
@@ -83,7 +95,21 @@ static void conn_setup_bev(struct conn *c)
     /* Backpressure: libevent stops reading the socket while the input holds CONN_INPUT_MAX. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, CONN_INPUT_MAX);
     bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUTPUT_LOW, 0);
-    if (!c->raw_bev && c->flush_ev) {
+    if (c->raw_bev) {
+        /*
+         * The filter encrypts only while the raw output holds less than
+         * CONN_OUTPUT_HIGH (libevent's default is no limit: a stalled agent
+         * had the whole response pile up as ciphertext). Above it, plaintext
+         * waits in the filter's output, where the pipeline's backpressure
+         * sees it.
+         */
+        bufferevent_setwatermark(c->raw_bev, EV_WRITE, CONN_OUTPUT_LOW, CONN_OUTPUT_HIGH);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        if (c->out_watch)
+            bufferevent_disable(c->raw_bev, EV_WRITE);
+        return;
+    }
+    if (c->flush_ev) {
         conn_direct_on(c);
         if (c->out_watch) {
             bufferevent_disable(c->bev, EV_WRITE); /* a new bufferevent starts with it on */
@@ -123,20 +149,29 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
     struct conn *c = arg;
     struct evbuffer *out;
 
+    struct bufferevent *sock;
+
     c->flush_pending = false;
-    if (c->state >= CONN_CLOSING || !c->bev || !c->out_watch ||
-        (bufferevent_get_enabled(c->bev) & EV_WRITE))
+    sock = c->bev ? conn_sock_bev(c) : NULL;
+    if (c->state >= CONN_CLOSING || !sock || !c->out_watch ||
+        (bufferevent_get_enabled(sock) & EV_WRITE))
         return; /* torn down, or the bufferevent writes until the output drains */
-    out = bufferevent_get_output(c->bev);
+    out = bufferevent_get_output(sock);
     if (evbuffer_get_length(out) == 0)
         return;
     /* a bufferevent keeps its output's front frozen except while it writes itself */
     evbuffer_unfreeze(out, 1);
-    evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_write(out, bufferevent_getfd(sock));
     evbuffer_freeze(out, 1);
     if (evbuffer_get_length(out) > 0) {
-        bufferevent_enable(c->bev, EV_WRITE);
+        bufferevent_enable(sock, EV_WRITE);
         return;
+    }
+    if (c->raw_bev) {
+        /* the filter may hold plaintext it stopped at the raw high watermark: its turn again */
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            bufferevent_trigger(c->raw_bev, EV_WRITE, 0);
+        return; /* the filter's own write callback reports its output draining */
     }
     conn_output_drained(c, 0);
 }
@@ -288,10 +323,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     if (c->state >= CONN_CLOSING)
         return;
-    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
-    if (out == 0 && c->out_watch)
-        bufferevent_disable(bev, EV_WRITE); /* drained: direct writes again (no syscall) */
-    conn_output_drained(c, out);
+    conn_output_drained(c, evbuffer_get_length(bufferevent_get_output(bev)));
 }
 
 /* The output holds out bytes (at most CONN_OUTPUT_LOW) after a write. */
@@ -510,7 +542,6 @@ int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authorit
      */
     struct bufferevent *tls;
 
-    conn_direct_off(c); /* the filter writes into the raw bufferevent's output itself */
     tls = bufferevent_openssl_filter_new(c->own->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                          BEV_OPT_DEFER_CALLBACKS);
     if (!tls) {
@@ -518,6 +549,13 @@ int conn_start_intercept(struct conn *c, SSL *ssl, const struct hostmap_authorit
         return -1;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    /*
+     * The filter encrypts on every add to its output: a response head written
+     * line by line left as one TLS record per line (46 records for a 1 KiB
+     * answer, each a read and a decryption for the agent). Deferred, it
+     * encrypts once per loop turn, after the pipeline has written.
+     */
+    evbuffer_defer_callbacks(bufferevent_get_output(tls), c->own->base);
     c->raw_bev = c->bev;
     c->ssl = ssl;
     c->bev = tls;

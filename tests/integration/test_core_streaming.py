@@ -1,18 +1,21 @@
 #!/usr/bin/python3
 """Streaming and connection handling: big bodies both ways with flat memory
-(VmHWM), a slow reader, pipelining, Expect: 100-continue, keep-alive, and
-upstream connection reuse across client connections.
+(VmHWM), a slow reader (plain and inside an intercepted tunnel), pipelining,
+Expect: 100-continue, keep-alive, upstream connection reuse across client
+connections, and how an intercepted response is cut into TLS records.
 
 Run: CREDPROXY_BIN=build/credproxy /usr/bin/python3 tests/integration/test_core_streaming.py [TEST...]
 """
 import os
 import socket
+import ssl
 import subprocess
 import time
 
 import harness as h
 from harness import check
 from fake_atlassian import download_sha256
+from intercept_helpers import setup as intercept_setup, tunnel
 
 MiB = 1024 * 1024
 # ASan's shadow memory and quarantine (capped at 32 MiB by tests/CMakeLists.txt)
@@ -108,6 +111,146 @@ def stream_slow_reader(env):
     check(head.startswith(b"HTTP/1.1 200"), "slow reader got 200", head[:200])
     check(len(body) == size and h.sha256(body) == download_sha256(size), "slow reader body intact",
           len(body))
+    env.stop_proxy()
+
+
+def _tls_in_tunnel(env, certs, rcvbuf=None):
+    """CONNECT acme.atlassian.net:443, then TLS to the intercepting leaf; returns the TLS socket."""
+    s, r = tunnel(env, "acme.atlassian.net:443", timeout=20)
+    check(r.status == 200, "CONNECT answered 200", r)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    return ctx.wrap_socket(s, server_hostname="acme.atlassian.net")
+
+
+@h.test(timeout=120)
+def stream_intercepted_download_and_slow_reader(env):
+    """Inside a tunnel the TLS layer must pass backpressure on, both ways: encrypted
+    bytes the agent does not read may not pile up in the proxy."""
+    certs = intercept_setup(env)
+    size = 64 * MiB
+    want = download_sha256(size)
+    rc, code, got = _curl_sha(env, ["--cacert", os.path.join(certs, "ca.pem"),
+                                    "https://acme.atlassian.net/__download?size=%d" % size])
+    check(rc == 0 and code == "200" and got == want, "64 MiB intercepted download intact",
+          (rc, code, got))
+    path = os.path.join(env.dir, "upload.bin")
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(64):
+            f.write(block[i:] + block[:i])
+    r = env.curl_proxy("https://acme.atlassian.net/__upload", "--cacert",
+                       os.path.join(certs, "ca.pem"), "--data-binary", "@" + path,
+                       "-H", "Content-Type: application/octet-stream", "-H", "Expect:", timeout=90)
+    check(r.status == 200 and r.json() == {"sha256": h.sha256(open(path, "rb").read()),
+                                           "length": 64 * MiB},
+          "64 MiB intercepted upload intact", r)
+    base = h.vmrss_kib(env.proxy.pid)
+    size = 96 * MiB
+    t = _tls_in_tunnel(env, certs, rcvbuf=64 * 1024)
+    t.sendall(b"GET /__download?size=%d HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+              b"Connection: close\r\n\r\n" % size)
+    got = t.recv(256 * 1024)
+    time.sleep(3)  # the agent stalls; the proxy must stop reading upstream
+    stalled = h.vmrss_kib(env.proxy.pid)
+    h.log("    proxy VmRSS before %d KiB, with a stalled 96 MiB reader in a tunnel %d KiB"
+          % (base, stalled))
+    check(stalled - base < 24 * 1024, "a stalled reader in a tunnel does not grow proxy memory",
+          "%d -> %d KiB" % (base, stalled))
+    buf = bytearray(got)
+    while True:
+        try:
+            d = t.recv(1024 * 1024)
+        except ssl.SSLError as e:
+            check(False, "tunnel read ends cleanly", e)
+            break
+        if not d:
+            break
+        buf += d
+    t.close()
+    head, _, body = bytes(buf).partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "slow reader in a tunnel got 200", head[:200])
+    check(len(body) == size and h.sha256(body) == download_sha256(size),
+          "slow reader in a tunnel: body intact", len(body))
+    hwm = h.vmhwm_kib(env.proxy.pid)
+    check(hwm < RSS_LIMIT_KIB, "proxy peak RSS under %d MiB" % (RSS_LIMIT_KIB // 1024),
+          "%d KiB" % hwm)
+    env.stop_proxy()
+
+
+def _tls_records(data):
+    """(content type, length) of each whole TLS record in data."""
+    out, i = [], 0
+    while i + 5 <= len(data):
+        n = int.from_bytes(data[i + 3:i + 5], "big")
+        if i + 5 + n > len(data):
+            break
+        out.append((data[i], n))
+        i += 5 + n
+    return out
+
+
+def _whole_response(plain):
+    head, sep, body = plain.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+@h.test
+def stream_intercepted_response_records(env):
+    """A small intercepted response leaves in a few TLS records, not one per header line
+    (each record costs the agent a read and a decryption)."""
+    certs = intercept_setup(env)
+    s, r = tunnel(env, "acme.atlassian.net:443")
+    check(r.status == 200, "CONNECT answered 200", r)
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, outg, server_hostname="acme.atlassian.net")
+    s.settimeout(10)
+
+    def pump():
+        data = outg.read()
+        if data:
+            s.sendall(data)
+
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump()
+            inc.write(s.recv(65536))
+    pump()
+    for i in range(3):
+        tls.write(b"GET /__echo?i=%d HTTP/1.1\r\nHost: acme.atlassian.net\r\n\r\n" % i)
+        pump()
+        raw, plain = b"", b""
+        while not _whole_response(plain):
+            d = s.recv(65536)
+            check(d != b"", "response arrives", plain[:200])
+            if not d:
+                break
+            raw += d
+            inc.write(d)
+            try:
+                while True:
+                    plain += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        recs = [n for t, n in _tls_records(raw) if t == 23]
+        h.log("    response %d: %d plaintext bytes in %d TLS records %s" % (i, len(plain), len(recs),
+                                                                           recs))
+        check(plain.startswith(b"HTTP/1.1 200"), "response %d is 200" % i, plain[:100])
+        # Record 0 may be preceded by TLS 1.3 session tickets; a head + body needs at most 2.
+        check(1 <= len(recs) <= (4 if i == 0 else 2),
+              "response %d leaves in at most %d TLS records" % (i, 4 if i == 0 else 2), recs)
+    s.close()
     env.stop_proxy()
 
 
