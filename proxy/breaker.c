@@ -63,9 +63,9 @@ static void brk_info(const struct breaker_entry *e, int64_t now_ms, struct break
     if (!out)
         return;
     memset(out, 0, sizeof(*out));
-    snprintf(out->credential, sizeof(out->credential), "%s", e->name);
-    snprintf(out->email, sizeof(out->email), "%s", e->email);
-    snprintf(out->said, sizeof(out->said), "%s", e->said);
+    util_copy(out->credential, sizeof(out->credential), e->name);
+    util_copy(out->email, sizeof(out->email), e->email);
+    util_copy(out->said, sizeof(out->said), e->said);
     out->state = e->state;
     out->captcha = e->captcha;
     out->failures = e->failures;
@@ -112,13 +112,13 @@ void breaker_configure(struct breaker *b, const struct config *cfg)
                 continue;
             e = &b->e[b->n++];
             memset(e, 0, sizeof(*e));
-            snprintf(e->name, sizeof(e->name), "%s", c->name);
+            util_copy(e->name, sizeof(e->name), c->name);
             e->cooldown_ms = BREAKER_COOLDOWN_MS;
         }
         e->configured = true;
         e->order = i;
         e->reject_after = c->reject_after ? c->reject_after : CONFIG_DEFAULT_REJECT_AFTER;
-        snprintf(e->email, sizeof(e->email), "%s", c->email ? c->email : "");
+        util_copy(e->email, sizeof(e->email), c->email);
     }
     pthread_mutex_unlock(&b->mu);
 }
@@ -184,7 +184,7 @@ bool breaker_report(struct breaker *b, const char *cred, bool probe, enum breake
     chg->from = chg->to = before;
     bool failed = outcome == BREAKER_OUTCOME_AUTH_FAILED || outcome == BREAKER_OUTCOME_CAPTCHA;
     if (failed && said)
-        snprintf(e->said, sizeof(e->said), "%s", said);
+        util_copy(e->said, sizeof(e->said), said);
 
     switch (outcome) {
     case BREAKER_OUTCOME_OK:

@@ -154,15 +154,17 @@ static void breaker_answer(struct request *r, int status, const struct upstream_
                            const struct upstream_header *denied)
 {
     char sv[CREDSTATE_MAX_VALUE + 1] = "", dv[CREDSTATE_MAX_VALUE + 1] = "";
-    char said[BREAKER_MAX_SAID + 1];
+    char said[BREAKER_MAX_SAID + 1] = "";
 
     if (seraph)
         snprintf(sv, sizeof(sv), "%.*s", (int)seraph->value_len, seraph->value);
     if (denied)
         snprintf(dv, sizeof(dv), "%.*s", (int)denied->value_len, denied->value);
     enum breaker_outcome o = breaker_classify(status, seraph ? sv : NULL, denied ? dv : NULL);
-    credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
-                   sizeof(said));
+    /* What Atlassian said is kept only for a refusal (the breaker's reason); not per 200. */
+    if (o == BREAKER_OUTCOME_AUTH_FAILED || o == BREAKER_OUTCOME_CAPTCHA)
+        credstate_said(status, seraph ? sv : NULL, strlen(sv), denied ? dv : NULL, strlen(dv), said,
+                       sizeof(said));
     /*
      * The gateway answers a token that lacks a scope with 401 "Unauthorized;
      * scope does not match": that says nothing against the credential, so a

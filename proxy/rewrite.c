@@ -67,21 +67,37 @@ static bool rewrite_origin_char_ok(char c)
     return u > 0x20 && u < 0x7f && c != '"' && c != '\\';
 }
 
+/* Append s to p->text at *n, cut at the pattern's capacity (a gateway response builds these). */
+static void rewrite_put(struct rewrite_pattern *p, size_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > sizeof(p->text) - 1 - *n)
+        len = sizeof(p->text) - 1 - *n;
+    memcpy(p->text + *n, s, len);
+    *n += len;
+}
+
 static void rewrite_add_pattern(struct rewrite *rw, const char *scheme, const char *hostpart,
                                 const char *port, bool escaped, const char *path)
 {
     struct rewrite_pattern *p = &rw->pat[rw->npat++];
-    int n = snprintf(p->text, sizeof(p->text), "%s%s%s%s%s", scheme, escaped ? ":\\/\\/" : "://",
-                     hostpart, port ? ":" : "", port ? port : "");
+    size_t n = 0;
 
+    rewrite_put(p, &n, scheme);
+    rewrite_put(p, &n, escaped ? ":\\/\\/" : "://");
+    rewrite_put(p, &n, hostpart);
+    if (port) {
+        rewrite_put(p, &n, ":");
+        rewrite_put(p, &n, port);
+    }
     /* A path prefix (checked by the caller to fit): its slashes escaped in the JSON form. */
-    for (const char *c = path ? path : ""; *c && (size_t)n + 2 < sizeof(p->text); c++) {
+    for (const char *c = path ? path : ""; *c && n + 2 < sizeof(p->text); c++) {
         if (*c == '/' && escaped)
             p->text[n++] = '\\';
         p->text[n++] = rewrite_lower(*c);
     }
     p->text[n] = '\0';
-    p->len = (size_t)n;
+    p->len = n;
     p->escaped = escaped;
     if (p->len > rw->max_pat)
         rw->max_pat = p->len;
@@ -214,7 +230,11 @@ struct rewrite *rewrite_new(const char *from_origin, const char *to_origin)
 
     if (!from_origin || !to_origin)
         return NULL;
-    rw = xcalloc(1, sizeof(*rw));
+    /* Not zeroed (about 4 KiB, one per rewritten response): every field is set before use. */
+    rw = xmalloc(sizeof(*rw));
+    rw->npat = 0;
+    rw->max_pat = 0;
+    rw->held = 0;
     if (rewrite_parse_from(rw, from_origin, NULL) < 0 || rewrite_parse_to(rw, to_origin) < 0) {
         free(rw);
         return NULL;
@@ -305,6 +325,16 @@ static int rewrite_emit(rewrite_emit_fn *emit, void *arg, const char *p, size_t 
     return n == 0 ? 0 : emit(arg, p, n);
 }
 
+/* The next position at or after i whose byte is the patterns' first letter, either case. */
+static size_t rewrite_next_start(const struct rewrite *rw, const char *buf, size_t i, size_t len)
+{
+    const char *lo = memchr(buf + i, rw->first, len - i);
+    size_t end = lo ? (size_t)(lo - buf) : len;
+    char upper = rw->first >= 'a' && rw->first <= 'z' ? (char)(rw->first - 'a' + 'A') : 0;
+    const char *up = upper && end > i ? memchr(buf + i, upper, end - i) : NULL;
+    return up ? (size_t)(up - buf) : end;
+}
+
 /*
  * Scan buf[0..len), emitting decided bytes. Stops at the first undecided
  * position (never when final); *used is how many input bytes were decided.
@@ -319,10 +349,9 @@ static int rewrite_scan(struct rewrite *rw, const char *buf, size_t len, bool fi
         enum rewrite_verdict v;
         size_t k = 0;
 
-        if (rewrite_lower(buf[i]) != rw->first) {
-            i++;
-            continue;
-        }
+        i = rewrite_next_start(rw, buf, i, len);
+        if (i == len)
+            break;
         v = rewrite_try(rw, buf + i, len - i, final, true, &k);
         if (v == REWRITE_NO) {
             i++;

@@ -279,6 +279,13 @@ bool util_memcaseeq(const char *a, const char *b, size_t n)
     return true;
 }
 
+void util_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 bool util_strcaseeq(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -46,6 +46,9 @@ int util_parse_rate(const char *s, double *per_second, bool *off);
 /* "YYYY-MM-DD" -> seconds since the epoch at 00:00:00 UTC of that day. */
 int util_parse_date(const char *s, int64_t *out_epoch);
 
+/* Copy src into dst[cap], cut to fit and always terminated (cap > 0); src NULL copies "". */
+void util_copy(char *dst, size_t cap, const char *src);
+
 /* ASCII helpers (locale-independent). */
 bool util_strcaseeq(const char *a, const char *b);
 bool util_memcaseeq(const char *a, const char *b, size_t n);

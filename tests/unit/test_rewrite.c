@@ -173,6 +173,11 @@ static void test_body_table(void)
     /* case-insensitive scheme and host */
     CHECK_REWRITE("HTTPS://ACME.Atlassian.NET/x", "http://127.0.0.1:8082/x");
     CHECK_REWRITE("Https:\\/\\/Acme.Atlassian.Net\\/x", "http:\\/\\/127.0.0.1:8082\\/x");
+    /* near misses of either case before a match (the scan jumps from one 'h'/'H' to the next) */
+    CHECK_REWRITE("hHhttP Http:/ hTTPS:// HTTPS://ACME.atlassian.net/x hh",
+                  "hHhttP Http:/ hTTPS:// http://127.0.0.1:8082/x hh");
+    CHECK_REWRITE("Hhttps://acme.atlassian.net/", "Hhttp://127.0.0.1:8082/");
+    CHECK_SAME("no scheme letter at all: just text, digits 0123 and JSON {\"a\": [1, 2]}");
     /* several, adjacent, nested */
     CHECK_REWRITE("https://acme.atlassian.net/a https://acme.atlassian.net/b",
                   "http://127.0.0.1:8082/a http://127.0.0.1:8082/b");

@@ -157,6 +157,25 @@ static void test_strings(void)
     s = xstrndup("abcdef", 3);
     CHECK_STR(s, "abc");
     free(s);
+    /* util_copy: cut to fit, always terminated, NULL is "" */
+    static const struct {
+        const char *src;
+        size_t cap;
+        const char *want;
+    } copies[] = {
+        {"abc", 8, "abc"},
+        {"abcdefgh", 8, "abcdefg"},
+        {"abcdefg", 8, "abcdefg"},
+        {"", 8, ""},
+        {NULL, 8, ""},
+        {"abc", 1, ""},
+    };
+    for (size_t i = 0; i < sizeof(copies) / sizeof(copies[0]); i++) {
+        char buf[8];
+        memset(buf, 'X', sizeof(buf));
+        util_copy(buf, copies[i].cap, copies[i].src);
+        CHECK_STR(buf, copies[i].want);
+    }
 }
 
 static void test_base64(void)
