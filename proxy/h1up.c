@@ -62,8 +62,9 @@
 #define H1UP_ERRBUF 256     /* OpenSSL reason text */
 #define H1UP_HEAD_SLACK 512 /* request line, Host and framing lines on top of the block */
 
-#define H1UP_READ_CHUNK (16 * 1024) /* one SSL_read into the input buffer */
-#define H1UP_WRITE_MAX (16 * 1024)  /* one SSL_write: at most a full TLS record */
+#define H1UP_READ_CHUNK (16 * 1024)      /* one SSL_read into the input buffer */
+#define H1UP_TLS_READ_BUFFER (64 * 1024) /* OpenSSL's read-ahead buffer per connection */
+#define H1UP_WRITE_MAX (16 * 1024)       /* one SSL_write: at most a full TLS record */
 #define H1UP_SEND_ROUNDS 4 /* body pulls of up to H1UP_OUTPUT_HIGH per turn before yielding */
 
 static const unsigned char h1up_alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
@@ -303,6 +304,12 @@ static SSL_CTX *h1up_ctx_new(const char *ca_file)
      * front, see retry_len).
      */
     SSL_CTX_set_read_ahead(ctx, 1);
+    /*
+     * With read-ahead OpenSSL reads into a buffer of one record by default:
+     * a download cost a read(2) per 16 KiB record. A larger buffer takes up
+     * to four records per read(2) (the same pooled connection keeps it).
+     */
+    SSL_CTX_set_default_read_buffer_len(ctx, H1UP_TLS_READ_BUFFER);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, h1up_new_session_cb);
