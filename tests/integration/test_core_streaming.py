@@ -83,34 +83,43 @@ def stream_big_upload(env):
     env.stop_proxy()
 
 
-@h.test(timeout=90)
-def stream_slow_reader(env):
-    env.start_fake()
-    env.start_proxy()
-    size = 96 * MiB
+def _stalled_reader(env, s, request, size, where):
+    """Send request on s (plain or TLS), stall 3 s after the first bytes, then drain and verify."""
     base = h.vmrss_kib(env.proxy.pid)
-    s = socket.create_connection(("127.0.0.1", env.port), timeout=20)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    s.sendall(b"GET http://acme.atlassian.net/__download?size=%d HTTP/1.1\r\n"
-              b"Host: acme.atlassian.net\r\nConnection: close\r\n\r\n" % size)
+    s.sendall(request)
     got = s.recv(256 * 1024)
     time.sleep(3)  # the client stalls; the proxy must stop reading upstream
     stalled = h.vmrss_kib(env.proxy.pid)
-    h.log("    proxy VmRSS at start %d KiB, with a stalled 96 MiB reader %d KiB" % (base, stalled))
-    check(stalled - base < 24 * 1024, "a stalled reader does not grow proxy memory",
+    h.log("    proxy VmRSS at start %d KiB, with a stalled %d MiB reader%s %d KiB"
+          % (base, size // MiB, where, stalled))
+    check(stalled - base < 24 * 1024, "a stalled reader%s does not grow proxy memory" % where,
           "%d -> %d KiB" % (base, stalled))
-    # Now drain it all and verify.
     buf = bytearray(got)
     while True:
-        d = s.recv(1024 * 1024)
+        try:
+            d = s.recv(1024 * 1024)
+        except ssl.SSLError as e:
+            check(False, "the read%s ends cleanly" % where, e)
+            break
         if not d:
             break
         buf += d
     s.close()
     head, _, body = bytes(buf).partition(b"\r\n\r\n")
-    check(head.startswith(b"HTTP/1.1 200"), "slow reader got 200", head[:200])
-    check(len(body) == size and h.sha256(body) == download_sha256(size), "slow reader body intact",
-          len(body))
+    check(head.startswith(b"HTTP/1.1 200"), "slow reader%s got 200" % where, head[:200])
+    check(len(body) == size and h.sha256(body) == download_sha256(size),
+          "slow reader%s: body intact" % where, len(body))
+
+
+@h.test(timeout=90)
+def stream_slow_reader(env):
+    env.start_fake()
+    env.start_proxy()
+    size = 96 * MiB
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=20)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    _stalled_reader(env, s, b"GET http://acme.atlassian.net/__download?size=%d HTTP/1.1\r\n"
+                    b"Host: acme.atlassian.net\r\nConnection: close\r\n\r\n" % size, size, "")
     env.stop_proxy()
 
 
@@ -146,33 +155,10 @@ def stream_intercepted_download_and_slow_reader(env):
     check(r.status == 200 and r.json() == {"sha256": h.sha256(open(path, "rb").read()),
                                            "length": 64 * MiB},
           "64 MiB intercepted upload intact", r)
-    base = h.vmrss_kib(env.proxy.pid)
     size = 96 * MiB
     t = _tls_in_tunnel(env, certs, rcvbuf=64 * 1024)
-    t.sendall(b"GET /__download?size=%d HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
-              b"Connection: close\r\n\r\n" % size)
-    got = t.recv(256 * 1024)
-    time.sleep(3)  # the agent stalls; the proxy must stop reading upstream
-    stalled = h.vmrss_kib(env.proxy.pid)
-    h.log("    proxy VmRSS before %d KiB, with a stalled 96 MiB reader in a tunnel %d KiB"
-          % (base, stalled))
-    check(stalled - base < 24 * 1024, "a stalled reader in a tunnel does not grow proxy memory",
-          "%d -> %d KiB" % (base, stalled))
-    buf = bytearray(got)
-    while True:
-        try:
-            d = t.recv(1024 * 1024)
-        except ssl.SSLError as e:
-            check(False, "tunnel read ends cleanly", e)
-            break
-        if not d:
-            break
-        buf += d
-    t.close()
-    head, _, body = bytes(buf).partition(b"\r\n\r\n")
-    check(head.startswith(b"HTTP/1.1 200"), "slow reader in a tunnel got 200", head[:200])
-    check(len(body) == size and h.sha256(body) == download_sha256(size),
-          "slow reader in a tunnel: body intact", len(body))
+    _stalled_reader(env, t, b"GET /__download?size=%d HTTP/1.1\r\nHost: acme.atlassian.net\r\n"
+                    b"Connection: close\r\n\r\n" % size, size, " in a tunnel")
     hwm = h.vmhwm_kib(env.proxy.pid)
     check(hwm < RSS_LIMIT_KIB, "proxy peak RSS under %d MiB" % (RSS_LIMIT_KIB // 1024),
           "%d KiB" % hwm)
