@@ -53,14 +53,21 @@ static struct bufferevent *conn_sock_bev(const struct conn *c)
     return c->raw_bev ? c->raw_bev : c->bev;
 }
 
+/* Run conn_flush_cb once after the current callback (this loop turn). */
+static void conn_flush_soon(struct conn *c)
+{
+    if (!c->flush_pending && c->flush_ev) {
+        c->flush_pending = true;
+        event_active(c->flush_ev, EV_WRITE, 1);
+    }
+}
+
 static void conn_out_watch_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *c = arg;
 
-    if (info->n_added > 0 && !c->flush_pending && c->flush_ev) {
-        c->flush_pending = true;
-        event_active(c->flush_ev, EV_WRITE, 1);
-    }
+    if (info->n_added > 0)
+        conn_flush_soon(c);
     /* drained by the bufferevent's own write: direct writes again (no syscall) */
     if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0 && c->state < CONN_CLOSING &&
         (bufferevent_get_enabled(conn_sock_bev(c)) & EV_WRITE))
@@ -73,10 +80,8 @@ static void conn_direct_on(struct conn *c)
 
     if (!c->out_watch)
         c->out_watch = evbuffer_add_cb(out, conn_out_watch_cb, c);
-    if (c->out_watch && evbuffer_get_length(out) > 0 && !c->flush_pending && c->flush_ev) {
-        c->flush_pending = true;
-        event_active(c->flush_ev, EV_WRITE, 1);
-    }
+    if (c->out_watch && evbuffer_get_length(out) > 0)
+        conn_flush_soon(c);
 }
 
 /* Hand the output back to the bufferevent for good (a blind tunnel takes the socket). */
@@ -148,7 +153,6 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *out;
-
     struct bufferevent *sock;
 
     c->flush_pending = false;
